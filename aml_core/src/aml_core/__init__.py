@@ -1,0 +1,17 @@
+"""aml_core: deploy a model from a file to a running scoring service, offline or in Azure."""
+
+from aml_core.capabilities import Capabilities
+from aml_core.errors import (
+    AmlError,
+    AuthError,
+    Conflict,
+    InvalidConfig,
+    NotFound,
+    NotSupported,
+    ProvisioningFailed,
+    QuotaExceeded,
+)
+from aml_core.hookspecs import hookimpl
+from aml_core.records import ServiceRecord, TargetKind
+
+__version__ = "0.1.0"
