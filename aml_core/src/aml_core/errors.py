@@ -70,6 +70,11 @@ class ProvisioningFailed(AmlError):
     code = "ProvisioningFailed"
     exit_status = 9
 
+    def __init__(self, message: str, record: object = None) -> None:
+        super().__init__(message)
+        #: the failed ServiceRecord, when the provider kept something to inspect (logs)
+        self.record = record
+
 
 class DeploymentTimeout(AmlError):
     """A long operation did not finish in the time allowed."""

@@ -32,6 +32,8 @@ class TargetKind:
     description: str = ""
     #: the Webservice subclass that ``Webservice(ws, name)`` returns for this kind
     webservice_class: Any = attrs.field(default=None, eq=False, hash=False, repr=False)
+    #: the deployment configuration class (with ``to_dict``/``from_dict``) for stored specs
+    deployment_config_class: Any = attrs.field(default=None, eq=False, hash=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)

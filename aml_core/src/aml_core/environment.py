@@ -1,0 +1,257 @@
+"""Environments: what an entry script needs installed, from pip requirements or a conda YAML.
+
+The runtime of every image already provides the scoring server, so ``azureml-defaults`` and
+``azureml-inference-server-http`` in a requirements list are recognised and dropped. Conda
+packages with a pip equivalent become pip requirements; the rest are kept as conda-only and
+reported, since the process engine installs with pip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+
+from aml_core.errors import InvalidConfig
+
+#: Requirements the scoring runtime itself satisfies.
+PROVIDED_BY_RUNTIME = frozenset({"azureml-defaults", "azureml-inference-server-http", "azureml-core"})
+
+#: conda package name -> pip distribution name, for packages that exist on both sides.
+CONDA_TO_PIP = {
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "pandas": "pandas",
+    "scikit-learn": "scikit-learn",
+    "joblib": "joblib",
+    "requests": "requests",
+    "pyyaml": "pyyaml",
+    "matplotlib": "matplotlib",
+    "pillow": "pillow",
+    "pytorch": "torch",
+    "torchvision": "torchvision",
+    "tensorflow": "tensorflow",
+    "py-xgboost": "xgboost",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "onnxruntime": "onnxruntime",
+    "statsmodels": "statsmodels",
+    "inference-schema": "inference-schema",
+}
+#: conda entries that describe the interpreter or installer, not a package to install
+_CONDA_TOOLING = {"python", "pip", "setuptools", "wheel"}
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+def _conda_to_pip(spec: str) -> str | None:
+    """``numpy=1.26`` -> ``numpy==1.26.*``; ``scikit-learn>=1.3`` unchanged; None if unknown."""
+    match = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*(.*)$", spec)
+    if not match:
+        return None
+    name, constraint = match.group(1).lower(), match.group(2).strip()
+    pip_name = CONDA_TO_PIP.get(name)
+    if pip_name is None:
+        return None
+    if constraint.startswith("=") and not constraint.startswith("=="):
+        version = constraint[1:].split("=")[0]
+        constraint = f"=={version}" if version.count(".") >= 2 else f"=={version}.*"
+    return f"{pip_name}{constraint}"
+
+
+@attrs.define
+class CondaDependencies:
+    """The dependency part of an environment (``env.python.conda_dependencies``)."""
+
+    pip_packages: list[str] = attrs.field(factory=list)
+    conda_packages: list[str] = attrs.field(factory=list)
+    channels: list[str] = attrs.field(factory=list)
+    python_version: str | None = None
+
+    @classmethod
+    def create(cls, pip_packages=None, conda_packages=None, python_version=None) -> "CondaDependencies":
+        deps = cls(python_version=python_version)
+        for p in pip_packages or ():
+            deps.add_pip_package(p)
+        for c in conda_packages or ():
+            deps.add_conda_package(c)
+        return deps
+
+    def add_pip_package(self, requirement: str) -> None:
+        try:
+            Requirement(requirement)
+        except InvalidRequirement as exc:
+            raise InvalidConfig(f"Invalid pip requirement {requirement!r}: {exc}") from None
+        if requirement not in self.pip_packages:
+            self.pip_packages.append(requirement)
+
+    def add_conda_package(self, spec: str) -> None:
+        if spec not in self.conda_packages:
+            self.conda_packages.append(spec)
+
+    def pip_requirements(self) -> list[str]:
+        """Everything to pip-install: pip packages plus conda packages with a pip twin."""
+        reqs: list[str] = []
+        for spec in self.pip_packages:
+            if Requirement(spec).name.lower() not in PROVIDED_BY_RUNTIME:
+                reqs.append(spec)
+        for spec in self.conda_packages:
+            converted = _conda_to_pip(spec)
+            if converted and converted not in reqs:
+                reqs.append(converted)
+        return sorted(set(reqs), key=str.lower)
+
+    def conda_only(self) -> list[str]:
+        """Conda packages with no pip equivalent (they cannot be installed by the process engine)."""
+        left = []
+        for spec in self.conda_packages:
+            name = re.split(r"[<>=!\s]", spec.strip(), maxsplit=1)[0].lower()
+            if name not in _CONDA_TOOLING and _conda_to_pip(spec) is None:
+                left.append(spec)
+        return left
+
+
+@attrs.define
+class PythonSection:
+    conda_dependencies: CondaDependencies = attrs.field(factory=CondaDependencies)
+    #: True means "use the interpreter as it is" (no installs)
+    user_managed_dependencies: bool = False
+
+
+@attrs.define
+class DockerSection:
+    base_image: str | None = None
+    base_dockerfile: str | None = None
+
+
+@attrs.define
+class Environment:
+    """What the entry script needs: Python packages, environment variables, a base image."""
+
+    name: str = attrs.field()
+    python: PythonSection = attrs.field(factory=PythonSection)
+    docker: DockerSection = attrs.field(factory=DockerSection)
+    environment_variables: dict[str, str] = attrs.field(factory=dict)
+    inferencing_stack_version: str | None = None
+    version: str | None = None
+
+    @name.validator
+    def _check_name(self, attribute, value):
+        if not isinstance(value, str) or not _ENV_NAME.match(value):
+            raise InvalidConfig(
+                f"Invalid environment name {value!r}: 1-255 letters, digits, '-', '_' or '.', starting with a letter or digit."
+            )
+
+    # -- constructors (the names azureml-core uses) ---------------------------------------
+
+    @classmethod
+    def from_pip_requirements(cls, name: str, file_path: str | Path) -> "Environment":
+        path = Path(file_path)
+        if not path.is_file():
+            raise InvalidConfig(f"Requirements file {str(path)!r} does not exist.")
+        env = cls(name)
+        for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if line.startswith("-"):
+                raise InvalidConfig(
+                    f"{path}:{lineno}: pip options such as {line.split()[0]!r} are not supported in an environment; "
+                    f"list requirements only."
+                )
+            try:
+                env.python.conda_dependencies.add_pip_package(line)
+            except InvalidConfig as exc:
+                raise InvalidConfig(f"{path}:{lineno}: {exc}") from None
+        return env
+
+    @classmethod
+    def from_conda_specification(cls, name: str, file_path: str | Path) -> "Environment":
+        path = Path(file_path)
+        if not path.is_file():
+            raise InvalidConfig(f"Conda file {str(path)!r} does not exist.")
+        try:
+            spec = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InvalidConfig(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(spec, dict):
+            raise InvalidConfig(f"{path} must be a mapping with a 'dependencies' list (a conda environment file).")
+        deps = spec.get("dependencies") or []
+        if not isinstance(deps, list):
+            raise InvalidConfig(f"{path}: 'dependencies' must be a list.")
+        env = cls(name)
+        conda = env.python.conda_dependencies
+        conda.channels = [str(c) for c in spec.get("channels") or []]
+        for item in deps:
+            if isinstance(item, dict):
+                pip_list = item.get("pip")
+                if pip_list is None or not isinstance(pip_list, list):
+                    raise InvalidConfig(f"{path}: a mapping in 'dependencies' must be a 'pip:' list, got {item!r}.")
+                for req in pip_list:
+                    conda.add_pip_package(str(req))
+            elif isinstance(item, str):
+                if re.match(r"^python\s*[=<>]", item) or item.strip() == "python":
+                    conda.python_version = re.sub(r"^python\s*=*\s*", "", item).strip() or None
+                else:
+                    conda.add_conda_package(item)
+            else:
+                raise InvalidConfig(f"{path}: unexpected dependency entry {item!r}.")
+        left = conda.conda_only()
+        if left:
+            warnings.warn(
+                f"Environment {name!r}: conda packages without a pip equivalent will not be installed by the "
+                f"process engine: {', '.join(left)}",
+                stacklevel=2,
+            )
+        return env
+
+    # -- identity ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Environment":
+        python = data.get("python") or {}
+        conda = python.get("conda_dependencies") or {}
+        return cls(
+            name=data["name"],
+            python=PythonSection(
+                conda_dependencies=CondaDependencies(**conda),
+                user_managed_dependencies=bool(python.get("user_managed_dependencies", False)),
+            ),
+            docker=DockerSection(**(data.get("docker") or {})),
+            environment_variables=dict(data.get("environment_variables") or {}),
+            inferencing_stack_version=data.get("inferencing_stack_version"),
+            version=data.get("version"),
+        )
+
+    def materialization_spec(self) -> dict[str, Any]:
+        """What an engine needs to build this environment, in a canonical form."""
+        conda = self.python.conda_dependencies
+        return {
+            "python": conda.python_version or f"{sys.version_info.major}.{sys.version_info.minor}",
+            "pip": conda.pip_requirements(),
+            "conda_only": sorted(conda.conda_only()),
+            "user_managed": self.python.user_managed_dependencies,
+            "base_image": self.docker.base_image,
+            "environment_variables": dict(sorted(self.environment_variables.items())),
+        }
+
+    @property
+    def hash(self) -> str:
+        """A stable hash of what the environment installs (not of its name)."""
+        canonical = json.dumps(self.materialization_spec(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def default_environment() -> Environment:
+    """The environment used when an InferenceConfig names none: the runtime's own packages only."""
+    return Environment("aml-default")

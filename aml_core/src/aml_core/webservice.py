@@ -1,0 +1,605 @@
+"""Web services: deploy, find, call, update and delete them, whatever the target.
+
+A :class:`Webservice` is a handle on a row of the workspace's ``services`` table; every
+operation goes through the typed hook facade to the provider of the service's kind.
+``Model.deploy`` returns at once with the service in state ``Transitioning`` while the
+provider works in a background thread; ``wait_for_deployment`` shows its progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+import attrs
+import requests
+
+from aml_core.errors import (
+    AmlError,
+    Conflict,
+    DeploymentTimeout,
+    InvalidConfig,
+    NotFound,
+    ProvisioningFailed,
+    WebserviceException,
+)
+from aml_core.inference import InferenceConfig
+from aml_core.plugins import Hooks, default_hooks
+from aml_core.records import AuthRequest, DeploymentSpec, ModelRecord, ServiceRecord, utcnow
+from aml_core.serialization import service_from_dict, to_dict, to_json
+from aml_core.workspace import Workspace
+
+SERVICE_NAME_RULE = (
+    "a service name is 3-32 characters of lowercase letters, digits and dashes, "
+    "starting with a letter and not ending with a dash"
+)
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+TRANSITIONAL_STATES = {"Transitioning", "deploying", "updating"}
+
+
+def validate_service_name(name: object) -> str:
+    if not isinstance(name, str) or not _SERVICE_NAME.match(name):
+        raise InvalidConfig(f"Invalid service name {name!r}: {SERVICE_NAME_RULE}.")
+    return name
+
+
+class WebserviceNotFound(NotFound):
+    """No service of that name exists in the workspace."""
+
+
+# -- persistence -------------------------------------------------------------------------
+
+
+def _load_row(workspace: Workspace, name: str) -> tuple[ServiceRecord, dict | None] | None:
+    with workspace.reading() as db:
+        row = db.execute("SELECT record, spec FROM services WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    return service_from_dict(json.loads(row["record"])), (json.loads(row["spec"]) if row["spec"] else None)
+
+
+def _store(workspace: Workspace, record: ServiceRecord, spec: dict | None = None, *, release: bool = True) -> None:
+    with workspace.transaction() as db:
+        exists = db.execute("SELECT spec FROM services WHERE name = ?", (record.name,)).fetchone()
+        if exists is None:
+            db.execute(
+                "INSERT INTO services (name, kind, record, spec, operation) VALUES (?, ?, ?, ?, NULL)",
+                (record.name, record.kind, to_json(record), json.dumps(spec) if spec else None),
+            )
+        else:
+            db.execute(
+                "UPDATE services SET kind = ?, record = ?, spec = COALESCE(?, spec)"
+                + (", operation = NULL" if release else "")
+                + " WHERE name = ?",
+                (record.kind, to_json(record), json.dumps(spec) if spec else None, record.name),
+            )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _begin_operation(workspace: Workspace, name: str, op: str, *, create: ServiceRecord | None = None) -> ServiceRecord | None:
+    """Mark an operation in flight on ``name``; a second one at the same time is a Conflict.
+
+    Returns the current record (``None`` if the service is new, in which case ``create``
+    is inserted as a placeholder so a racing deploy of the same name sees it).
+    """
+    marker = json.dumps({"op": op, "pid": os.getpid(), "thread": threading.get_ident(), "since": time.time()})
+    with workspace.transaction() as db:
+        row = db.execute("SELECT record, operation FROM services WHERE name = ?", (name,)).fetchone()
+        if row is not None and row["operation"]:
+            current = json.loads(row["operation"])
+            if _pid_alive(int(current.get("pid", 0))):
+                raise Conflict(
+                    f"Another operation ({current.get('op')}) is already in progress on service {name!r}. "
+                    f"Wait for it to finish (service.wait_for_deployment()) and try again."
+                )
+        if row is None:
+            if create is not None:
+                db.execute(
+                    "INSERT INTO services (name, kind, record, spec, operation) VALUES (?, ?, ?, NULL, ?)",
+                    (name, create.kind, to_json(create), marker),
+                )
+            return None
+        db.execute("UPDATE services SET operation = ? WHERE name = ?", (marker, name))
+        return service_from_dict(json.loads(row["record"]))
+
+
+def _release(workspace: Workspace, name: str) -> None:
+    with workspace.transaction() as db:
+        db.execute("UPDATE services SET operation = NULL WHERE name = ?", (name,))
+
+
+# -- specs -------------------------------------------------------------------------------
+
+
+def _spec_to_dict(spec: DeploymentSpec) -> dict[str, Any]:
+    return {
+        "kind": spec.kind,
+        "models": [m.id for m in spec.models],
+        "inference_config": spec.inference_config.to_dict() if spec.inference_config else None,
+        "deployment_config": spec.deployment_config.to_dict() if spec.deployment_config is not None else None,
+        "compute_target": spec.compute_target,
+    }
+
+
+def _spec_from_dict(workspace: Workspace, hooks: Hooks, name: str, data: dict[str, Any]) -> DeploymentSpec:
+    from aml_core import registry
+
+    models = []
+    for model_id in data["models"]:
+        model_name, _, version = model_id.partition(":")
+        models.append(registry.get_model(workspace, model_name, int(version)))
+    config_cls = hooks.target(data["kind"]).deployment_config_class
+    deployment_config = config_cls.from_dict(data["deployment_config"]) if data.get("deployment_config") else None
+    inference = InferenceConfig.from_dict(data["inference_config"]) if data.get("inference_config") else None
+    return DeploymentSpec(
+        name=name,
+        kind=data["kind"],
+        models=tuple(models),
+        inference_config=inference,
+        deployment_config=deployment_config,
+        compute_target=data.get("compute_target"),
+    )
+
+
+# -- operations in the background --------------------------------------------------------
+
+
+class Operation:
+    """A long provider call run in a thread, with its progress messages."""
+
+    def __init__(self, label: str, work: Callable[[Callable[[str], None]], ServiceRecord]) -> None:
+        self.label = label
+        self.messages: "queue.Queue[tuple[float, str]]" = queue.Queue()
+        self.result: ServiceRecord | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(work,), name=f"aml-{label}", daemon=False)
+
+    def progress(self, text: str) -> None:
+        self.messages.put((time.time(), text))
+
+    def start(self) -> "Operation":
+        self._thread.start()
+        return self
+
+    def _run(self, work) -> None:
+        try:
+            self.result = work(self.progress)
+        except BaseException as exc:  # reported to whoever waits on the operation
+            self.error = exc
+
+    def join(self, timeout: float | None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+
+# -- the handle --------------------------------------------------------------------------
+
+
+class Webservice:
+    """A deployed service. ``Webservice(ws, name)`` returns the subclass for its target kind."""
+
+    #: the target kind a subclass serves (``None`` on the generic class)
+    _webservice_type: str | None = None
+
+    def __new__(cls, workspace: Workspace, name: str) -> "Webservice":
+        loaded = _load_row(workspace, name)
+        if loaded is None:
+            raise WebserviceNotFound(
+                f"WebserviceNotFound: there is no service named {name!r} in workspace {workspace.name!r}. "
+                f"See `aml service list`."
+            )
+        record, _ = loaded
+        target_cls: type[Webservice] = cls
+        if cls is Webservice:
+            kind = default_hooks().kinds.get(record.kind)
+            if kind is not None and kind.webservice_class is not None:
+                target_cls = kind.webservice_class
+        elif cls._webservice_type and record.kind != cls._webservice_type:
+            raise WebserviceNotFound(
+                f"Service {name!r} is a {record.kind} service, not {cls._webservice_type}. Use Webservice(ws, {name!r})."
+            )
+        obj = object.__new__(target_cls)
+        obj._bind(workspace, record)
+        return obj
+
+    def __init__(self, workspace: Workspace, name: str) -> None:
+        """Fields are set by ``__new__``; this only exists for the documented signature."""
+
+    def _bind(self, workspace: Workspace, record: ServiceRecord, operation: Operation | None = None) -> None:
+        self.workspace = workspace
+        self._record = record
+        self._operation = operation
+        self._session = requests.Session()
+
+    @classmethod
+    def _handle(cls, workspace: Workspace, record: ServiceRecord, operation: Operation | None = None) -> "Webservice":
+        kind = default_hooks().kinds.get(record.kind)
+        target_cls = kind.webservice_class if kind is not None and kind.webservice_class else Webservice
+        obj = object.__new__(target_cls)
+        obj._bind(workspace, record, operation)
+        return obj
+
+    # -- attributes --------------------------------------------------------------------
+
+    name = property(lambda self: self._record.name)
+    compute_type = property(lambda self: self._record.kind)
+    state = property(lambda self: self._record.state)
+    scoring_uri = property(lambda self: self._record.scoring_uri)
+    swagger_uri = property(lambda self: self._record.swagger_uri)
+    error = property(lambda self: self._record.error)
+    tags = property(lambda self: dict(self._record.tags))
+    properties = property(lambda self: dict(self._record.properties))
+    created_time = property(lambda self: self._record.created_time)
+    updated_time = property(lambda self: self._record.updated_time)
+    auth_enabled = property(lambda self: self._record.auth_mode == "key")
+    token_auth_enabled = property(lambda self: self._record.auth_mode == "token")
+    record = property(lambda self: self._record)
+
+    @property
+    def models(self) -> list[str]:
+        return list(self._record.models)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(workspace={self.workspace.name!r}, name={self.name!r}, "
+            f"compute_type={self.compute_type!r}, state={self.state!r}, scoring_uri={self.scoring_uri!r})"
+        )
+
+    def serialize(self) -> dict[str, Any]:
+        return to_dict(self._record)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _reload(self) -> ServiceRecord:
+        loaded = _load_row(self.workspace, self.name)
+        if loaded is None:
+            raise WebserviceNotFound(f"Service {self.name!r} has been deleted.")
+        self._record = loaded[0]
+        return self._record
+
+    def update_deployment_state(self) -> str:
+        """Ask the provider for the service's current state and remember it."""
+        record = self._reload()
+        if record.state in TRANSITIONAL_STATES and (self._operation is None or not self._operation.running):
+            # Someone else (another process) is working on it; report what is stored.
+            return record.state
+        refreshed = default_hooks().status(workspace=self.workspace, service=record)
+        if refreshed != record:
+            _store(self.workspace, refreshed, release=False)
+        self._record = refreshed
+        return refreshed.state
+
+    def wait_for_deployment(self, show_output: bool = False, timeout_sec: float | None = None) -> None:
+        """Block until the deployment finishes; with ``show_output``, print its progress."""
+        deadline = None if timeout_sec is None else time.monotonic() + timeout_sec
+        printer = _progress_printer() if show_output else None
+        operation = self._operation
+        if operation is not None:
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done = operation.join(0.1 if remaining is None else min(0.1, remaining))
+                while not operation.messages.empty():
+                    stamp, text = operation.messages.get()
+                    if printer:
+                        printer(stamp, text)
+                if done:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeploymentTimeout(
+                        f"Deployment of {self.name!r} did not finish within {timeout_sec} s. It goes on in the "
+                        f"background: call update_deployment_state() later to see its state."
+                    )
+            self._operation = None
+            self._reload()
+            if operation.error is not None:
+                if printer:
+                    printer(time.time(), f"Failed: {operation.error}")
+                raise operation.error
+            if printer:
+                printer(time.time(), f"Succeeded: service {self.name!r} is {self.state} at {self.scoring_uri}")
+            return
+        while self._reload().state in TRANSITIONAL_STATES:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeploymentTimeout(
+                    f"Service {self.name!r} is still {self.state} after {timeout_sec} s; call "
+                    f"update_deployment_state() later."
+                )
+            time.sleep(0.2)
+        if printer:
+            printer(time.time(), f"Service {self.name!r} is {self.state}")
+
+    def _require_usable(self, what: str) -> None:
+        if self._operation is not None and self._operation.running:
+            self.wait_for_deployment()
+        if self.state == "Deleted":
+            raise AmlError(f"Cannot call {what}() when service is deleted.")
+
+    def run(self, input_data: Any) -> Any:
+        """Score one request; returns the decoded JSON response."""
+        self._require_usable("run")
+        if not self.scoring_uri:
+            raise WebserviceException(
+                f"Service {self.name!r} has no scoring URI (state {self.state}, error {self.error!r}). "
+                f"Check service.get_logs()."
+            )
+        if isinstance(input_data, (bytes, str)):
+            body = input_data
+        else:
+            body = json.dumps(input_data)
+        for attempt in (1, 2):
+            headers = {"Content-Type": "application/json"}
+            auth = self._auth_header(refresh=attempt == 2)
+            if auth:
+                headers["Authorization"] = auth
+            try:
+                response = self._session.post(self.scoring_uri, data=body, headers=headers, timeout=300)
+            except requests.ConnectionError as exc:
+                raise WebserviceException(
+                    f"Could not reach service {self.name!r} at {self.scoring_uri}: {exc}. "
+                    f"Check service.state and service.get_logs()."
+                ) from exc
+            if response.status_code == 401 and attempt == 1 and auth:
+                continue
+            break
+        if response.status_code == 200:
+            try:
+                return response.json()
+            except ValueError:
+                return response.text
+        raise WebserviceException(
+            f"Received bad response from service {self.name!r}. More information can be found by calling "
+            f".get_logs() on the webservice object.\nResponse Code: {response.status_code}\n"
+            f"Headers: {dict(response.headers)}\nContent: {response.content[:2000]!r}"
+        )
+
+    def _auth_header(self, refresh: bool = False) -> str | None:
+        mode = self._record.auth_mode
+        if mode == "key":
+            if refresh or not getattr(self, "_key", None):
+                self._key = self.get_keys()[0]
+            return f"Bearer {self._key}"
+        if mode == "token":
+            if refresh or not getattr(self, "_token", None):
+                self._token = self.get_token()[0]
+            return f"Bearer {self._token}"
+        return None
+
+    def get_logs(self, num_lines: int = 5000, init: bool = False) -> str:
+        self._require_usable("get_logs")
+        return default_hooks().logs(workspace=self.workspace, service=self._reload(), num_lines=num_lines, init=init)
+
+    def update(self, models: Iterable[Any] | None = None, inference_config: InferenceConfig | None = None,
+               deployment_config: Any = None, wait: bool = True, show_output: bool = False, **settings: Any) -> None:
+        """Replace the service's models, code or settings; blocks unless ``wait=False``."""
+        self._require_usable("update")
+        hooks = default_hooks()
+        loaded = _load_row(self.workspace, self.name)
+        if loaded is None or loaded[1] is None:
+            raise WebserviceNotFound(f"Service {self.name!r} has no stored deployment to update.")
+        current, spec_data = loaded
+        spec = _spec_from_dict(self.workspace, hooks, self.name, spec_data)
+        if models is None and inference_config is None and deployment_config is None and not settings:
+            raise InvalidConfig("No parameters provided to update.")
+        changes: dict[str, Any] = {}
+        if models is not None:
+            changes["models"] = tuple(_model_record(m) for m in models)
+        if inference_config is not None:
+            inference_config.validate_entry_script()
+            changes["inference_config"] = inference_config
+        config = deployment_config if deployment_config is not None else spec.deployment_config
+        if settings:
+            if config is None or not hasattr(config, "evolve_settings"):
+                raise InvalidConfig(f"update() got unknown arguments: {', '.join(sorted(settings))}.")
+            config = config.evolve_settings(**settings)
+        changes["deployment_config"] = config
+        new_spec = attrs.evolve(spec, **changes)
+        _begin_operation(self.workspace, self.name, "update")
+
+        def work(progress: Callable[[str], None]) -> ServiceRecord:
+            try:
+                record = hooks.update(
+                    workspace=self.workspace, service=current, spec=attrs.evolve(new_spec, progress=progress)
+                )
+            except BaseException:
+                _release(self.workspace, self.name)
+                raise
+            _store(self.workspace, record, _spec_to_dict(new_spec))
+            return record
+
+        self._operation = Operation(f"update-{self.name}", work).start()
+        if wait or show_output:
+            self.wait_for_deployment(show_output=show_output)
+
+    def delete(self) -> None:
+        """Stop the service and forget it. Deleting a service that is gone only says so."""
+        if self._operation is not None and self._operation.running:
+            self.wait_for_deployment()
+        hooks = default_hooks()
+        try:
+            record = _begin_operation(self.workspace, self.name, "delete")
+        except Conflict:
+            raise
+        if record is None:
+            print(f"No service with name {self.name} found to delete.")
+            return
+        try:
+            hooks.delete(workspace=self.workspace, service=record)
+        except BaseException:
+            _release(self.workspace, self.name)
+            raise
+        with self.workspace.transaction() as db:
+            db.execute("DELETE FROM services WHERE name = ?", (self.name,))
+        self._record = attrs.evolve(record, state="Deleted", scoring_uri=None, updated_time=utcnow())
+
+    # -- auth --------------------------------------------------------------------------
+
+    def get_keys(self) -> tuple[str, str]:
+        result = default_hooks().auth(workspace=self.workspace, service=self._reload(), request=AuthRequest(action="get_keys"))
+        return result.primary_key, result.secondary_key
+
+    def regen_key(self, key: str, set_key: str | None = None) -> None:
+        if not isinstance(key, str) or key.lower() not in ("primary", "secondary"):
+            raise InvalidConfig(f"Invalid key type {key!r}. Valid options are: Primary, Secondary")
+        default_hooks().auth(
+            workspace=self.workspace,
+            service=self._reload(),
+            request=AuthRequest(action="regen_key", key_type=key.capitalize(), set_key=set_key),
+        )
+        self._key = None
+
+    def get_token(self) -> tuple[str, float]:
+        result = default_hooks().auth(workspace=self.workspace, service=self._reload(), request=AuthRequest(action="get_token"))
+        return result.token, result.refresh_after
+
+    def get_access_token(self) -> "AccessToken":
+        result = default_hooks().auth(workspace=self.workspace, service=self._reload(), request=AuthRequest(action="get_token"))
+        return AccessToken(access_token=result.token, refresh_after=result.refresh_after, expiry_on=result.expiry_on)
+
+    # -- finding -----------------------------------------------------------------------
+
+    @staticmethod
+    def list(workspace: Workspace, compute_type: str | None = None, model_name: str | None = None,
+             tags: Any = None, properties: Any = None, **_: Any) -> list["Webservice"]:
+        from aml_core.model import _matches
+
+        with workspace.reading() as db:
+            rows = db.execute("SELECT record FROM services ORDER BY name").fetchall()
+        services = []
+        for row in rows:
+            record = service_from_dict(json.loads(row["record"]))
+            if compute_type and record.kind.lower() != compute_type.lower():
+                continue
+            if model_name and not any(m.split(":")[0] == model_name for m in record.models):
+                continue
+            if not (_matches(record.tags, tags) and _matches(record.properties, properties)):
+                continue
+            services.append(Webservice._handle(workspace, record))
+        return services
+
+    @staticmethod
+    def check_for_existing_webservice(workspace: Workspace, name: str, overwrite: bool = False) -> None:
+        if _load_row(workspace, name) is not None and not overwrite:
+            raise Conflict(
+                f"Service {name!r} already exists. Choose another name, delete it first, or pass overwrite=True."
+            )
+
+
+@attrs.frozen
+class AccessToken:
+    access_token: str = attrs.field(repr=False)
+    refresh_after: float | None
+    expiry_on: float | None
+    token_type: str = "Bearer"
+
+
+def _model_record(model: Any) -> ModelRecord:
+    if isinstance(model, ModelRecord):
+        return model
+    record = getattr(model, "record", None)
+    if isinstance(record, ModelRecord):
+        return record
+    raise InvalidConfig(f"Expected a Model, got {type(model).__name__}.")
+
+
+def _progress_printer():
+    from rich.console import Console
+
+    console = Console(highlight=False)
+
+    def show(stamp: float, text: str) -> None:
+        console.print(f"[dim]{time.strftime('%H:%M:%S', time.localtime(stamp))}[/dim] {text}")
+
+    return show
+
+
+# -- Model.deploy --------------------------------------------------------------------------
+
+
+def deploy(workspace: Workspace, name: str, models: Iterable[Any], inference_config: InferenceConfig | None,
+           deployment_config: Any, deployment_target: Any = None, *, overwrite: bool = False,
+           show_output: bool = False) -> Webservice:
+    validate_service_name(name)
+    if inference_config is None:
+        raise InvalidConfig(
+            "Model.deploy needs an InferenceConfig (entry script + environment); no-code deployment is not supported."
+        )
+    if deployment_config is None:
+        raise InvalidConfig(
+            "Model.deploy needs a deployment_config, for example LocalWebservice.deploy_configuration(port=6789)."
+        )
+    kind = getattr(deployment_config, "kind", None)
+    if not kind:
+        raise InvalidConfig(f"{type(deployment_config).__name__} is not a deployment configuration (it has no kind).")
+    hooks = default_hooks()
+    hooks.require(kind, "deploy")
+    records = tuple(_model_record(m) for m in models)
+    if not records:
+        raise InvalidConfig("Model.deploy needs at least one model.")
+    inference_config.validate_entry_script()
+    target_name = getattr(deployment_target, "name", deployment_target)
+    spec = DeploymentSpec(
+        name=name,
+        kind=kind,
+        models=records,
+        inference_config=inference_config,
+        deployment_config=deployment_config,
+        compute_target=target_name,
+        overwrite=overwrite,
+    )
+    placeholder = ServiceRecord(name=name, kind=kind, state="Transitioning", models=tuple(m.id for m in records))
+    existing = _begin_operation(workspace, name, "deploy", create=placeholder)
+    if existing is not None and not overwrite:
+        _release(workspace, name)
+        raise Conflict(
+            f"Service {name!r} already exists in workspace {workspace.name!r}. Pass overwrite=True to replace it, "
+            f"or choose another name."
+        )
+
+    def work(progress: Callable[[str], None]) -> ServiceRecord:
+        live = attrs.evolve(spec, progress=progress)
+        try:
+            if existing is None:
+                progress(f"Creating service {name!r} on target {kind!r}")
+                record = hooks.deploy(workspace=workspace, spec=live)
+            elif existing.kind == kind:
+                progress(f"Service {name!r} exists; updating it in place (overwrite=True)")
+                record = hooks.update(workspace=workspace, service=existing, spec=live)
+            else:
+                progress(f"Service {name!r} exists on target {existing.kind!r}; deleting it first")
+                hooks.delete(workspace=workspace, service=existing)
+                record = hooks.deploy(workspace=workspace, spec=live)
+        except BaseException as exc:
+            if existing is None:
+                failed = getattr(exc, "record", None)
+                if not isinstance(failed, ServiceRecord):
+                    failed = attrs.evolve(placeholder, state="Failed", error=str(exc))
+                _store(workspace, failed, _spec_to_dict(spec))
+            else:
+                _release(workspace, name)
+            raise
+        _store(workspace, record, _spec_to_dict(spec))
+        return record
+
+    operation = Operation(f"deploy-{name}", work).start()
+    service = Webservice._handle(workspace, existing or placeholder, operation)
+    if show_output:
+        service.wait_for_deployment(show_output=True)
+    return service
