@@ -1,0 +1,14 @@
+"""Every contract. ``from aml_contract_tests.suite import *`` brings them in under
+``Test*`` names so pytest collects them; or subclass one: ``class TestMine(DeployContract)``."""
+
+from aml_contract_tests.suite.test_deploy import DeployContract
+from aml_contract_tests.suite.test_errors import ErrorContract
+from aml_contract_tests.suite.test_lifecycle import LifecycleContract
+from aml_contract_tests.suite.test_unsupported import UnsupportedContract
+
+TestDeployContract = DeployContract
+TestErrorContract = ErrorContract
+TestLifecycleContract = LifecycleContract
+TestUnsupportedContract = UnsupportedContract
+
+__all__ = ["TestDeployContract", "TestErrorContract", "TestLifecycleContract", "TestUnsupportedContract"]

@@ -1,0 +1,61 @@
+"""The local target's deployment configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from aml_core.errors import InvalidConfig
+
+ENGINES = ("process",)
+
+
+def _check_port(instance: Any, attribute: Any, value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536):
+        raise InvalidConfig(f"port must be an integer between 1 and 65535, got {value!r}.")
+
+
+def _check_workers(instance: Any, attribute: Any, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidConfig(f"workers must be a positive integer, got {value!r}.")
+
+
+@attrs.frozen(kw_only=True)
+class LocalWebserviceDeploymentConfiguration:
+    """Where and how a local service runs.
+
+    :param port: the port on 127.0.0.1; ``None`` picks a free one.
+    :param engine: ``"process"`` runs the scoring runtime as a local process group (no
+        container engine needed).
+    :param workers: scoring worker processes (1 is enough for a test; use the core count
+        for throughput).
+    :param startup_timeout: seconds to wait for ``init()`` to finish.
+    """
+
+    kind = "local"
+
+    port: int | None = attrs.field(default=None, validator=_check_port)
+    engine: str = attrs.field(default="process")
+    workers: int = attrs.field(default=1, validator=_check_workers)
+    startup_timeout: float = 300.0
+
+    @engine.validator
+    def _check_engine(self, attribute: Any, value: str) -> None:
+        if value not in ENGINES:
+            raise InvalidConfig(f"engine must be one of {', '.join(ENGINES)}, got {value!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LocalWebserviceDeploymentConfiguration":
+        names = {a.name for a in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def evolve_settings(self, **settings: Any) -> "LocalWebserviceDeploymentConfiguration":
+        names = {a.name for a in attrs.fields(type(self))}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise InvalidConfig(f"Unknown local service settings: {', '.join(unknown)}.")
+        return attrs.evolve(self, **settings)

@@ -1,0 +1,34 @@
+"""``LocalWebservice``: the local target's public handle (azureml-core's name)."""
+
+from __future__ import annotations
+
+from aml_core.webservice import Webservice
+
+from aml_provider_local.config import LocalWebserviceDeploymentConfiguration
+
+
+class LocalWebservice(Webservice):
+    """A scoring service on this machine.
+
+    Lifetime: a local service outlives the Python process that deployed it, like a
+    container does. It is recorded in the workspace, found again with
+    ``Webservice(ws, name)`` from any process, and stopped by ``delete()`` (or
+    ``aml service delete NAME``), which ends its whole process group.
+    """
+
+    _webservice_type = "local"
+
+    @staticmethod
+    def deploy_configuration(port: int | None = None, engine: str = "process", workers: int = 1,
+                             startup_timeout: float = 300.0) -> LocalWebserviceDeploymentConfiguration:
+        return LocalWebserviceDeploymentConfiguration(
+            port=port, engine=engine, workers=workers, startup_timeout=startup_timeout
+        )
+
+    def reload(self, wait: bool = True) -> None:
+        """Restart the service with the current contents of its entry script and source folder."""
+        from aml_core.webservice import _load_row
+        from aml_core.inference import InferenceConfig
+
+        _, spec = _load_row(self.workspace, self.name)
+        self.update(inference_config=InferenceConfig.from_dict(spec["inference_config"]), wait=wait)
