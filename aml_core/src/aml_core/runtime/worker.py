@@ -1,0 +1,210 @@
+"""One scoring worker process: load the script, ``init()``, then serve on the inherited socket.
+
+Started by the supervisor as ``python -m aml_core.runtime worker --listen-fd F --status-fd S``
+with its configuration in ``AML_RUNTIME_WORKER_CONFIG`` (JSON). It reports one JSON line on
+the status pipe: ``{"status": "ready"}`` once ``init()`` has finished *and* the socket is being
+served, or ``{"status": "failed", "error": "..."}`` before exiting with code 3.
+
+SIGTERM stops it gracefully: it stops accepting, keeps serving for a short drain period (so a
+connection accepted just before the stop still gets its answer, with ``Connection: close``),
+then waits for in-flight requests. It dies with its supervisor (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+
+from aml_core.runtime import logs
+from aml_core.runtime.config import search_path
+from aml_core.runtime.script import (
+    EXIT_SCRIPT_FAILED,
+    ScriptError,
+    describe_exception,
+    install_azureml_aliases,
+    load_script,
+    model_tree,
+)
+
+CONFIG_ENV = "AML_RUNTIME_WORKER_CONFIG"
+DRAIN_SECONDS = float(os.environ.get("AML_RUNTIME_DRAIN_SECONDS", "0.5"))
+GRACEFUL_TIMEOUT_SECONDS = int(os.environ.get("AML_RUNTIME_GRACEFUL_TIMEOUT", "30"))
+_PR_SET_PDEATHSIG = 1
+
+logger = logging.getLogger(logs.LOGGER_NAME)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - non-glibc platforms
+            pass
+    if parent_pid and os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class _StatusPipe:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, **message) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.write(self.fd, (json.dumps(message) + "\n").encode("utf-8"))
+        except OSError:
+            pass
+        finally:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = -1
+
+
+def _fail(status: _StatusPipe, error: str) -> int:
+    status.send(status="failed", error=error)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    return EXIT_SCRIPT_FAILED
+
+
+def main(listen_fd: int, status_fd: int) -> int:
+    config = json.loads(os.environ[CONFIG_ENV])
+    _die_with_parent(int(config.get("parent_pid") or 0))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    status = _StatusPipe(status_fd)
+    logs.setup_logging(level=os.environ.get("AZUREML_LOG_LEVEL", "INFO"))
+    logs.prefix_user_output()
+    logs.current_request_id = logs.NULL_REQUEST_ID
+    if config.get("model_dir"):
+        os.environ["AZUREML_MODEL_DIR"] = config["model_dir"]
+
+    aliases = install_azureml_aliases()
+    if aliases:
+        logger.debug("Installed alias modules: %s", ", ".join(aliases))
+    dirs = search_path(config)
+    try:
+        script = load_script(config.get("entry_script"), dirs)
+    except ScriptError as exc:
+        logger.error("%s", exc)
+        if exc.__cause__ is not None:
+            logger.error(
+                "Traceback:\n%s",
+                "".join(traceback.format_exception(exc.__cause__)).rstrip(),
+            )
+        return _fail(status, str(exc))
+    logger.info("Found user script at %s", getattr(script.module, "__file__", "main"))
+    logger.info("%s", script.describe())
+
+    logger.info("Invoking user's init function")
+    try:
+        script.init()
+    except BaseException as exc:  # noqa: BLE001 - SystemExit in init() is a failed init too
+        logger.error("User's init function failed")
+        logger.error("Encountered Exception %s", traceback.format_exc().rstrip())
+        _log_model_dir(config.get("model_dir"))
+        return _fail(status, f"init() failed: {describe_exception(exc)}")
+    logger.info("User's init has completed successfully")
+
+    from aml_core.runtime.app import ScoringApp, install_timeout_handler
+    from aml_core.runtime.swagger import SwaggerDocs
+
+    try:
+        swagger = SwaggerDocs.for_script(
+            script.run,
+            dirs,
+            service_name=os.environ.get("SERVICE_NAME", "ML service"),
+            service_version=os.environ.get("SERVICE_VERSION", "1.0"),
+            path_prefix=config.get("path_prefix", ""),
+        )
+    except Exception as exc:  # a broken swagger must not stop scoring
+        logger.warning("No swagger document: %s", describe_exception(exc))
+        swagger = None
+    app = ScoringApp(
+        script,
+        timeout_ms=config["scoring_timeout_ms"],
+        max_body_bytes=config["max_body_bytes"],
+        swagger=swagger,
+        path_prefix=config.get("path_prefix", ""),
+        server_version=os.environ.get("HTTP_X_MS_SERVER_VERSION", ""),
+        access_log=os.environ.get("AML_ACCESS_LOG", "1").lower() not in ("0", "false", "no"),
+    )
+    install_timeout_handler()
+    logger.info("Scoring timeout is set to %d ms", app.timeout_ms)
+
+    sock = socket.socket(fileno=listen_fd)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    gc.collect()
+    gc.freeze()  # the model and libraries stay out of every later collection
+    server = _make_server(app, status)
+    server.run(sockets=[sock])
+    return 0
+
+
+def _log_model_dir(model_dir: str | None) -> None:
+    if not model_dir:
+        logger.info("AZUREML_MODEL_DIR is not set.")
+        return
+    if not os.path.exists(model_dir):
+        logger.info("The model directory %s does not exist.", model_dir)
+        return
+    logger.info("Model Directory Contents:")
+    for line in model_tree(model_dir):
+        logger.info("%s", line)
+
+
+def _make_server(app, status: _StatusPipe):
+    import uvicorn
+
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    uvicorn_logger.handlers = logging.getLogger(logs.LOGGER_NAME).handlers
+    uvicorn_logger.setLevel(logging.WARNING)
+    uvicorn_logger.propagate = False
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        loop = "asyncio"
+    config = uvicorn.Config(
+        app,
+        loop=loop,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        server_header=False,
+        log_config=None,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_SECONDS,
+        backlog=2048,
+    )
+
+    class WorkerServer(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                logger.info("Worker with pid %d ready for serving traffic", os.getpid())
+                status.send(status="ready", pid=os.getpid())
+
+        async def shutdown(self, sockets=None) -> None:
+            app.draining = True
+            for server in getattr(self, "servers", []):
+                server.close()
+            await asyncio.sleep(DRAIN_SECONDS)
+            await super().shutdown(sockets=sockets)
+
+    return WorkerServer(config)
