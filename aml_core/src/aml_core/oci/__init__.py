@@ -1,0 +1,33 @@
+"""OCI images without a container engine: build, push and pull, unpack safely.
+
+* :func:`build_image` turns a :class:`PackageSpec` (app, models, environment, optional base)
+  into a deterministic :class:`Image`; :func:`write_layout`, :func:`write_docker_archive`
+  and :func:`write_build_context` write it out as an OCI layout, a ``docker load`` archive
+  or a Dockerfile build context.
+* :class:`RegistryClient` pushes and pulls images over the distribution API.
+* :func:`unpack_image` extracts an image into a digest-keyed cache, refusing hostile entries.
+"""
+
+from aml_core.oci.image import (
+    AppSpec,
+    EnvironmentSpec,
+    Image,
+    ModelFiles,
+    PackageSpec,
+    build_image,
+    image_from_rootfs,
+    read_layout,
+    write_build_context,
+    write_docker_archive,
+    write_layout,
+)
+from aml_core.oci.layers import Blob, Layer, LayerBuilder
+from aml_core.oci.registry import Reference, RegistryClient, RegistryError
+from aml_core.oci.unpack import UnpackedImage, UnsafeArchive, unpack_image
+
+__all__ = [
+    "AppSpec", "Blob", "EnvironmentSpec", "Image", "Layer", "LayerBuilder", "ModelFiles",
+    "PackageSpec", "Reference", "RegistryClient", "RegistryError", "UnpackedImage",
+    "UnsafeArchive", "build_image", "image_from_rootfs", "read_layout", "unpack_image",
+    "write_build_context", "write_docker_archive", "write_layout",
+]
