@@ -79,7 +79,7 @@ class BlobResponse(Response):
 
 
 def _error_response(exc: RegistryError) -> Response:
-    headers = {**API_VERSION_HEADER, **exc.headers}
+    headers = {**API_VERSION_HEADER, **{k: v for k, v in exc.headers.items() if k != "Content-Length"}}
     return Response(exc.body(), status_code=exc.status, headers=headers, media_type="application/json")
 
 
