@@ -70,7 +70,7 @@ class Hooks:
             if kind.name in self.kinds:
                 raise Conflict(
                     f"Two providers serve the target kind {kind.name!r}: "
-                    f"{owners[kind.name]} and {kind.provider}. Uninstall one, or block it with "
+                    f"{' and '.join(sorted((owners[kind.name], kind.provider)))}. Uninstall one, or block it with "
                     f"AML_DISABLE_PLUGINS."
                 )
             self.kinds[kind.name] = kind
