@@ -46,10 +46,12 @@ def wait_http(url: str, *, timeout: float = 20.0, ok=(200, 401)) -> None:
 
 
 @contextlib.contextmanager
-def reference_registry(workdir: Path, *, htpasswd: str | None = None) -> Iterator[str]:
+def reference_registry(workdir: Path, *, htpasswd: str | None = None,
+                       extra_config: str = "") -> Iterator[str]:
     """Start ``docker-registry``; yields ``http://127.0.0.1:<port>``; stops it afterwards.
 
     :param htpasswd: the content of an htpasswd file (bcrypt entries) to require Basic auth.
+    :param extra_config: YAML appended to the configuration (e.g. an ``auth: token:`` section).
     :raises NotFound: the binary is missing (``apt-get install docker-registry``).
     """
     binary = shutil.which(BINARY) or (f"/usr/bin/{BINARY}" if Path(f"/usr/bin/{BINARY}").exists() else None)
@@ -68,7 +70,7 @@ def reference_registry(workdir: Path, *, htpasswd: str | None = None) -> Iterato
         "version: 0.1\n"
         "log:\n  level: warn\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth + extra_config
     )
     log = open(workdir / "registry.log", "wb")
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
