@@ -1,0 +1,180 @@
+"""The ``aml`` command line: a thin layer over the public API.
+
+Exit status: 0 on success; an :class:`~aml_core.errors.AmlError` exits with its class's
+``exit_status`` (NotFound 3, Conflict 4, NotSupported 5, InvalidConfig 6 ...) after one red
+``Error (<code>): <message>`` line on stderr; usage errors exit 2; anything unexpected exits 1.
+``--debug`` (or ``AML_DEBUG=1``) adds the traceback. See ``docs/cli.md``.
+
+Other distributions add subcommands through the ``aml.cli`` entry-point group: each entry
+point names a click command or group, added under the entry point's name.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.text import Text
+
+from aml_core.cli._common import OUTPUT_FORMATS, State, _console
+from aml_core.errors import AmlError
+
+EXTENSION_GROUP = "aml.cli"
+#: exit status for an unexpected exception (a bug, or an environment problem)
+EXIT_UNEXPECTED = 1
+#: exit status for Ctrl-C (the shell convention, 128 + SIGINT)
+EXIT_INTERRUPTED = 130
+
+
+class AmlGroup(click.Group):
+    """The root group: loads ``aml.cli`` extensions lazily and maps exceptions to exit codes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._extensions_loaded = False
+
+    # -- extensions ----------------------------------------------------------------------
+
+    def _load_extensions(self) -> None:
+        if self._extensions_loaded:
+            return
+        self._extensions_loaded = True
+        for ep in sorted(entry_points(group=EXTENSION_GROUP), key=lambda e: e.name):
+            origin = f"{ep.dist.name} {ep.dist.version}" if getattr(ep, "dist", None) else ep.value
+            if ep.name in self.commands:
+                _warn(f"the CLI extension {ep.name!r} ({origin}) clashes with a built-in command and is ignored.")
+                continue
+            try:
+                command = ep.load()
+            except Exception as exc:  # a broken extension must not break the CLI
+                _warn(f"could not load the CLI extension {ep.name!r} ({origin}): {type(exc).__name__}: {exc}")
+                continue
+            if not isinstance(command, click.Command):
+                _warn(
+                    f"the CLI extension {ep.name!r} ({origin}) points at {ep.value}, which is a "
+                    f"{type(command).__name__}, not a click command or group; ignored."
+                )
+                continue
+            self.add_command(command, name=ep.name)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._extensions_loaded:
+            self._load_extensions()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_extensions()
+        return super().list_commands(ctx)
+
+    # -- exit codes ----------------------------------------------------------------------
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        state = extra.pop("obj", None) or State()
+        try:
+            result = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                  standalone_mode=False, obj=state, **extra)
+            code = result if isinstance(result, int) else 0
+        except click.ClickException as exc:  # usage errors (2) and click's own errors
+            exc.show()
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            _console(stderr=True).print(Text("Aborted.", style="red"), soft_wrap=True)
+            code = EXIT_INTERRUPTED
+        except AmlError as exc:
+            code = _report_aml_error(exc, state)
+        except KeyboardInterrupt:
+            _console(stderr=True).print(Text("Interrupted.", style="red"), soft_wrap=True)
+            code = EXIT_INTERRUPTED
+        except Exception as exc:
+            code = _report_unexpected(exc, state)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _warn(text: str) -> None:
+    _console(stderr=True).print(Text(f"aml: warning: {text}", style="yellow"), soft_wrap=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _report_aml_error(exc: AmlError, state: State) -> int:
+    err = _console(stderr=True)
+    if state.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    err.print(Text(f"Error ({exc.code}): {_one_line(exc) or type(exc).__name__}", style="red"), soft_wrap=True)
+    return int(getattr(exc, "exit_status", EXIT_UNEXPECTED) or EXIT_UNEXPECTED)
+
+
+def _report_unexpected(exc: BaseException, state: State) -> int:
+    err = _console(stderr=True)
+    if state.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+        hint = ""
+    else:
+        hint = " Run again with --debug (or AML_DEBUG=1) for the traceback."
+    err.print(
+        Text(f"Unexpected error: {type(exc).__name__}: {_one_line(exc)}.{hint}", style="red"), soft_wrap=True
+    )
+    return EXIT_UNEXPECTED
+
+
+def _set_workspace(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.ensure_object(State).workspace_path = value
+
+
+def _set_root_output(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(State).output = value
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(State).debug = True
+
+
+@click.group(cls=AmlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--workspace", "-w", type=click.Path(file_okay=False, path_type=Path), default=None, expose_value=False,
+    callback=_set_workspace, is_eager=True,
+    help="Workspace directory. Default: $AML_WORKSPACE, else the current directory or a parent holding a workspace.",
+)
+@click.option(
+    "-o", "--output", type=click.Choice(OUTPUT_FORMATS), default=None, expose_value=False,
+    callback=_set_root_output, help="Output format for every command: table (default) or json.",
+)
+@click.option(
+    "--debug", is_flag=True, default=False, expose_value=False, callback=_set_debug, is_eager=True,
+    help="Show tracebacks on errors (also AML_DEBUG=1).",
+)
+@click.version_option(package_name="aml-core", prog_name="aml")
+def cli() -> None:
+    """Register models and deploy them as scoring services, locally or on a cloud target."""
+
+
+def _register_builtin_commands() -> None:
+    from aml_core.cli.model import model
+    from aml_core.cli.providers import plugins, providers
+    from aml_core.cli.service import service
+    from aml_core.cli.workspace import workspace
+
+    for command in (workspace, model, service, providers, plugins):
+        cli.add_command(command)
+
+
+_register_builtin_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console-script entry point; returns the exit status."""
+    return cli.main(args=argv, prog_name="aml", standalone_mode=False)

@@ -1,0 +1,169 @@
+"""``aml model``: register, list, show, download and delete model versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from aml_core.cli._common import (
+    State,
+    format_mapping,
+    human_size,
+    output_option,
+    parse_model_ref,
+    parse_pairs,
+    pass_state,
+)
+
+
+def model_data(model) -> dict[str, Any]:
+    """The JSON form of a model version: its record plus its id."""
+    return {"id": model.id, **model.serialize()}
+
+
+def _model_table(models: list) -> Table:
+    table = Table()
+    table.add_column("Name", overflow="fold")
+    table.add_column("Version", justify="right")
+    table.add_column("Tags", overflow="fold")
+    table.add_column("Properties", overflow="fold")
+    table.add_column("Size", justify="right")
+    table.add_column("Created")
+    table.add_column("Description", overflow="fold")
+    for model in models:
+        size = sum(f.size for f in model.record.files)
+        table.add_row(
+            model.name, str(model.version), format_mapping(model.tags), format_mapping(model.properties),
+            human_size(size), model.created_time, model.description or "",
+        )
+    return table
+
+
+def _model_detail(model) -> Table:
+    record = model.record
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("id", model.id)
+    table.add_row("name", model.name)
+    table.add_row("version", str(model.version))
+    table.add_row("description", model.description or "-")
+    table.add_row("framework", model.model_framework or "-")
+    table.add_row("created", model.created_time)
+    table.add_row("tags", format_mapping(model.tags))
+    table.add_row("properties", format_mapping(model.properties))
+    kind = "folder" if record.is_folder else "file"
+    total = sum(f.size for f in record.files)
+    table.add_row("content", f"{kind} {record.root!r}: {len(record.files)} file(s), {human_size(total)}")
+    for entry in record.files:
+        table.add_row("", f"{entry.path}  {human_size(entry.size)}  {entry.digest[:19]}…")
+    return table
+
+
+def _get(state: State, ref: str, *, require_version: bool = False):
+    from aml_core.model import Model
+
+    name, version = parse_model_ref(ref, require_version=require_version)
+    return Model(state.workspace, name, version=version)
+
+
+@click.group()
+def model() -> None:
+    """Register and manage model versions (NAME:VERSION, versions count from 1)."""
+
+
+@model.command("register")
+@click.option("--name", "-n", required=True, help="Model name; registering it again makes the next version.")
+@click.option("--path", "-p", "path", required=True, type=click.Path(path_type=Path),
+              help="The model file or folder to register.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag (repeatable; tags can change later).")
+@click.option("--property", "properties", multiple=True, metavar="KEY=VALUE",
+              help="A property (repeatable; properties never change once set).")
+@click.option("--description", "-d", default=None, help="Free text shown in listings.")
+@click.option("--framework", default=None, help="The model framework (e.g. ScikitLearn, Onnx), for information.")
+@output_option
+@pass_state
+def register(state: State, name: str, path: Path, tags: tuple[str, ...], properties: tuple[str, ...],
+             description: str | None, framework: str | None) -> None:
+    """Register a model file or folder as NAME's next version."""
+    from aml_core.model import Model
+
+    tag_map = dict(parse_pairs(tags, "--tag"))
+    property_map = dict(parse_pairs(properties, "--property"))
+    registered = Model.register(state.workspace, model_path=path, model_name=name, tags=tag_map,
+                                properties=property_map, description=description, model_framework=framework)
+    if not state.json:
+        state.note(f"Registered model {registered.id}", "green")
+    state.emit(model_data(registered), lambda console: console.print(_model_detail(registered)))
+
+
+@model.command("list")
+@click.option("--name", "-n", default=None, help="Only versions of this model.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY[=VALUE]",
+              help="Only models with this tag (and value, if given). Repeatable: all must match.")
+@click.option("--property", "properties", multiple=True, metavar="KEY[=VALUE]",
+              help="Only models with this property (and value, if given). Repeatable.")
+@click.option("--latest", is_flag=True, help="Only the newest version of each model.")
+@output_option
+@pass_state
+def list_(state: State, name: str | None, tags: tuple[str, ...], properties: tuple[str, ...], latest: bool) -> None:
+    """List registered model versions, newest first within each name."""
+    from aml_core.model import Model
+
+    tag_filter = [list(p) if isinstance(p, tuple) else p for p in parse_pairs(tags, "--tag", require_value=False)]
+    prop_filter = [
+        list(p) if isinstance(p, tuple) else p for p in parse_pairs(properties, "--property", require_value=False)
+    ]
+    models = Model.list(state.workspace, name=name, tags=tag_filter or None, properties=prop_filter or None,
+                        latest=latest)
+
+    def render(console) -> None:
+        if not models:
+            state.note("No models match." if (name or tags or properties) else
+                       "No models registered yet. Register one with `aml model register --name NAME --path FILE`.")
+            return
+        console.print(_model_table(models))
+
+    state.emit([model_data(m) for m in models], render)
+
+
+
+@model.command("show")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@output_option
+@pass_state
+def show(state: State, ref: str) -> None:
+    """Show one model version (the latest when VERSION is left out)."""
+    found = _get(state, ref)
+    state.emit(model_data(found), lambda console: console.print(_model_detail(found)))
+
+
+@model.command("download")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option("--target-dir", "-t", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to copy the model's file or folder into (created if missing).")
+@click.option("--exist-ok", is_flag=True, help="Replace the file or folder if it is already there.")
+@output_option
+@pass_state
+def download(state: State, ref: str, target_dir: Path, exist_ok: bool) -> None:
+    """Copy a model version's files out of the workspace."""
+    found = _get(state, ref)
+    path = found.download(target_dir=target_dir, exist_ok=exist_ok)
+    state.emit({"id": found.id, "path": path}, lambda console: console.print(path, markup=False, soft_wrap=True))
+    if not state.json:
+        state.note(f"Downloaded model {found.id}", "green")
+
+
+@model.command("delete")
+@click.argument("ref", metavar="NAME:VERSION")
+@output_option
+@pass_state
+def delete(state: State, ref: str) -> None:
+    """Delete one model version (refused while a service uses it)."""
+    found = _get(state, ref, require_version=True)
+    found.delete()
+    state.emit({"id": found.id, "deleted": True},
+               lambda console: console.print(f"Deleted model {found.id}", markup=False, soft_wrap=True))
