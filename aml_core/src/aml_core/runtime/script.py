@@ -182,7 +182,11 @@ def load_script(entry_script: str | None, search_path: list[str]) -> UserScript:
         module = importlib.util.module_from_spec(spec)
         sys.modules["entry_module"] = module
         try:
-            spec.loader.exec_module(module)
+            # compiled from source every time: a score.py rewritten within the same second
+            # (a reload) must never run from a stale __pycache__ entry
+            with open(entry_script, "rb") as handle:
+                code = compile(handle.read(), entry_script, "exec", dont_inherit=True)
+            exec(code, module.__dict__)  # noqa: S102 - running the user's script is the point
         except BaseException as exc:
             raise ScriptError(
                 f"Failed to import the entry script {entry_script}: "
@@ -241,7 +245,3 @@ def describe_exception(exc: BaseException, limit: int = 2000) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
-
-def call_init(script: UserScript) -> Any:
-    """Run the user's ``init()``; exceptions propagate to the caller (the worker)."""
-    return script.init()
