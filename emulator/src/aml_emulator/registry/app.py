@@ -69,7 +69,7 @@ class BlobResponse(Response):
         with open(self.path, "rb") as f:
             f.seek(self.start)
             while remaining > 0:
-                chunk = f.read(min(CHUNK * 4, remaining))
+                chunk = f.read(min(CHUNK, remaining))
                 if not chunk:
                     break
                 remaining -= len(chunk)
