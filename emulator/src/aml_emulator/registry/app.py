@@ -458,7 +458,10 @@ class RegistryApp:
         self.require(request, "repository", name, ["push"])
         up = self.storage.get_upload(name, upload_id)
         expected = self._content_range(request, up)
+        before = up.size
         await self._receive_into(request, up, expected)
+        log.debug("upload %s to %s: PATCH of %d bytes (%s)", up.id, name, up.size - before,
+                  "with Content-Range" if expected is not None else "streamed, no Content-Range")
         return _empty(202, self._upload_headers(up))
 
     async def upload_put(self, request: Request, name: str, upload_id: str) -> Response:
@@ -651,7 +654,10 @@ class RegistryApp:
 
     def _token_body(self, access: Access, scopes: list[tuple[str, str, list[str]]],
                     subject: str) -> dict[str, Any]:
-        token, ttl, issued = self.tokens.issue_access_token(access.intersect(scopes), subject)
+        claim = access.intersect(scopes)
+        token, ttl, issued = self.tokens.issue_access_token(claim, subject)
+        log.debug("issued access token to %s for %s", subject,
+                  " ".join(f"{e['type']}:{e['name']}:{','.join(e['actions'])}" for e in claim) or "nothing")
         return {"token": token, "access_token": token, "expires_in": ttl,
                 "issued_at": datetime.fromtimestamp(issued, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
