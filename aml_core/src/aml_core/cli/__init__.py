@@ -33,44 +33,26 @@ EXIT_INTERRUPTED = 130
 class AmlGroup(click.Group):
     """The root group: loads ``aml.cli`` extensions lazily and maps exceptions to exit codes."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._extensions_loaded = False
-
     # -- extensions ----------------------------------------------------------------------
+    #
+    # Loaded once per invocation (cached on the root context), and only when a name is not
+    # a built-in command or the command list is needed (help), so `aml model list` never
+    # imports an extension.
 
-    def _load_extensions(self) -> None:
-        if self._extensions_loaded:
-            return
-        self._extensions_loaded = True
-        for ep in sorted(entry_points(group=EXTENSION_GROUP), key=lambda e: e.name):
-            origin = f"{ep.dist.name} {ep.dist.version}" if getattr(ep, "dist", None) else ep.value
-            if ep.name in self.commands:
-                _warn(f"the CLI extension {ep.name!r} ({origin}) clashes with a built-in command and is ignored.")
-                continue
-            try:
-                command = ep.load()
-            except Exception as exc:  # a broken extension must not break the CLI
-                _warn(f"could not load the CLI extension {ep.name!r} ({origin}): {type(exc).__name__}: {exc}")
-                continue
-            if not isinstance(command, click.Command):
-                _warn(
-                    f"the CLI extension {ep.name!r} ({origin}) points at {ep.value}, which is a "
-                    f"{type(command).__name__}, not a click command or group; ignored."
-                )
-                continue
-            self.add_command(command, name=ep.name)
+    def _extensions(self, ctx: click.Context) -> dict[str, click.Command]:
+        meta = ctx.find_root().meta
+        if EXTENSION_GROUP not in meta:
+            meta[EXTENSION_GROUP] = load_extensions(reserved=set(self.commands))
+        return meta[EXTENSION_GROUP]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
-        if command is None and not self._extensions_loaded:
-            self._load_extensions()
-            command = super().get_command(ctx, cmd_name)
+        if command is None:
+            command = self._extensions(ctx).get(cmd_name)
         return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load_extensions()
-        return super().list_commands(ctx)
+        return sorted({*super().list_commands(ctx), *self._extensions(ctx)})
 
     # -- exit codes ----------------------------------------------------------------------
 
@@ -97,6 +79,34 @@ class AmlGroup(click.Group):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def load_extensions(reserved: set[str] = frozenset()) -> dict[str, click.Command]:
+    """Every click command in the ``aml.cli`` entry-point group, by entry-point name.
+
+    A broken extension (import error, not a click command, a name taken by a built-in
+    command) is skipped with a warning on stderr; it never stops the CLI.
+    """
+    found: dict[str, click.Command] = {}
+    for ep in sorted(entry_points(group=EXTENSION_GROUP), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        origin = f"{ep.value}, from {dist.name} {dist.version}" if dist else ep.value
+        if ep.name in reserved or ep.name in found:
+            _warn(f"the CLI extension {ep.name!r} ({origin}) clashes with another command of that name; ignored.")
+            continue
+        try:
+            command = ep.load()
+        except Exception as exc:
+            _warn(f"could not load the CLI extension {ep.name!r} ({origin}): {type(exc).__name__}: {_one_line(exc)}")
+            continue
+        if not isinstance(command, click.Command):
+            _warn(
+                f"the CLI extension {ep.name!r} ({origin}) is a {type(command).__name__}, not a click "
+                f"command or group; ignored."
+            )
+            continue
+        found[ep.name] = command
+    return found
 
 
 def _warn(text: str) -> None:
