@@ -202,11 +202,11 @@ class Storage:
         return (self._repo(name) / "_manifests").is_dir()
 
     def repositories(self) -> list[str]:
-        """Every repository holding manifests, in lexical order."""
+        """Every repository holding manifests or blobs, in lexical order (as distribution)."""
         base = self.root / "repositories"
         found: list[str] = []
         for dirpath, dirnames, _files in os.walk(base):
-            if "_manifests" in dirnames:
+            if "_manifests" in dirnames or "_layers" in dirnames:
                 found.append(os.path.relpath(dirpath, base).replace(os.sep, "/"))
             dirnames[:] = [d for d in dirnames if not d.startswith("_")]
         return sorted(found)
