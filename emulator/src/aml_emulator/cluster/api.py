@@ -1,0 +1,714 @@
+"""The Kubernetes API server, as a raw ASGI application.
+
+Serves discovery (legacy ``/api``, ``/apis``, per group-version resource lists), OpenAPI v3,
+and for every resource in :mod:`models` the verbs get, list, watch, create, update, patch
+(four content types), delete and deletecollection, plus the ``status``, ``scale`` and
+``log`` subresources. Errors are ``Status`` objects from :mod:`exceptions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hmac
+import json
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+from urllib.parse import parse_qs
+
+import yaml
+
+from aml_emulator.cluster import exceptions as err
+from aml_emulator.cluster import openapi, patch as patchlib, strategies, tables
+from aml_emulator.cluster.models import (GROUP_VERSIONS, RESOURCES, ResourceType, by_kind,
+                                         is_terminating, lookup, resources_of)
+from aml_emulator.cluster.selectors import (label_selector_object, parse_field_selector,
+                                            parse_label_selector, selector_to_string)
+from aml_emulator.cluster.store import Event, Store
+
+MAX_BODY = 8 << 20
+SERVER_VERSION = {
+    "major": "1", "minor": "32", "gitVersion": "v1.32.0-aml-emulator",
+    "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
+    "platform": "linux/amd64",
+}
+NS = lookup("", "v1", "namespaces")
+PODS = lookup("", "v1", "pods")
+
+
+class LogSource(Protocol):
+    """What the API server needs from the kubelet to serve ``pods/log``."""
+
+    def read_logs(self, namespace: str, pod: str, container: str, *, previous: bool = False) -> bytes | None: ...
+
+    def container_running(self, namespace: str, pod: str, container: str) -> bool: ...
+
+
+class Request:
+    def __init__(self, scope: dict, receive: Callable[[], Awaitable[dict]]) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True).items()}
+        self.headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+
+    async def body(self) -> bytes:
+        chunks, size = [], 0
+        while True:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect":
+                break
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise err.ApiError(413, "RequestEntityTooLarge", f"the request body is larger than {MAX_BODY} bytes")
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                break
+        return b"".join(chunks)
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, "").lower() in ("true", "1")
+
+    @property
+    def wants_table(self) -> bool:
+        return "as=table" in self.headers.get("accept", "").lower().replace(" ", "")
+
+
+async def _send_json(send: Callable, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    data = json.dumps(body).encode()
+    hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+            (b"cache-control", b"no-cache, private")]
+    hdrs += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": code, "headers": hdrs})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _int_param(req: Request, name: str) -> int | None:
+    v = req.query.get(name)
+    if v in (None, ""):
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise err.bad_request(f"invalid value for {name}: {v!r}, must be an integer")
+
+
+class ClusterAPI:
+    """The ASGI app. ``token`` is required as a bearer token on every request."""
+
+    def __init__(self, store: Store, token: str, *, logs: LogSource | None = None,
+                 bookmark_interval: float = 5.0) -> None:
+        self.store = store
+        self.token = token
+        self.logs = logs
+        self.bookmark_interval = bookmark_interval
+        self.closing = asyncio.Event()
+        self._closed = False
+
+    def shutdown(self) -> None:
+        """End every open watch and log stream (called before the server stops)."""
+        self._closed = True
+
+    # ------------------------------------------------------------------ ASGI entry
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return
+        req = Request(scope, receive)
+        try:
+            if not self._authorized(req):
+                raise err.unauthorized()
+            await self._route(req, send)
+        except err.ApiError as e:
+            await _send_json(send, e.code, e.status(), e.headers)
+        except Exception as e:  # pragma: no cover - a bug, reported as the apiserver would
+            await _send_json(send, 500, err.ApiError(500, "InternalError", f"Internal error occurred: {type(e).__name__}: {e}").status())
+
+    def _authorized(self, req: Request) -> bool:
+        auth = req.headers.get("authorization", "")
+        if not auth.lower().startswith("bearer "):
+            return False
+        return hmac.compare_digest(auth[7:].strip().encode(), self.token.encode())
+
+    async def _route(self, req: Request, send: Callable) -> None:
+        path = req.path.rstrip("/") or "/"
+        if path == "/version":
+            return await _send_json(send, 200, SERVER_VERSION)
+        if path in ("/healthz", "/livez", "/readyz"):
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            return await send({"type": "http.response.body", "body": b"ok"})
+        if path == "/api":
+            return await _send_json(send, 200, {"kind": "APIVersions", "versions": ["v1"],
+                                                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
+        if path == "/apis":
+            return await _send_json(send, 200, {"kind": "APIGroupList", "apiVersion": "v1",
+                                                "groups": [self._group(g) for g in GROUP_VERSIONS if g]})
+        if path.startswith("/openapi"):
+            return await self._openapi(path, send)
+        segs = path.strip("/").split("/")
+        if segs[0] == "api" and len(segs) >= 2:
+            group, version, rest = "", segs[1], segs[2:]
+        elif segs[0] == "apis" and len(segs) >= 2:
+            if len(segs) == 2:
+                if segs[1] in GROUP_VERSIONS and segs[1]:
+                    return await _send_json(send, 200, self._group(segs[1]) | {"kind": "APIGroup", "apiVersion": "v1"})
+                raise err.path_not_found(path)
+            group, version, rest = segs[1], segs[2], segs[3:]
+        else:
+            raise err.path_not_found(path)
+        if version not in GROUP_VERSIONS.get(group, []):
+            raise err.path_not_found(path)
+        if not rest:
+            if req.method != "GET":
+                raise err.method_not_allowed(f"the server does not allow this method on the requested resource ({req.method} {path})")
+            return await _send_json(send, 200, self._resource_list(group, version))
+        await self._resource(req, send, group, version, rest)
+
+    # ------------------------------------------------------------------ discovery
+    @staticmethod
+    def _group(group: str) -> dict:
+        versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in GROUP_VERSIONS[group]]
+        return {"name": group, "versions": versions, "preferredVersion": versions[0]}
+
+    @staticmethod
+    def _resource_list(group: str, version: str) -> dict:
+        out = []
+        for rt in resources_of(group, version):
+            entry: dict[str, Any] = {"name": rt.plural, "singularName": rt.singular,
+                                     "namespaced": rt.namespaced, "kind": rt.kind, "verbs": list(rt.verbs)}
+            if rt.short_names:
+                entry["shortNames"] = list(rt.short_names)
+            if rt.categories:
+                entry["categories"] = list(rt.categories)
+            out.append(entry)
+            for sub in rt.subresources:
+                s: dict[str, Any] = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced}
+                if sub == "scale":
+                    s |= {"group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}
+                elif sub == "log":
+                    s |= {"kind": "Pod", "verbs": ["get"]}
+                else:
+                    s |= {"kind": rt.kind, "verbs": ["get", "patch", "update"]}
+                out.append(s)
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version, "resources": out}
+
+    async def _openapi(self, path: str, send: Callable) -> None:
+        if path == "/openapi/v3":
+            return await _send_json(send, 200, openapi.index())
+        if path.startswith("/openapi/v3/"):
+            doc = openapi.document_for(path[len("/openapi/v3/"):])
+            if doc is not None:
+                return await _send_json(send, 200, doc)
+        raise err.path_not_found(path)
+
+    # ------------------------------------------------------------------ resources
+    async def _resource(self, req: Request, send: Callable, group: str, version: str, rest: list[str]) -> None:
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and lookup(group, version, rest[2]) is not None \
+                and lookup(group, version, rest[2]).namespaced:
+            namespace, rest = rest[1], rest[2:]
+        rt = lookup(group, version, rest[0])
+        if rt is None or len(rest) > 3:
+            raise err.path_not_found(req.path)
+        name = rest[1] if len(rest) >= 2 else None
+        sub = rest[2] if len(rest) == 3 else None
+        if rt.namespaced and name is not None and namespace is None:
+            raise err.path_not_found(req.path)
+        if not rt.namespaced:
+            namespace = None
+        if sub is not None and sub not in rt.subresources:
+            raise err.path_not_found(req.path)
+        m = req.method
+        verb = {("GET", False): "list", ("GET", True): "get", ("POST", False): "create",
+                ("PUT", True): "update", ("PATCH", True): "patch", ("DELETE", True): "delete",
+                ("DELETE", False): "deletecollection"}.get((m, name is not None))
+        if verb == "list" and req.flag("watch"):
+            verb = "watch"
+        if verb is None or (sub is None and verb not in rt.verbs):
+            raise err.method_not_allowed(f"the server does not allow this method on the requested resource ({m} {rt.plural})")
+        if sub == "log":
+            if verb != "get":
+                raise err.method_not_allowed("the server does not allow this method on the requested resource (pods/log)")
+            return await self._pod_log(req, send, namespace or "", name or "")
+        if sub == "scale":
+            return await self._scale(req, send, rt, namespace or "", name or "", verb)
+        if sub == "status" and verb not in ("get", "update", "patch"):
+            raise err.method_not_allowed(f"the server does not allow this method on the requested resource ({rt.plural}/status)")
+        handler = getattr(self, f"_{verb}")
+        await handler(req, send, rt, namespace, name, sub)
+
+    # -------------------------------------------------- get / list / watch
+    async def _get(self, req, send, rt: ResourceType, ns, name, sub) -> None:
+        obj = self._typed(rt, self.store.get(rt, ns or "", name))
+        if req.wants_table and sub is None:
+            return await _send_json(send, 200, tables.to_table(rt, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                                                              include=req.query.get("includeObject", "Metadata")))
+        await _send_json(send, 200, obj)
+
+    @staticmethod
+    def _typed(rt: ResourceType, obj: dict) -> dict:
+        obj["apiVersion"] = rt.api_version
+        obj["kind"] = rt.kind
+        return obj
+
+    def _predicate(self, req: Request, rt: ResourceType) -> Callable[[dict], bool]:
+        lp = parse_label_selector(req.query.get("labelSelector"))
+        fp = parse_field_selector(req.query.get("fieldSelector"), rt.plural, rt.kind)
+        return lambda o: lp((o.get("metadata") or {}).get("labels") or {}) and fp(o)
+
+    async def _list(self, req, send, rt: ResourceType, ns, name, sub) -> None:
+        pred = self._predicate(req, rt)
+        items, rv = self.store.list(rt, ns, pred)
+        limit = _int_param(req, "limit") or 0
+        start = 0
+        if req.query.get("continue"):
+            try:
+                tok = json.loads(base64.urlsafe_b64decode(req.query["continue"].encode()))
+                start = int(tok["start"])
+            except Exception:
+                raise err.bad_request("continue key is not valid: illegal base64 data")
+        page = items[start:start + limit] if limit > 0 else items[start:]
+        list_meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if limit > 0 and start + limit < len(items):
+            list_meta["continue"] = base64.urlsafe_b64encode(json.dumps({"start": start + limit, "rv": rv}).encode()).decode()
+            list_meta["remainingItemCount"] = len(items) - start - limit
+        page = [self._typed(rt, o) for o in page]
+        if req.wants_table:
+            return await _send_json(send, 200, tables.to_table(rt, page, list_meta, include=req.query.get("includeObject", "Metadata")))
+        for o in page:
+            o.pop("apiVersion", None)
+            o.pop("kind", None)
+        await _send_json(send, 200, {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
+                                     "metadata": list_meta, "items": page})
+
+    async def _watch(self, req, send, rt: ResourceType, ns, name, sub) -> None:
+        pred = self._predicate(req, rt)
+        timeout = _int_param(req, "timeoutSeconds")
+        bookmarks = req.flag("allowWatchBookmarks")
+        initial = req.flag("sendInitialEvents")
+        rv_text = req.query.get("resourceVersion", "")
+        since: int | None = None
+        if rv_text not in ("", "0") and not initial:
+            try:
+                since = int(rv_text)
+            except ValueError:
+                raise err.bad_request(f'invalid resource version: "{rv_text}"')
+        as_table = req.wants_table
+        include = req.query.get("includeObject", "Metadata")
+        loop = asyncio.get_running_loop()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"cache-control", b"no-cache, private"),
+            (b"transfer-encoding", b"chunked")]})
+        first = [True]
+
+        async def emit(type_: str, obj: dict) -> None:
+            if type_ in ("ADDED", "MODIFIED", "DELETED"):
+                obj = self._typed(rt, copy.deepcopy(obj))
+                if as_table:
+                    obj = tables.to_table(rt, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                                          include=include, headers=first[0])
+                    first[0] = False
+            line = json.dumps({"type": type_, "object": obj}).encode() + b"\n"
+            await send({"type": "http.response.body", "body": line, "more_body": True})
+
+        def bookmark(rv: int, initial_end: bool = False) -> dict:
+            meta: dict[str, Any] = {"resourceVersion": str(rv)}
+            if initial_end:
+                meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+            return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
+
+        try:
+            watcher, replay, snapshot, rv = self.store.watch(rt, ns, since, loop)
+        except err.ApiError as e:
+            await send({"type": "http.response.body", "body": json.dumps({"type": "ERROR", "object": e.status()}).encode() + b"\n", "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        disconnected = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while True:
+                msg = await req.receive()
+                if msg["type"] == "http.disconnect":
+                    disconnected.set()
+                    watcher.queue.put_nowait(None)
+                    return
+        dtask = asyncio.create_task(watch_disconnect())
+        deadline = loop.time() + timeout if timeout else None
+        last_rv = rv
+        try:
+            for obj in snapshot:
+                if pred(obj):
+                    await emit("ADDED", obj)
+            if initial and bookmarks:
+                await emit("BOOKMARK", bookmark(rv, True))
+            for ev in replay:
+                await self._emit_event(ev, pred, emit)
+                last_rv = ev.rv
+            next_bookmark = loop.time() + self.bookmark_interval
+            while not self._closed and not disconnected.is_set():
+                now = loop.time()
+                wait = next_bookmark - now
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                    if wait <= 0:
+                        break
+                try:
+                    ev = await asyncio.wait_for(watcher.queue.get(), timeout=max(0.0, min(wait, 0.5)))
+                except asyncio.TimeoutError:
+                    if loop.time() >= next_bookmark:
+                        if bookmarks:
+                            await emit("BOOKMARK", bookmark(self.store.resource_version if last_rv is None else max(last_rv, 0)))
+                        next_bookmark = loop.time() + self.bookmark_interval
+                    continue
+                if ev is None:
+                    break
+                if ev.rv <= rv and since is None:
+                    continue
+                await self._emit_event(ev, pred, emit)
+                last_rv = ev.rv
+        finally:
+            self.store.unwatch(watcher)
+            dtask.cancel()
+        if not disconnected.is_set():
+            try:
+                await send({"type": "http.response.body", "body": b""})
+            except Exception:
+                pass
+
+    @staticmethod
+    async def _emit_event(ev: Event, pred: Callable[[dict], bool], emit: Callable) -> None:
+        new_ok = pred(ev.obj)
+        old_ok = ev.old is not None and pred(ev.old)
+        if ev.type == "ADDED":
+            if new_ok:
+                await emit("ADDED", ev.obj)
+        elif ev.type == "DELETED":
+            if new_ok or old_ok:
+                await emit("DELETED", ev.obj)
+        elif new_ok and old_ok:
+            await emit("MODIFIED", ev.obj)
+        elif new_ok:
+            await emit("ADDED", ev.obj)
+        elif old_ok:
+            await emit("DELETED", ev.obj)
+
+    # -------------------------------------------------- writes
+    async def _read_object(self, req: Request) -> Any:
+        raw = await req.body()
+        ctype = req.headers.get("content-type", "application/json").split(";")[0].strip()
+        try:
+            if ctype in ("application/yaml", patchlib.APPLY_PATCH):
+                return yaml.safe_load(raw.decode() or "null")
+            if ctype in ("application/json", "", patchlib.JSON_PATCH, patchlib.MERGE_PATCH, patchlib.STRATEGIC_PATCH):
+                return json.loads(raw or b"null")
+        except (ValueError, yaml.YAMLError) as e:
+            raise err.bad_request(f"the body of the request could not be decoded: {e}")
+        raise err.unsupported_media_type(ctype)
+
+    def _check_body(self, rt: ResourceType, obj: Any, ns: str | None, name: str | None) -> dict:
+        if not isinstance(obj, dict):
+            raise err.bad_request(f"the body of the request was not a valid {rt.kind} object")
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if kind and kind != rt.kind:
+            raise err.bad_request(f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})" if api_version != rt.api_version
+                                  else f'{kind} in version "{rt.version}" cannot be handled as a {rt.kind}: no kind "{kind}" is registered')
+        if api_version and api_version != rt.api_version:
+            raise err.bad_request(f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})")
+        m = obj.setdefault("metadata", {})
+        if not isinstance(m, dict):
+            raise err.bad_request("metadata must be an object")
+        if rt.namespaced:
+            if m.get("namespace") and m["namespace"] != ns:
+                raise err.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            m["namespace"] = ns
+        else:
+            m.pop("namespace", None)
+        if name is not None and m.get("name") and m["name"] != name:
+            raise err.bad_request("the name of the object (%s) does not match the name on the URL (%s)" % (m["name"], name))
+        if name is not None:
+            m["name"] = name
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        return obj
+
+    def _check_namespace(self, rt: ResourceType, ns: str | None) -> None:
+        if not rt.namespaced:
+            return
+        nsobj = self.store.try_get(NS, "", ns or "")
+        if nsobj is None:
+            raise err.not_found("", "namespaces", ns or "")
+        if is_terminating(nsobj):
+            raise err.ApiError(403, "Forbidden", f'{rt.plural} "" is forbidden: unable to create new content in namespace {ns} because it is being terminated')
+
+    def _create_object(self, rt: ResourceType, obj: dict, dry_run: bool) -> dict:
+        self._check_namespace(rt, obj["metadata"].get("namespace"))
+        m = obj["metadata"]
+        if not m.get("name") and m.get("generateName"):
+            m["name"] = m["generateName"] + "xxxxx"
+            strategies.prepare(rt, obj, None)
+            m["name"] = ""
+        else:
+            strategies.prepare(rt, obj, None)
+        for f in ("resourceVersion", "uid", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
+            m.pop(f, None)
+        if rt.has_status and rt.kind != "Namespace":
+            obj.pop("status", None)
+        if dry_run:
+            if self.store.try_get(rt, m.get("namespace", ""), m["name"]) is not None:
+                raise err.already_exists(rt.group, rt.plural, m["name"])
+            return obj
+        return self.store.create(rt, obj)
+
+    async def _create(self, req, send, rt: ResourceType, ns, name, sub) -> None:
+        obj = self._check_body(rt, await self._read_object(req), ns, None)
+        created = self._create_object(rt, obj, req.query.get("dryRun") == "All")
+        await _send_json(send, 201, self._typed(rt, created))
+
+    def _update_object(self, rt: ResourceType, obj: dict, sub: str | None, dry_run: bool) -> dict:
+        m = obj["metadata"]
+        old = self.store.get(rt, m.get("namespace", ""), m["name"])
+        if sub == "status":
+            merged = copy.deepcopy(old)
+            merged["status"] = obj.get("status")
+            merged["metadata"] = obj["metadata"]
+            obj = merged
+        else:
+            strategies.prepare(rt, obj, old)
+        m.pop("managedFields", None)
+        if dry_run:
+            return obj
+        return self.store.update(rt, obj, subresource=sub)
+
+    async def _update(self, req, send, rt: ResourceType, ns, name, sub) -> None:
+        obj = self._check_body(rt, await self._read_object(req), ns, name)
+        if not obj["metadata"].get("resourceVersion") and rt.plural in ("deployments", "replicasets", "pods", "horizontalpodautoscalers"):
+            pass  # an unconditional update, allowed
+        updated = self._update_object(rt, obj, sub, req.query.get("dryRun") == "All")
+        await _send_json(send, 200, self._typed(rt, updated))
+
+    def _apply_patch(self, req: Request, ctype: str, current: dict, body: Any) -> dict:
+        if ctype == patchlib.JSON_PATCH:
+            return patchlib.json_patch(current, body)
+        if not isinstance(body, dict):
+            raise err.bad_request("the patch body must be a JSON object")
+        if ctype == patchlib.MERGE_PATCH:
+            return patchlib.merge_patch(current, body)
+        if ctype == patchlib.STRATEGIC_PATCH:
+            return patchlib.strategic_merge(current, body)
+        raise err.unsupported_media_type(ctype)
+
+    async def _patch(self, req, send, rt: ResourceType, ns, name, sub) -> None:
+        ctype = req.headers.get("content-type", "").split(";")[0].strip()
+        if ctype not in (patchlib.JSON_PATCH, patchlib.MERGE_PATCH, patchlib.STRATEGIC_PATCH, patchlib.APPLY_PATCH):
+            raise err.unsupported_media_type(ctype)
+        body = await self._read_object(req)
+        dry_run = req.query.get("dryRun") == "All"
+        if ctype == patchlib.APPLY_PATCH:
+            return await self._server_side_apply(req, send, rt, ns, name, sub, body, dry_run)
+        for attempt in range(5):
+            current = self._typed(rt, self.store.get(rt, ns or "", name))
+            rv = current["metadata"]["resourceVersion"]
+            new = self._apply_patch(req, ctype, current, body)
+            new = self._check_body(rt, new, ns, name)
+            pinned = new["metadata"].get("resourceVersion") not in (None, rv)
+            if not pinned:
+                new["metadata"]["resourceVersion"] = rv
+            try:
+                updated = self._update_object(rt, new, sub, dry_run)
+                return await _send_json(send, 200, self._typed(rt, updated))
+            except err.ApiError as e:
+                if e.reason != "Conflict" or pinned or attempt == 4:
+                    raise
+
+    async def _server_side_apply(self, req, send, rt, ns, name, sub, body, dry_run) -> None:
+        manager = req.query.get("fieldManager")
+        if not manager:
+            raise err.bad_request("PATCH requests with apply content type need a field manager")
+        applied = self._check_body(rt, body, ns, name)
+        force = req.flag("force")
+        owners = self.store.apply_owners(rt, ns or "", name)
+        current = self.store.try_get(rt, ns or "", name)
+        if current is None:
+            if sub is not None:
+                raise err.not_found(rt.group, rt.plural, name)
+            new, _ = patchlib.apply(None, applied, manager, {}, force)
+            created = self._create_object(rt, self._check_body(rt, new, ns, name), dry_run)
+            if not dry_run:
+                self.store.set_apply_owner(rt, ns or "", name, manager, applied)
+            return await _send_json(send, 201, self._typed(rt, created))
+        current = self._typed(rt, current)
+        new, conflicts = patchlib.apply(current, applied, manager, owners, force)
+        if conflicts and not force:
+            raise err.apply_conflict(rt.group, rt.plural, name, conflicts)
+        new = self._check_body(rt, new, ns, name)
+        if applied["metadata"].get("resourceVersion") is None:
+            new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        updated = self._update_object(rt, new, sub, dry_run)
+        if not dry_run:
+            self.store.set_apply_owner(rt, ns or "", name, manager, applied)
+        await _send_json(send, 200, self._typed(rt, updated))
+
+    # -------------------------------------------------- delete
+    async def _delete_options(self, req: Request) -> dict:
+        opts: dict[str, Any] = {}
+        raw = await req.body()
+        if raw.strip():
+            try:
+                opts = json.loads(raw)
+            except ValueError as e:
+                raise err.bad_request(f"the DeleteOptions body could not be decoded: {e}")
+            if not isinstance(opts, dict):
+                raise err.bad_request("the DeleteOptions body must be an object")
+        if "propagationPolicy" in req.query:
+            opts["propagationPolicy"] = req.query["propagationPolicy"]
+        if "gracePeriodSeconds" in req.query:
+            opts["gracePeriodSeconds"] = _int_param(req, "gracePeriodSeconds")
+        if req.query.get("dryRun"):
+            opts["dryRun"] = [req.query["dryRun"]]
+        pol = opts.get("propagationPolicy")
+        if pol is None and opts.get("orphanDependents") is True:
+            opts["propagationPolicy"] = "Orphan"
+        if opts.get("propagationPolicy") not in (None, "Orphan", "Background", "Foreground"):
+            raise err.invalid("", "DeleteOptions", "", [("propagationPolicy", f'Unsupported value: "{pol}": supported values: "Foreground", "Background", "Orphan"')])
+        return opts
+
+    def _delete_one(self, rt: ResourceType, ns: str | None, name: str, opts: dict) -> dict:
+        pre = opts.get("preconditions") or {}
+        if "All" in (opts.get("dryRun") or []):
+            return self.store.get(rt, ns or "", name)
+        return self.store.delete(rt, ns or "", name, propagation=opts.get("propagationPolicy"),
+                                 grace=opts.get("gracePeriodSeconds"),
+                                 precondition_rv=pre.get("resourceVersion"), precondition_uid=pre.get("uid"))
+
+    async def _delete(self, req, send, rt: ResourceType, ns, name, sub) -> None:
+        opts = await self._delete_options(req)
+        obj = self._delete_one(rt, ns, name, opts)
+        if self.store.try_get(rt, ns or "", name) is not None:
+            return await _send_json(send, 200, self._typed(rt, obj))
+        details: dict[str, Any] = {"name": name, "kind": rt.plural, "uid": obj["metadata"].get("uid")}
+        if rt.group:
+            details["group"] = rt.group
+        await _send_json(send, 200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                     "status": "Success", "details": details})
+
+    async def _deletecollection(self, req, send, rt: ResourceType, ns, name, sub) -> None:
+        opts = await self._delete_options(req)
+        items, rv = self.store.list(rt, ns, self._predicate(req, rt))
+        out = []
+        for o in items:
+            try:
+                out.append(self._typed(rt, self._delete_one(rt, o["metadata"].get("namespace"), o["metadata"]["name"], opts)))
+            except err.ApiError as e:
+                if e.code != 404:
+                    raise
+        await _send_json(send, 200, {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
+                                     "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": out})
+
+    # -------------------------------------------------- scale subresource
+    @staticmethod
+    def _to_scale(rt: ResourceType, obj: dict) -> dict:
+        m = obj["metadata"]
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in m},
+                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                           "selector": selector_to_string((obj.get("spec") or {}).get("selector"))}}
+
+    async def _scale(self, req: Request, send: Callable, rt: ResourceType, ns: str, name: str, verb: str) -> None:
+        if verb == "get":
+            return await _send_json(send, 200, self._to_scale(rt, self.store.get(rt, ns, name)))
+        if verb not in ("update", "patch"):
+            raise err.method_not_allowed(f"the server does not allow this method on the requested resource ({rt.plural}/scale)")
+        ctype = req.headers.get("content-type", "application/json").split(";")[0].strip()
+        body = await self._read_object(req)
+        for attempt in range(5):
+            obj = self.store.get(rt, ns, name)
+            scale = self._to_scale(rt, obj)
+            if verb == "update":
+                new_scale = body
+            elif ctype == patchlib.APPLY_PATCH:
+                new_scale = patchlib.strategic_merge(scale, body)
+            else:
+                new_scale = self._apply_patch(req, ctype, scale, body)
+            if not isinstance(new_scale, dict) or new_scale.get("kind", "Scale") != "Scale":
+                raise err.bad_request("the body of the request was not a valid Scale object")
+            replicas = (new_scale.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise err.invalid("autoscaling", "Scale", name, [("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")])
+            sent_rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+            pinned = sent_rv not in (None, "", scale["metadata"]["resourceVersion"])
+            if pinned:
+                raise err.conflict(rt.group, rt.plural, name)
+            obj["spec"]["replicas"] = replicas
+            if req.query.get("dryRun") == "All":
+                return await _send_json(send, 200, self._to_scale(rt, obj))
+            try:
+                updated = self.store.update(rt, obj)
+            except err.ApiError as e:
+                if e.reason != "Conflict" or attempt == 4:
+                    raise
+                continue
+            return await _send_json(send, 200, self._to_scale(rt, updated))
+
+    # -------------------------------------------------- pod logs
+    async def _pod_log(self, req: Request, send: Callable, ns: str, name: str) -> None:
+        pod = self.store.get(PODS, ns, name)
+        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        container = req.query.get("container")
+        if not container:
+            if len(containers) != 1:
+                raise err.bad_request(f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]")
+            container = containers[0]
+        if container not in containers:
+            raise err.bad_request(f"container {container} is not valid for pod {name}")
+        tail = _int_param(req, "tailLines")
+        limit_bytes = _int_param(req, "limitBytes")
+        previous = req.flag("previous")
+        follow = req.flag("follow")
+        data = self.logs.read_logs(ns, name, container, previous=previous) if self.logs else None
+        if data is None:
+            if previous:
+                raise err.bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
+            raise err.bad_request(f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
+        sent = len(data)
+        if tail is not None:
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-tail:]) if tail > 0 else b""
+        if limit_bytes is not None:
+            data = data[:limit_bytes]
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/plain"), (b"cache-control", b"no-cache, private")]})
+        await send({"type": "http.response.body", "body": data, "more_body": follow})
+        if not follow:
+            return
+        disconnected = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while True:
+                if (await req.receive())["type"] == "http.disconnect":
+                    disconnected.set()
+                    return
+        dtask = asyncio.create_task(watch_disconnect())
+        try:
+            idle_after_exit = 0
+            while not self._closed and not disconnected.is_set():
+                await asyncio.sleep(0.1)
+                cur = self.logs.read_logs(ns, name, container) if self.logs else None
+                if cur is None:
+                    break
+                if len(cur) < sent:  # rotated: the stream starts again from the new file
+                    sent = 0
+                if len(cur) > sent:
+                    await send({"type": "http.response.body", "body": cur[sent:], "more_body": True})
+                    sent = len(cur)
+                if not self.logs.container_running(ns, name, container):
+                    idle_after_exit += 1
+                    if idle_after_exit > 2:
+                        break
+        finally:
+            dtask.cancel()
+        if not disconnected.is_set():
+            await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,788 @@
+"""The kubelet: runs every pod's containers through a pluggable :class:`PodRuntime`,
+probes them, restarts them with CrashLoopBackOff, keeps their logs, and reports pod status.
+
+The seam: a runtime gets the *whole* pod (image, imagePullSecrets, everything) and one
+container of it, the resolved environment and the port mapping, and returns a handle.
+:class:`ProcessRuntime` runs ``command`` + ``args`` as a local process in its own process
+group; an image-based runtime (pull the image from the registry with the pod's
+imagePullSecrets, then run its entrypoint with the process engine) plugs in the same way.
+
+Each pod gets distinct loopback ports: every declared ``containerPort`` maps to a host
+port on 127.0.0.1 (the first is also exported as ``PORT``), recorded in the pod
+annotations ``emulator.aml/port`` and ``emulator.aml/ports`` (JSON, containerPort → port).
+Note: the environment of a local process, secrets included, is readable by the same uid
+through ``/proc/<pid>/environ``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from aml_emulator.cluster import exceptions as err
+from aml_emulator.cluster.controllers import PORT_ANNOTATION, PORTS_ANNOTATION, record_event
+from aml_emulator.cluster.models import is_terminating, lookup, now_rfc3339
+from aml_emulator.cluster.store import Store
+
+log = logging.getLogger(__name__)
+
+PODS = lookup("", "v1", "pods")
+SECRETS = lookup("", "v1", "secrets")
+CONFIGMAPS = lookup("", "v1", "configmaps")
+NODE_NAME = "emulator-node"
+POD_IP = "127.0.0.1"
+_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SYSTEMROOT")
+
+
+class ContainerConfigError(Exception):
+    """The container cannot be configured yet (a missing secret or config map key)."""
+
+
+class RunContainerError(Exception):
+    """The runtime could not start the container."""
+
+
+class ContainerLog:
+    """A bounded log for one container instance: ``current.log`` rotated at ``max_bytes``
+    into ``current.log.1`` (one generation kept), plus ``previous.log`` for the instance
+    before the last restart (what ``kubectl logs --previous`` shows)."""
+
+    def __init__(self, directory: Path, max_bytes: int = 1 << 20) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._fh = open(self.current_path, "ab")
+
+    @property
+    def current_path(self) -> Path:
+        return self.directory / "current.log"
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._fh.closed:
+                return
+            if self._fh.tell() + len(data) > self.max_bytes:
+                self._fh.close()
+                os.replace(self.current_path, self.directory / "current.log.1")
+                self._fh = open(self.current_path, "ab")
+            self._fh.write(data)
+            self._fh.flush()
+
+    def read(self) -> bytes:
+        with self._lock:
+            out = b""
+            for p in (self.directory / "current.log.1", self.current_path):
+                if p.exists():
+                    out += p.read_bytes()
+            return out
+
+    def read_previous(self) -> bytes | None:
+        p = self.directory / "previous.log"
+        return p.read_bytes() if p.exists() else None
+
+    def new_instance(self) -> None:
+        """Called on a restart: the current instance's log becomes the previous one."""
+        with self._lock:
+            self._fh.close()
+            data = b""
+            for p in (self.directory / "current.log.1", self.current_path):
+                if p.exists():
+                    data += p.read_bytes()
+                    p.unlink()
+            (self.directory / "previous.log").write_bytes(data[-self.max_bytes:])
+            self._fh = open(self.current_path, "ab")
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+@runtime_checkable
+class PodRuntime(Protocol):
+    """How the kubelet runs one container of a pod.
+
+    ``start`` receives the full pod object (``spec.containers[*].image``,
+    ``spec.imagePullSecrets`` ...), the container to run, its resolved environment (``PORT``
+    included), the port mapping ``{containerPort: hostPort}`` on 127.0.0.1, the log to write
+    output into and a scratch working directory. It returns an opaque handle, or raises
+    :class:`RunContainerError` (the pod then shows ``RunContainerError`` and is retried
+    with back-off).
+    """
+
+    def start(self, pod: dict, container: dict, *, env: dict[str, str], ports: dict[int, int],
+              log: ContainerLog, workdir: Path) -> Any: ...
+
+    def poll(self, handle: Any) -> int | None:
+        """The exit code once the container has exited (negative: killed by that signal),
+        else ``None``."""
+
+    def kill(self, handle: Any, grace: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; every process of the container
+        (its whole process group) must be gone when this returns."""
+
+    def logs(self, handle: Any) -> ContainerLog:
+        """The log the container writes into."""
+
+
+def expand_vars(text: str, env: dict[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion in command and args; ``$$(VAR)`` escapes."""
+    def repl(m: re.Match) -> str:
+        if m.group(0).startswith("$$"):
+            return m.group(0)[1:]
+        return env.get(m.group(1), m.group(0))
+    return re.sub(r"\$\$?\(([A-Za-z_][A-Za-z0-9_.-]*)\)", repl, text)
+
+
+class _Process:
+    def __init__(self, popen: subprocess.Popen, log: ContainerLog) -> None:
+        self.popen = popen
+        self.pgid = popen.pid
+        self.log = log
+        self.pump = threading.Thread(target=self._pump, name=f"pod-log-{popen.pid}", daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for chunk in iter(lambda: self.popen.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            self.log.write(chunk)
+
+
+class ProcessRuntime:
+    """Runs ``command`` + ``args`` as a local process in its own process group."""
+
+    def start(self, pod: dict, container: dict, *, env: dict[str, str], ports: dict[int, int],
+              log: ContainerLog, workdir: Path) -> _Process:
+        cmd = [expand_vars(str(a), env) for a in (container.get("command") or []) + (container.get("args") or [])]
+        if not container.get("command"):
+            raise RunContainerError(
+                f'container "{container.get("name")}" has no command: the process runtime runs '
+                f'command+args and cannot run image "{container.get("image")}" by itself; configure '
+                "an image-based pod runtime for that")
+        full_env = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
+        full_env.update(env)
+        cwd = container.get("workingDir")
+        if not cwd or not Path(cwd).is_dir():
+            cwd = str(workdir)
+        try:
+            popen = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        except OSError as e:
+            raise RunContainerError(f"failed to start container process {cmd[0]!r}: {e}") from e
+        return _Process(popen, log)
+
+    def poll(self, handle: _Process) -> int | None:
+        return handle.popen.poll()
+
+    def kill(self, handle: _Process, grace: float) -> None:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(handle.pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            try:
+                handle.popen.wait(timeout=max(wait, 0.0))
+            except subprocess.TimeoutExpired:
+                continue
+            if sig == signal.SIGTERM:
+                # the leader is gone; make sure nothing of its group outlives it
+                try:
+                    os.killpg(handle.pgid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            break
+        try:
+            handle.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        handle.pump.join(2)
+
+    def logs(self, handle: _Process) -> ContainerLog:
+        return handle.log
+
+
+# ---------------------------------------------------------------------------- probes
+
+def run_probe(probe: dict, ports: dict[int, int], container: dict, env: dict[str, str],
+              main_port: int) -> bool:
+    timeout = float(probe.get("timeoutSeconds", 1))
+
+    def resolve(port: Any) -> int:
+        if isinstance(port, str) and not port.isdigit():
+            for p in container.get("ports") or []:
+                if p.get("name") == port:
+                    port = p.get("containerPort")
+                    break
+            else:
+                return main_port
+        return ports.get(int(port), main_port if not ports else int(port))
+
+    try:
+        if "httpGet" in probe:
+            hg = probe["httpGet"]
+            path = hg.get("path", "/")
+            req = urllib.request.Request(f"http://127.0.0.1:{resolve(hg.get('port'))}{path if path.startswith('/') else '/' + path}")
+            for h in hg.get("httpHeaders") or []:
+                req.add_header(h.get("name"), h.get("value"))
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                    return 200 <= resp.status < 400
+            except urllib.error.HTTPError as e:
+                return 200 <= e.code < 400
+        if "tcpSocket" in probe:
+            with socket.create_connection(("127.0.0.1", resolve(probe["tcpSocket"].get("port"))), timeout=timeout):
+                return True
+        if "exec" in probe:
+            cmd = (probe["exec"] or {}).get("command") or []
+            full_env = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ} | env
+            r = subprocess.run(cmd, env=full_env, timeout=timeout, capture_output=True, start_new_session=True)
+            return r.returncode == 0
+        if "grpc" in probe:
+            with socket.create_connection(("127.0.0.1", resolve(probe["grpc"].get("port"))), timeout=timeout):
+                return True
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return False
+    return False
+
+
+class _ProbeState:
+    def __init__(self, probe: dict | None) -> None:
+        self.probe = probe
+        self.successes = 0
+        self.failures = 0
+        self.next_at: float | None = None
+        self.ok = False
+
+
+# ---------------------------------------------------------------------------- containers
+
+class _Container:
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+        self.name = spec["name"]
+        self.handle: Any = None
+        self.started_wall: str | None = None
+        self.started_clock = 0.0
+        self.restart_count = 0
+        self.crashes = 0
+        self.next_start = 0.0
+        self.state: dict = {"waiting": {"reason": "ContainerCreating"}}
+        self.last_state: dict = {}
+        self.done = False  # terminated for good (restart policy says no)
+        self.ready = False
+        self.started = False
+        self.ever_started = False
+        self.instances = 0
+        self.log: ContainerLog | None = None
+        self.env: dict[str, str] = {}
+        self.liveness = _ProbeState(spec.get("livenessProbe"))
+        self.readiness = _ProbeState(spec.get("readinessProbe"))
+        self.startup = _ProbeState(spec.get("startupProbe"))
+
+    def status(self) -> dict:
+        st = {"name": self.name, "image": self.spec.get("image", ""), "imageID": "",
+              "ready": self.ready, "restartCount": self.restart_count, "started": self.started,
+              "state": self.state, "lastState": self.last_state}
+        if self.handle is not None:
+            pid = getattr(self.handle, "pgid", None)
+            st["containerID"] = f"aml-process://{pid}" if pid else "aml-process://unknown"
+        return st
+
+
+class _PodWorker:
+    def __init__(self, kubelet: "Kubelet", pod: dict) -> None:
+        self.kubelet = kubelet
+        self.ns = pod["metadata"]["namespace"]
+        self.name = pod["metadata"]["name"]
+        self.uid = pod["metadata"]["uid"]
+        self.containers = [_Container(c) for c in pod["spec"].get("containers") or []]
+        self.ports: dict[int, int] = {}
+        self.main_port = 0
+        self.dir = kubelet.log_dir / f"{self.ns}_{self.name}_{self.uid[:8]}"
+        self.workdir = self.dir / "work"
+        self.start_time = now_rfc3339()
+        self._stop = threading.Event()
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"pod-{self.ns}-{self.name}", daemon=True)
+
+    # ------------------------------------------------------------- setup
+    def _allocate_ports(self, pod: dict) -> None:
+        declared: list[int] = []
+        for c in pod["spec"].get("containers") or []:
+            for p in c.get("ports") or []:
+                cp = p.get("containerPort")
+                if isinstance(cp, int) and cp not in declared:
+                    declared.append(cp)
+        n = max(1, len(declared))
+        hosts = [self.kubelet.ports.allocate() for _ in range(n)]
+        self.ports = dict(zip(declared, hosts))
+        self.main_port = hosts[0]
+
+        def annotate(x: dict) -> dict:
+            a = x["metadata"].setdefault("annotations", {})
+            a[PORT_ANNOTATION] = str(self.main_port)
+            a[PORTS_ANNOTATION] = json.dumps({str(k): v for k, v in self.ports.items()})
+            if not x["spec"].get("nodeName"):
+                x["spec"]["nodeName"] = NODE_NAME
+            return x
+        self.kubelet.store.mutate(PODS, self.ns, self.name, annotate)
+
+    def _resolve_env(self, pod: dict, c: dict) -> dict[str, str]:
+        store = self.kubelet.store
+        env: dict[str, str] = {"PORT": str(self.main_port), "HOSTNAME": self.name,
+                               "KUBERNETES_NAMESPACE": self.ns}
+        for cp, hp in self.ports.items():
+            env[f"PORT_{cp}"] = str(hp)
+
+        def lookup_key(rt, ref: dict, what: str) -> str | None:
+            obj = store.try_get(rt, self.ns, ref.get("name", ""))
+            optional = ref.get("optional", False)
+            if obj is None:
+                if optional:
+                    return None
+                raise ContainerConfigError(f'{what} "{ref.get("name")}" not found')
+            if rt is SECRETS:
+                data = obj.get("data") or {}
+                if ref["key"] in data:
+                    return base64.b64decode(data[ref["key"]]).decode(errors="replace")
+            else:
+                data = obj.get("data") or {}
+                if ref["key"] in data:
+                    return str(data[ref["key"]])
+            if optional:
+                return None
+            raise ContainerConfigError(f"couldn't find key {ref['key']} in {what} {self.ns}/{ref.get('name')}")
+
+        for src in c.get("envFrom") or []:
+            prefix = src.get("prefix", "")
+            for rt, key, what in ((CONFIGMAPS, "configMapRef", "configmap"), (SECRETS, "secretRef", "secret")):
+                ref = src.get(key)
+                if not ref:
+                    continue
+                obj = store.try_get(rt, self.ns, ref.get("name", ""))
+                if obj is None:
+                    if ref.get("optional"):
+                        continue
+                    raise ContainerConfigError(f'{what} "{ref.get("name")}" not found')
+                for k, v in (obj.get("data") or {}).items():
+                    env[prefix + k] = base64.b64decode(v).decode(errors="replace") if rt is SECRETS else str(v)
+        for e in c.get("env") or []:
+            name = e.get("name")
+            if "value" in e:
+                env[name] = expand_vars(str(e.get("value", "")), env)
+                continue
+            vf = e.get("valueFrom") or {}
+            val: str | None = None
+            if "secretKeyRef" in vf:
+                val = lookup_key(SECRETS, vf["secretKeyRef"], "secret")
+            elif "configMapKeyRef" in vf:
+                val = lookup_key(CONFIGMAPS, vf["configMapKeyRef"], "configmap")
+            elif "fieldRef" in vf:
+                path = vf["fieldRef"].get("fieldPath", "")
+                val = {"metadata.name": self.name, "metadata.namespace": self.ns, "metadata.uid": self.uid,
+                       "status.podIP": POD_IP, "status.hostIP": POD_IP, "spec.nodeName": NODE_NAME,
+                       "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default")}.get(path)
+                m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+                if m:
+                    val = (pod["metadata"].get(m.group(1)) or {}).get(m.group(2))
+            elif "resourceFieldRef" in vf:
+                val = "0"
+            if val is not None:
+                env[name] = val
+            elif "value" not in e and not vf:
+                env[name] = ""
+        return env
+
+    # ------------------------------------------------------------- loop
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        k = self.kubelet
+        try:
+            pod = k.store.try_get(PODS, self.ns, self.name)
+            if pod is None or pod["metadata"].get("uid") != self.uid:
+                return
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self._allocate_ports(pod)
+            while not self._stop.is_set():
+                pod = k.store.try_get(PODS, self.ns, self.name)
+                if pod is None or pod["metadata"].get("uid") != self.uid:
+                    self._kill_all(0.5)
+                    return
+                if is_terminating(pod):
+                    self._terminate(pod)
+                    return
+                for c in self.containers:
+                    self._tick(pod, c)
+                self._report(pod)
+                self._stop.wait(k.period)
+            self._kill_all(0.5)
+        except Exception:  # pragma: no cover - a kubelet bug must not leave processes behind
+            log.exception("pod worker %s/%s failed", self.ns, self.name)
+            self._kill_all(0.5)
+        finally:
+            self.kubelet.ports.release(list(self.ports.values()) or [self.main_port])
+            for c in self.containers:
+                if c.log is not None:
+                    c.log.close()
+            self.finished.set()
+
+    def _terminate(self, pod: dict) -> None:
+        k = self.kubelet
+        grace = float(pod["metadata"].get("deletionGracePeriodSeconds", 30) or 0)
+        if grace > 0 and any(c.handle is not None for c in self.containers):
+            # let the endpoints controller and load balancers stop routing here first
+            self._stop.wait(min(k.drain_delay, grace))
+            for c in self.containers:
+                if c.handle is not None:
+                    record_event(k.store, pod, "Pod", "v1", "Normal", "Killing",
+                                 f"Stopping container {c.name}", "kubelet")
+        self._kill_all(min(grace, k.max_grace))
+        for c in self.containers:
+            c.ready = False
+        self._report(pod)
+
+        k.finish_deletion(self.ns, self.name, self.uid)
+
+    def _kill_all(self, grace: float) -> None:
+        threads = []
+        for c in self.containers:
+            if c.handle is not None:
+                h = c.handle
+                t = threading.Thread(target=self.kubelet.runtime.kill, args=(h, grace), daemon=True)
+                t.start()
+                threads.append((c, t))
+        for c, t in threads:
+            t.join(grace + 10)
+            code = self.kubelet.runtime.poll(c.handle)
+            self._record_exit(c, code if code is not None else -9)
+            c.handle = None
+            c.done = True
+
+    def _record_exit(self, c: _Container, code: int) -> None:
+        exit_code = code if code >= 0 else 128 + (-code)
+        term = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                "startedAt": c.started_wall, "finishedAt": now_rfc3339(), "containerID": c.status().get("containerID", "")}
+        if code < 0:
+            term["signal"] = -code
+        c.state = {"terminated": term}
+        c.ready = False
+        c.started = False
+
+    def _tick(self, pod: dict, c: _Container) -> None:
+        k = self.kubelet
+        now = k.clock()
+        policy = pod["spec"].get("restartPolicy", "Always")
+        if c.handle is None:
+            if c.done or now < c.next_start:
+                return
+            try:
+                c.env = self._resolve_env(pod, c.spec)
+            except ContainerConfigError as e:
+                c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
+                c.next_start = now + 1.0
+                return
+            if c.log is None:
+                c.log = ContainerLog(self.dir / c.name, k.log_max_bytes)
+            elif c.instances > 0:
+                c.log.new_instance()
+            try:
+                c.handle = k.runtime.start(pod, c.spec, env=c.env, ports=dict(self.ports),
+                                           log=c.log, workdir=self.workdir)
+            except RunContainerError as e:
+                c.state = {"waiting": {"reason": "RunContainerError", "message": str(e)}}
+                c.crashes += 1
+                c.next_start = now + k.backoff(c.crashes)
+                return
+            if c.instances > 0:
+                c.restart_count += 1
+            c.instances += 1
+            c.ever_started = True
+            c.started_wall = now_rfc3339()
+            c.started_clock = now
+            c.state = {"running": {"startedAt": c.started_wall}}
+            c.started = c.startup.probe is None
+            for ps in (c.liveness, c.readiness, c.startup):
+                ps.successes = ps.failures = 0
+                ps.ok = False
+                ps.next_at = now + float((ps.probe or {}).get("initialDelaySeconds", 0))
+            c.ready = c.readiness.probe is None and c.started
+            if c.instances == 1:
+                record_event(k.store, pod, "Pod", "v1", "Normal", "Started", f"Started container {c.name}", "kubelet")
+            return
+        code = k.runtime.poll(c.handle)
+        if code is not None:
+            self._record_exit(c, code)
+            c.last_state = c.state
+            c.handle = None
+            failed = c.state["terminated"]["exitCode"] != 0
+            restart = policy == "Always" or (policy == "OnFailure" and failed)
+            if now - c.started_clock >= k.backoff_reset:
+                c.crashes = 0
+            if not restart:
+                c.done = True
+                return
+            c.crashes += 1
+            delay = k.backoff(c.crashes)
+            c.next_start = now + delay
+            c.state = {"waiting": {"reason": "CrashLoopBackOff",
+                                   "message": f"back-off {_fmt_seconds(delay)} restarting failed container={c.name} pod={self.name}_{self.ns}({self.uid})"}}
+            record_event(k.store, pod, "Pod", "v1", "Warning", "BackOff", "Back-off restarting failed container", "kubelet")
+            return
+        # running: probes
+        if not c.started:
+            if self._probe_due(c.startup, now):
+                ok = self._probe(c, c.startup)
+                if ok:
+                    c.started = True
+                    c.ready = c.readiness.probe is None
+                elif c.startup.failures >= int(c.startup.probe.get("failureThreshold", 3)):
+                    self._restart_unhealthy(pod, c, "Startup")
+            return
+        if c.liveness.probe is not None and self._probe_due(c.liveness, now):
+            self._probe(c, c.liveness)
+            if c.liveness.failures >= int(c.liveness.probe.get("failureThreshold", 3)):
+                self._restart_unhealthy(pod, c, "Liveness")
+                return
+        if c.readiness.probe is not None and self._probe_due(c.readiness, now):
+            self._probe(c, c.readiness)
+            if c.readiness.ok and c.readiness.successes >= int(c.readiness.probe.get("successThreshold", 1)):
+                c.ready = True
+            elif c.readiness.failures >= int(c.readiness.probe.get("failureThreshold", 3)):
+                c.ready = False
+
+    @staticmethod
+    def _probe_due(ps: _ProbeState, now: float) -> bool:
+        if ps.probe is None or ps.next_at is None or now < ps.next_at:
+            return False
+        ps.next_at = now + float(ps.probe.get("periodSeconds", 10))
+        return True
+
+    def _probe(self, c: _Container, ps: _ProbeState) -> bool:
+        ok = run_probe(ps.probe or {}, self.ports, c.spec, c.env, self.main_port)
+        if ok:
+            ps.successes += 1
+            ps.failures = 0
+        else:
+            ps.failures += 1
+            ps.successes = 0
+        ps.ok = ok
+        return ok
+
+    def _restart_unhealthy(self, pod: dict, c: _Container, which: str) -> None:
+        k = self.kubelet
+        record_event(k.store, pod, "Pod", "v1", "Warning", "Unhealthy",
+                     f"{which} probe failed {c.liveness.failures if which == 'Liveness' else c.startup.failures} times; container {c.name} will be restarted", "kubelet")
+        c.ready = False
+        k.runtime.kill(c.handle, min(float(pod["spec"].get("terminationGracePeriodSeconds", 30)), k.max_grace))
+
+    def _report(self, pod: dict) -> None:
+        cs = [c.status() for c in self.containers]
+        all_ready = all(c.ready for c in self.containers)
+        all_started_once = all(c.ever_started for c in self.containers)
+        if all(c.done for c in self.containers) and self.containers:
+            failed = any(c.state.get("terminated", {}).get("exitCode", 0) != 0 for c in self.containers)
+            phase = "Failed" if failed else "Succeeded"
+        elif all_started_once:
+            phase = "Running"
+        else:
+            phase = "Pending"
+        old = pod.get("status") or {}
+        old_conds = {c["type"]: c for c in old.get("conditions") or []}
+        ts = now_rfc3339()
+
+        def cond(type_: str, ok: bool, reason: str | None = None) -> dict:
+            status = "True" if ok else "False"
+            prev = old_conds.get(type_)
+            c = {"type": type_, "status": status,
+                 "lastTransitionTime": prev["lastTransitionTime"] if prev and prev.get("status") == status else ts,
+                 "lastProbeTime": None}
+            if reason and not ok:
+                c["reason"] = reason
+            return c
+        not_ready = [c.name for c in self.containers if not c.ready]
+        conds = [cond("PodReadyToStartContainers", True), cond("Initialized", True),
+                 cond("Ready", all_ready and phase == "Running", "ContainersNotReady"),
+                 cond("ContainersReady", all_ready and phase == "Running", "ContainersNotReady"),
+                 cond("PodScheduled", True)]
+        for c in conds:
+            if c["type"] in ("Ready", "ContainersReady") and c["status"] == "False":
+                c["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
+        status = {"phase": phase, "conditions": conds, "hostIP": POD_IP, "hostIPs": [{"ip": POD_IP}],
+                  "podIP": POD_IP, "podIPs": [{"ip": POD_IP}], "startTime": self.start_time,
+                  "containerStatuses": cs, "qosClass": old.get("qosClass", "BestEffort")}
+        if status != old:
+            self.kubelet.store.mutate(PODS, self.ns, self.name,
+                                      lambda x: x | {"status": status} if x["metadata"].get("uid") == self.uid else None,
+                                      subresource="status")
+
+    # ------------------------------------------------------------- logs
+    def container(self, name: str) -> _Container | None:
+        return next((c for c in self.containers if c.name == name), None)
+
+
+def _fmt_seconds(s: float) -> str:
+    if s >= 60:
+        m, sec = divmod(int(s), 60)
+        return f"{m}m{sec}s"
+    return f"{s:g}s" if s != int(s) else f"{int(s)}s"
+
+
+class PortAllocator:
+    """Distinct loopback ports for pods: never hands out a port another pod holds."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
+
+    def allocate(self) -> int:
+        with self._lock:
+            for _ in range(100):
+                with socket.socket() as s:
+                    s.bind((self.host, 0))
+                    port = s.getsockname()[1]
+                if port not in self._held:
+                    self._held.add(port)
+                    return port
+            raise RuntimeError("no free loopback port for a pod")
+
+    def release(self, ports: list[int]) -> None:
+        with self._lock:
+            self._held.difference_update(ports)
+
+
+class Kubelet:
+    """Runs the pods of the one emulated node (``emulator-node``)."""
+
+    def __init__(self, store: Store, runtime: PodRuntime, *, log_dir: Path,
+                 clock: Callable[[], float] = time.monotonic, backoff_base: float = 10.0,
+                 backoff_cap: float = 300.0, backoff_reset: float | None = None,
+                 period: float = 0.1, drain_delay: float = 0.3, max_grace: float = 10.0,
+                 log_max_bytes: int = 1 << 20) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.log_dir = log_dir
+        self.clock = clock
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.backoff_reset = backoff_reset if backoff_reset is not None else 2 * backoff_cap
+        self.period = period
+        self.drain_delay = drain_delay
+        self.max_grace = max_grace
+        self.log_max_bytes = log_max_bytes
+        self.ports = PortAllocator()
+        self.workers: dict[tuple[str, str], _PodWorker] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def backoff(self, crashes: int) -> float:
+        """The CrashLoopBackOff delay before restart number ``crashes``: base, 2·base, 4·base … capped."""
+        return min(self.backoff_cap, self.backoff_base * (2 ** max(0, crashes - 1)))
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="cluster-kubelet", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception:  # pragma: no cover
+                log.exception("kubelet sync failed")
+            self.store.wait_for_change(self.period)
+            if self._stop.is_set():
+                break
+
+    def sync(self) -> None:
+        pods, _ = self.store.list(PODS)
+        live = set()
+        with self._lock:
+            for p in pods:
+                key = (p["metadata"]["namespace"], p["metadata"]["name"])
+                live.add(key)
+                w = self.workers.get(key)
+                if w is not None and w.uid != p["metadata"]["uid"]:
+                    if not w.finished.is_set():
+                        continue  # the old incarnation is still shutting down
+                    self._forget(key)
+                    w = None
+                if w is None:
+                    if is_terminating(p):
+                        self.finish_deletion(key[0], key[1], p["metadata"]["uid"])
+                        continue
+                    w = _PodWorker(self, p)
+                    self.workers[key] = w
+                    w.start()
+            for key in list(self.workers):
+                if key not in live and self.workers[key].finished.is_set():
+                    self._forget(key)
+
+    def finish_deletion(self, namespace: str, name: str, uid: str) -> None:
+        """The pod's containers are stopped: delete it with grace 0 (as the real kubelet
+        does), so the store removes it once no finalizer holds it."""
+        try:
+            self.store.delete(PODS, namespace, name, grace=0, precondition_uid=uid)
+        except err.ApiError:
+            pass
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        w = self.workers.pop(key)
+        shutil.rmtree(w.dir, ignore_errors=True)
+
+    def stop(self) -> None:
+        """Stop every pod: all their process groups are killed before this returns."""
+        self._stop.set()
+        with self.store.changed:
+            self.store.changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(10)
+        with self._lock:
+            workers = list(self.workers.values())
+        for w in workers:
+            w.stop()
+        for w in workers:
+            if w.thread.is_alive():
+                w.thread.join(20)
+
+    # ------------------------------------------------------------- for the API server
+    def _container(self, namespace: str, pod: str, container: str) -> _Container | None:
+        with self._lock:
+            w = self.workers.get((namespace, pod))
+        return w.container(container) if w is not None else None
+
+    def read_logs(self, namespace: str, pod: str, container: str, *, previous: bool = False) -> bytes | None:
+        c = self._container(namespace, pod, container)
+        if c is None or c.log is None:
+            return None
+        return c.log.read_previous() if previous else c.log.read()
+
+    def container_running(self, namespace: str, pod: str, container: str) -> bool:
+        c = self._container(namespace, pod, container)
+        return c is not None and c.handle is not None
+
+    def process_groups(self) -> list[int]:
+        """The process group ids of every running container (for orphan checks)."""
+        with self._lock:
+            return [getattr(c.handle, "pgid") for w in self.workers.values() for c in w.containers
+                    if c.handle is not None and hasattr(c.handle, "pgid")]

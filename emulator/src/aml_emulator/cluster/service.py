@@ -1,0 +1,183 @@
+"""``ClusterService``: the API server, controllers, kubelet and service load balancers,
+started and stopped together."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from aml_emulator._http import BackgroundServer
+from aml_emulator.cluster import tls
+from aml_emulator.cluster.api import ClusterAPI
+from aml_emulator.cluster.models import lookup, now_rfc3339
+from aml_emulator.cluster.store import Store
+
+MetricsSource = Callable[[str, str], "float | None"]
+
+
+class ClusterService:
+    """An emulated Kubernetes cluster on a loopback ephemeral port.
+
+    :param state_dir: where objects persist across restarts (``None``: in memory only;
+        pod logs then go to a temporary directory removed on :meth:`stop`).
+    :param host: the address to bind; loopback by default.
+    :param pod_runtime: how the kubelet runs containers (default :class:`ProcessRuntime`).
+    :param clock: a ``() -> float`` seconds clock for back-off and autoscaler windows
+        (default ``time.monotonic``); tests inject a controllable one.
+    :param backoff_base: the first CrashLoopBackOff delay in seconds (doubles, capped at
+        ``backoff_cap``).
+    :param metrics_source: ``(namespace, deployment) -> utilization percent | None`` for
+        the HPA controller; settable later with :meth:`set_metrics_source`.
+    """
+
+    def __init__(self, state_dir: str | Path | None = None, host: str = "127.0.0.1",
+                 pod_runtime: Any = None, clock: Callable[[], float] | None = None,
+                 backoff_base: float = 10.0, *, backoff_cap: float = 300.0,
+                 metrics_source: MetricsSource | None = None, hpa_sync_period: float = 15.0,
+                 hpa_downscale_window: float | None = None, controller_period: float = 0.2,
+                 kubelet_period: float = 0.1, drain_delay: float = 0.3,
+                 bookmark_interval: float = 5.0, token: str | None = None) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.host = host
+        self.clock = clock or time.monotonic
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.token = token or secrets.token_urlsafe(32)
+        self._pod_runtime = pod_runtime
+        self._metrics_source = metrics_source
+        self._hpa_sync_period = hpa_sync_period
+        self._hpa_downscale_window = hpa_downscale_window
+        self._controller_period = controller_period
+        self._kubelet_period = kubelet_period
+        self._drain_delay = drain_delay
+        self._bookmark_interval = bookmark_interval
+        self._tmp: Path | None = None
+        self.store: Store | None = None
+        self.api: ClusterAPI | None = None
+        self.server: BackgroundServer | None = None
+        self.controllers: Any = None
+        self.kubelet: Any = None
+        self.balancers: Any = None
+        self.kubeconfig_path: Path | None = None
+        self.ca_path: Path | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("the cluster is not started; call start() first")
+        return self.server.url
+
+    def start(self) -> "ClusterService":
+        from aml_emulator.cluster.controllers import ControllerManager
+        from aml_emulator.cluster.kubelet import Kubelet, ProcessRuntime
+        from aml_emulator.cluster.loadbalancer import ServiceBalancers
+
+        work = self.state_dir
+        if work is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="aml-cluster-"))
+            work = self._tmp
+        work.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.state_dir)
+        self.store.start()
+        self._bootstrap()
+        runtime = self._pod_runtime or ProcessRuntime()
+        self.kubelet = Kubelet(self.store, runtime, log_dir=work / "pod-logs", clock=self.clock,
+                               backoff_base=self.backoff_base, backoff_cap=self.backoff_cap,
+                               period=self._kubelet_period, drain_delay=self._drain_delay)
+        self.api = ClusterAPI(self.store, self.token, logs=self.kubelet,
+                              bookmark_interval=self._bookmark_interval)
+        self.ca_path, crt, key = tls.generate(work / "tls", self.host)
+        self.server = BackgroundServer(self.api, host=self.host, name="aml-cluster",
+                                       certfile=str(crt), keyfile=str(key)).start()
+        self.balancers = ServiceBalancers(self.store, host=self.host)
+        self.balancers.start()
+        self.controllers = ControllerManager(self.store, clock=self.clock, period=self._controller_period,
+                                             metrics_source=self._metrics_source,
+                                             hpa_sync_period=self._hpa_sync_period,
+                                             hpa_downscale_window=self._hpa_downscale_window)
+        self.controllers.start()
+        self.kubelet.start()
+        self.kubeconfig_path = work / "kubeconfig"
+        self.write_kubeconfig(self.kubeconfig_path)
+        return self
+
+    def stop(self) -> None:
+        """Stop everything; every pod's process group is killed."""
+        if self.api is not None:
+            self.api.shutdown()
+        if self.controllers is not None:
+            self.controllers.stop()
+        if self.kubelet is not None:
+            self.kubelet.stop()
+        if self.balancers is not None:
+            self.balancers.stop()
+        if self.store is not None:
+            self.store.close()
+        if self.server is not None:
+            self.server.stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "ClusterService":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def set_metrics_source(self, source: MetricsSource | None) -> None:
+        """Feed the HPA controller: ``source(namespace, deployment_name)`` returns the
+        current average utilization in percent of the target's resource (or ``None`` when
+        unknown, which leaves the replica count alone)."""
+        self._metrics_source = source
+        if self.controllers is not None:
+            self.controllers.metrics_source = source
+
+    # ------------------------------------------------------------------ helpers
+    def _bootstrap(self) -> None:
+        assert self.store is not None
+        ns = lookup("", "v1", "namespaces")
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            if self.store.try_get(ns, "", name) is None:
+                self.store.create(ns, {"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+                                       "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+        nodes = lookup("", "v1", "nodes")
+        if self.store.try_get(nodes, "", "emulator-node") is None:
+            self.store.create(nodes, {"metadata": {"name": "emulator-node", "labels": {
+                "kubernetes.io/hostname": "emulator-node", "kubernetes.io/os": "linux"}},
+                "spec": {}, "status": {}})
+        self.store.mutate(nodes, "", "emulator-node", lambda n: n | {"status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubelet is posting ready status", "lastHeartbeatTime": now_rfc3339(),
+                            "lastTransitionTime": now_rfc3339()}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": "emulator-node"}],
+            "nodeInfo": {"kubeletVersion": "v1.32.0-aml-emulator", "operatingSystem": "linux", "architecture": "amd64",
+                         "containerRuntimeVersion": "aml-process://1", "kernelVersion": "", "osImage": "", "machineID": "",
+                         "systemUUID": "", "bootID": "", "kubeProxyVersion": ""}}}, subresource="status")
+
+    def kubeconfig(self, *, namespace: str = "default") -> dict:
+        return {"apiVersion": "v1", "kind": "Config",
+                "clusters": [{"name": "aml-emulator", "cluster": {
+                    "server": self.url,
+                    "certificate-authority-data": base64.b64encode(self.ca_path.read_bytes()).decode()}}],
+                "users": [{"name": "aml-emulator-user", "user": {"token": self.token}}],
+                "contexts": [{"name": "aml-emulator", "context": {"cluster": "aml-emulator", "user": "aml-emulator-user", "namespace": namespace}}],
+                "current-context": "aml-emulator", "preferences": {}}
+
+    def write_kubeconfig(self, path: str | Path, *, namespace: str = "default") -> Path:
+        """Write a kubeconfig (mode 0600: it holds the bearer token) for kubectl or the
+        ``kubernetes`` client's ``config.load_kube_config``."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch(mode=0o600, exist_ok=True)
+        p.chmod(0o600)
+        p.write_text(yaml.safe_dump(self.kubeconfig(namespace=namespace), sort_keys=False))
+        return p

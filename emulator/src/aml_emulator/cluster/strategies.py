@@ -1,0 +1,184 @@
+"""Per-kind defaulting and validation, applied on create and update (the apiserver's
+"strategies"). Validation failures are 422 ``Invalid`` with ``details.causes``."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+import threading
+from typing import Any
+
+from aml_emulator.cluster import exceptions as err
+from aml_emulator.cluster.models import ResourceType
+from aml_emulator.cluster.selectors import label_selector_object
+
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_cluster_ip_lock = threading.Lock()
+_next_ip = [10]
+
+
+def _container_defaults(c: dict) -> None:
+    c.setdefault("imagePullPolicy", "IfNotPresent" if ":" in (c.get("image") or "") and not (c.get("image") or "").endswith(":latest") else "Always")
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    c.setdefault("resources", {})
+    for p in c.get("ports") or []:
+        p.setdefault("protocol", "TCP")
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        pr = c.get(probe)
+        if isinstance(pr, dict):
+            pr.setdefault("timeoutSeconds", 1)
+            pr.setdefault("periodSeconds", 10)
+            pr.setdefault("successThreshold", 1)
+            pr.setdefault("failureThreshold", 3)
+            if isinstance(pr.get("httpGet"), dict):
+                pr["httpGet"].setdefault("path", "/")
+                pr["httpGet"].setdefault("scheme", "HTTP")
+
+
+def default_pod_spec(spec: dict) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if isinstance(c, dict):
+            _container_defaults(c)
+
+
+def validate_pod_spec(spec: Any, prefix: str) -> list[tuple[str, str]]:
+    causes: list[tuple[str, str]] = []
+    if not isinstance(spec, dict):
+        return [(prefix, "Required value")]
+    containers = spec.get("containers")
+    if not containers or not isinstance(containers, list):
+        return [(f"{prefix}.containers", "Required value")]
+    seen = set()
+    for i, c in enumerate(containers):
+        p = f"{prefix}.containers[{i}]"
+        if not isinstance(c, dict):
+            causes.append((p, "Invalid value: must be an object"))
+            continue
+        name = c.get("name")
+        if not name:
+            causes.append((f"{p}.name", "Required value"))
+        elif not _DNS1123_LABEL.fullmatch(name):
+            causes.append((f"{p}.name", f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or \'-\''))
+        elif name in seen:
+            causes.append((f"{p}.name", f'Duplicate value: "{name}"'))
+        seen.add(name)
+        if not c.get("image"):
+            causes.append((f"{p}.image", "Required value"))
+    rp = spec.get("restartPolicy")
+    if rp not in (None, "Always", "OnFailure", "Never"):
+        causes.append((f"{prefix}.restartPolicy", f'Unsupported value: "{rp}": supported values: "Always", "OnFailure", "Never"'))
+    return causes
+
+
+def _validate_name(rt: ResourceType, obj: dict) -> list[tuple[str, str]]:
+    name = (obj.get("metadata") or {}).get("name") or ""
+    if not name:
+        return [("metadata.name", "Required value: name or generateName is required")]
+    pattern = _DNS1123_LABEL if rt.plural in ("namespaces", "services") else _DNS1123_SUBDOMAIN
+    if len(name) > 253 or not pattern.fullmatch(name):
+        return [("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \'-\' or \'.\', and must start and end with an alphanumeric character')]
+    return []
+
+
+def prepare(rt: ResourceType, obj: dict, old: dict | None) -> None:
+    """Default and validate ``obj`` in place; ``old`` is the stored object on update."""
+    kind = rt.kind
+    spec = obj.get("spec")
+    if kind == "Pod" and isinstance(spec, dict):
+        default_pod_spec(spec)
+    elif kind in ("Deployment", "ReplicaSet") and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        tmpl = spec.setdefault("template", {})
+        if isinstance(tmpl.get("spec"), dict):
+            default_pod_spec(tmpl["spec"])
+        if kind == "Deployment":
+            spec.setdefault("revisionHistoryLimit", 10)
+            spec.setdefault("progressDeadlineSeconds", 600)
+            strat = spec.setdefault("strategy", {})
+            strat.setdefault("type", "RollingUpdate")
+            if strat["type"] == "RollingUpdate":
+                ru = strat.setdefault("rollingUpdate", {})
+                ru.setdefault("maxSurge", "25%")
+                ru.setdefault("maxUnavailable", "25%")
+    elif kind == "Service" and isinstance(spec, dict):
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for p in spec.get("ports") or []:
+            p.setdefault("protocol", "TCP")
+            p.setdefault("targetPort", p.get("port"))
+        if old is not None and (old.get("spec") or {}).get("clusterIP"):
+            spec["clusterIP"] = old["spec"]["clusterIP"]
+            spec["clusterIPs"] = [spec["clusterIP"]]
+        elif not spec.get("clusterIP"):
+            with _cluster_ip_lock:
+                n = _next_ip[0]
+                _next_ip[0] += 1
+            spec["clusterIP"] = str(ipaddress.IPv4Address("10.96.0.0") + n)
+            spec["clusterIPs"] = [spec["clusterIP"]]
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    elif kind == "Secret":
+        obj.setdefault("type", "Opaque")
+        sd = obj.pop("stringData", None)
+        if isinstance(sd, dict):
+            data = obj.setdefault("data", {})
+            for k, v in sd.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+    elif kind == "Namespace":
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj.setdefault("status", {}).setdefault("phase", "Active")
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+    elif kind == "HorizontalPodAutoscaler" and isinstance(spec, dict):
+        spec.setdefault("minReplicas", 1)
+        if not spec.get("metrics"):
+            spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+
+    causes = _validate_name(rt, obj)
+    if kind == "Pod":
+        causes += validate_pod_spec(spec, "spec")
+    elif kind in ("Deployment", "ReplicaSet"):
+        if not isinstance(spec, dict):
+            causes.append(("spec", "Required value"))
+        else:
+            sel = spec.get("selector")
+            if not sel:
+                causes.append(("spec.selector", "Required value"))
+            tmpl_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if sel and not label_selector_object(sel)(tmpl_labels):
+                causes.append(("spec.template.metadata.labels", f"Invalid value: {tmpl_labels!r}: `selector` does not match template `labels`"))
+            if old is not None and kind == "Deployment" and (old.get("spec") or {}).get("selector") != sel:
+                causes.append(("spec.selector", f"Invalid value: {sel!r}: field is immutable"))
+            r = spec.get("replicas")
+            if not isinstance(r, int) or r < 0:
+                causes.append(("spec.replicas", f"Invalid value: {r!r}: must be greater than or equal to 0"))
+            causes += validate_pod_spec((spec.get("template") or {}).get("spec"), "spec.template.spec")
+    elif kind == "Service" and isinstance(spec, dict):
+        for i, p in enumerate(spec.get("ports") or []):
+            if not isinstance(p.get("port"), int) or not 0 < p["port"] < 65536:
+                causes.append((f"spec.ports[{i}].port", f"Invalid value: {p.get('port')!r}: must be between 1 and 65535, inclusive"))
+        if spec.get("type") not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
+            causes.append(("spec.type", f'Unsupported value: "{spec.get("type")}"'))
+    elif kind == "HorizontalPodAutoscaler":
+        if not isinstance(spec, dict) or not spec.get("scaleTargetRef"):
+            causes.append(("spec.scaleTargetRef", "Required value"))
+        elif not isinstance(spec.get("maxReplicas"), int) or spec["maxReplicas"] < 1:
+            causes.append(("spec.maxReplicas", "Invalid value: must be greater than or equal to 1"))
+        elif spec.get("minReplicas", 1) > spec["maxReplicas"]:
+            causes.append(("spec.minReplicas", "Invalid value: must be less than or equal to maxReplicas"))
+    elif kind == "Secret":
+        for k, v in (obj.get("data") or {}).items():
+            try:
+                base64.b64decode(v, validate=True)
+            except Exception:
+                causes.append((f"data[{k}]", "Invalid value: illegal base64 data"))
+    if causes:
+        raise err.invalid(rt.group, rt.kind, (obj.get("metadata") or {}).get("name") or "", causes)
