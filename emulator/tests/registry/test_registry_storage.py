@@ -125,3 +125,46 @@ def test_large_blob_streams_without_buffering(client: Client):
     assert received == size
     # Client and server share this process: neither side held the 24 MiB body at once.
     assert peak < 12 * 1024 * 1024, peak
+
+
+def test_r9_retried_pushes_give_the_same_digest(client: Client):
+    first, body = client.push_image("retry/app", "v1", layer=b"same layer")
+    again, _ = client.push_image("retry/app", "v1", layer=b"same layer")
+    assert first == again
+    assert client.push_blob("retry/app", b"same layer") == sha256(b"same layer")
+    assert client.get("/v2/retry/app/tags/list").json()["tags"] == ["v1"]
+
+
+def test_r10_concurrent_pushes_of_one_blob_and_tag(reg):
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = os.urandom(2 * 1024 * 1024)
+
+    def push(i: int) -> tuple[str, str]:
+        c = admin_client(reg)
+        digest, _ = c.push_image("race/app", "latest", layer=data, config=b'{"os":"linux"}')
+        return digest, c.push_blob("race/app", data)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(push, range(6)))
+    assert len(set(results)) == 1
+    c = admin_client(reg)
+    assert c.get(f"/v2/race/app/blobs/{sha256(data)}").content == data
+    assert c.get("/v2/race/app/manifests/latest").headers["Docker-Content-Digest"] == results[0][0]
+    assert reg.storage.upload_count() == 0
+    assert list((reg.state_dir / "uploads").iterdir()) == []
+
+
+def test_stop_then_start_again_serves_a_fresh_temporary_store():
+    reg = RegistryService()
+    reg.start()
+    admin_client(reg).push_blob("again/app", b"x")
+    reg.stop()
+    reg.start()
+    try:
+        c = admin_client(reg)
+        assert c.get("/v2/").status_code == 200
+        assert c.get(f"/v2/again/app/blobs/{sha256(b'x')}").status_code == 404
+        assert c.push_blob("again/app", b"y") == sha256(b"y")
+    finally:
+        reg.stop()

@@ -108,6 +108,8 @@ class RegistryService:
     def start(self) -> "RegistryService":
         if self._server is not None:
             return self
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.storage.reopen()
         server = BackgroundServer(RegistryApp(self), host=self.host, port=self.port,
                                   name="aml-registry")
         self._server = server

@@ -58,8 +58,3 @@ def error(code: str, message: str | None = None, *, detail: Any = None, status: 
         raise ValueError("a TOOMANYREQUESTS error must carry a Retry-After header")
     return RegistryError(code, status or default_status, message or default_message, detail, headers)
 
-
-def not_implemented(operation: str) -> RegistryError:
-    """What an operation the emulator does not implement answers: UNSUPPORTED, named."""
-    return error("UNSUPPORTED", f"The {operation} operation has not been implemented in the emulator",
-                 status=405)

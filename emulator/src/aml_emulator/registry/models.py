@@ -166,6 +166,15 @@ class Storage:
         for leftover in (self.root / "uploads").iterdir():
             leftover.unlink(missing_ok=True)
 
+    def reopen(self) -> None:
+        """Make the directories again (a temporary root may have been removed) and drop the
+        upload sessions, as after a restart."""
+        with self._lock:
+            for up in self._uploads.values():
+                up.path.unlink(missing_ok=True)
+            self._uploads.clear()
+            self._init_dirs()
+
     def reset(self) -> None:
         """Forget every repository, blob and upload session."""
         with self._lock:
