@@ -195,9 +195,14 @@ def test_deploy_overwrite_replaces_the_service(aml, app, factor_model, services)
     first = aml("service", "deploy", "cli-over", "-m", "factor:1", "-e", "score.py", "-s", app)
     assert first.exit_code == 0, first.stderr
     assert "cli-over" in first.stdout and "running" in first.stdout  # the table form
-    replaced = aml.json("service", "deploy", "cli-over", "-m", "factor:2", "-e", "score.py", "-s", app,
-                        "--overwrite")
-    assert replaced["models"] == ["factor:2"]
+    # as if stderr were an interactive terminal: the spinner path, same steps, stdout still pure JSON
+    replaced = aml("-o", "json", "service", "deploy", "cli-over", "-m", "factor:2", "-e", "score.py", "-s", app,
+                   "--overwrite", env={"TTY_INTERACTIVE": "1", "FORCE_COLOR": "1"})
+    assert replaced.exit_code == 0, replaced.stderr
+    assert json.loads(replaced.stdout)["models"] == ["factor:2"]
+    assert "Deploying cli-over" in replaced.stderr  # the spinner's label
+    assert "exists; updating it in place" in replaced.stderr
+    assert "\x1b[" in replaced.stderr  # drawn with terminal control sequences
     assert aml.json("service", "run", "cli-over", "--data", '{"data": [2]}') == [10.0]
 
 

@@ -91,8 +91,9 @@ def deployment_config(kind: str, settings: dict[str, Any]) -> Any:
 def follow(state: State, service: Any, label: str) -> None:
     """Show an operation's progress on stderr until it ends; re-raise its error.
 
-    On a terminal: a spinner with the latest step, each step also printed above it. Piped:
-    one timestamped line per step, nothing else.
+    On an interactive terminal: a spinner with the latest step, each step also printed
+    above it. Otherwise (a pipe, a file, ``TERM=dumb``, ``TTY_INTERACTIVE=0``): one
+    timestamped line per step and no cursor movement, so CI logs stay readable.
     """
     operation = getattr(service, "_operation", None)
     if operation is None:
@@ -111,7 +112,7 @@ def follow(state: State, service: Any, label: str) -> None:
     def line(stamp: float, text: str) -> Text:
         return Text.assemble((time.strftime("%H:%M:%S ", time.localtime(stamp)), "dim"), text)
 
-    if err.is_terminal:
+    if err.is_interactive:
         with err.status(label, spinner="dots") as status:
             def show(stamp: float, text: str) -> None:
                 err.print(line(stamp, text), soft_wrap=True)
