@@ -145,9 +145,9 @@ def check_environment(spec: DeploymentSpec) -> None:
 # -- staging ------------------------------------------------------------------------------
 
 
-def _stage(workspace: Workspace, spec: DeploymentSpec, service_dir: Path, generation: int) -> dict[str, Any]:
-    """Copy the app and lay out the models for one generation; returns the runtime spec."""
-    gen_dir = service_dir / f"gen-{generation}"
+def _stage(workspace: Workspace, spec: DeploymentSpec, service_dir: Path, revision: int) -> dict[str, Any]:
+    """Copy the app and lay out the models for one revision; returns the runtime spec."""
+    gen_dir = service_dir / f"gen-{revision}"
     if gen_dir.exists():
         shutil.rmtree(gen_dir)
     ic = spec.inference_config
@@ -164,7 +164,6 @@ def _stage(workspace: Workspace, spec: DeploymentSpec, service_dir: Path, genera
         "env": dict(ic.environment.environment_variables),
         "scoring_timeout_ms": None,
         "max_body_bytes": None,
-        "generation": generation,
     }
 
 
@@ -223,7 +222,7 @@ def start(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
         "pid_start": _start_time(process.pid),
         "service_dir": str(service_dir),
         "log": str(log_path),
-        "generation": 1,
+        "revision": 1,
         "engine": config.engine,
         "workers": config.workers,
     }
@@ -289,18 +288,22 @@ def update(workspace: Workspace, service: ServiceRecord, spec: DeploymentSpec) -
         return start(workspace, spec)
     check_environment(spec)
     service_dir = Path(details["service_dir"])
-    old_generation = int(details.get("generation", 1))
-    generation = old_generation + 1
-    progress(f"Staging generation {generation}")
+    old_revision = int(details.get("revision", 1))
+    revision = old_revision + 1
+    progress(f"Staging revision {revision}")
     old_spec = _read_json(service_dir / "spec.json")
-    runtime_spec = _stage(workspace, spec, service_dir, generation)
+    runtime_spec = _stage(workspace, spec, service_dir, revision)
     _write_json(service_dir / "spec.json", runtime_spec)
     progress("Starting the new workers beside the old ones (zero-downtime reload)")
+    # The supervisor numbers every reload attempt, failed ones included.
+    before = _read_json(service_dir / "state.json")
+    old_workers = list(before.get("workers") or [])
+    expected = max(before.get("generation") or 0, (before.get("reload") or {}).get("generation") or 0) + 1
     os.kill(details["pid"], signal.SIGHUP)
     deadline = time.monotonic() + config.startup_timeout
     while True:
         reload = _read_json(service_dir / "state.json").get("reload") or {}
-        if reload.get("generation") == generation and reload.get("status") in ("ready", "failed"):
+        if reload.get("generation") == expected and reload.get("status") in ("ready", "failed"):
             break
         if not process_running(details):
             raise _fail(f"The supervisor of {spec.name!r} exited during the update; see service.get_logs().")
@@ -309,20 +312,25 @@ def update(workspace: Workspace, service: ServiceRecord, spec: DeploymentSpec) -
         time.sleep(_POLL)
     if reload["status"] == "failed":
         _write_json(service_dir / "spec.json", old_spec)
-        shutil.rmtree(service_dir / f"gen-{generation}", ignore_errors=True)
+        shutil.rmtree(service_dir / f"gen-{revision}", ignore_errors=True)
         raise _fail(
             f"The new version of {spec.name!r} failed to start: {reload.get('error')}. The previous version "
             f"keeps serving. See service.get_logs() for the traceback."
         )
-    _prune_generations(service_dir, keep={old_generation, generation})
-    progress(f"Generation {generation} is serving; the old workers finish their requests and exit")
+    progress(f"Revision {revision} is serving; waiting for the old workers to finish their requests")
+    # Until the old workers exit they may still accept on the shared socket; once update()
+    # returns, every request must reach the new code.
+    drain_deadline = time.monotonic() + 60
+    while any(_start_time(pid) is not None for pid in old_workers) and time.monotonic() < drain_deadline:
+        time.sleep(_POLL)
+    _prune_generations(service_dir, keep={revision})
     return attrs.evolve(
         service,
         state="running",
         models=tuple(m.id for m in spec.models),
         error=None,
         updated_time=utcnow(),
-        details={**details, "generation": generation},
+        details={**details, "revision": revision},
     )
 
 
