@@ -28,7 +28,6 @@ from aml_emulator.registry.exceptions import RegistryError, error
 from aml_emulator.registry.models import (
     CHUNK,
     IMAGE_MANIFEST_TYPES,
-    INDEX_TYPES,
     MANIFEST_TYPES,
     OCI_INDEX,
     ManifestInfo,
