@@ -15,6 +15,7 @@ from aml_core.oci.image import (
     ModelFiles,
     PackageSpec,
     build_image,
+    cached_image_from_rootfs,
     image_from_rootfs,
     read_layout,
     write_build_context,
@@ -28,6 +29,6 @@ from aml_core.oci.unpack import UnpackedImage, UnsafeArchive, unpack_image
 __all__ = [
     "AppSpec", "Blob", "EnvironmentSpec", "Image", "Layer", "LayerBuilder", "ModelFiles",
     "PackageSpec", "Reference", "RegistryClient", "RegistryError", "UnpackedImage",
-    "UnsafeArchive", "build_image", "image_from_rootfs", "read_layout", "unpack_image",
+    "UnsafeArchive", "build_image", "cached_image_from_rootfs", "image_from_rootfs", "read_layout", "unpack_image",
     "write_build_context", "write_docker_archive", "write_layout",
 ]

@@ -389,6 +389,25 @@ def image_from_rootfs(tar_path: Path, blob_dir: Path, *, env: Iterable[str] = ()
     return Image.assemble(config, [blob])
 
 
+def cached_image_from_rootfs(tar_path: Path) -> Image:
+    """:func:`image_from_rootfs`, written once as an OCI layout beside the tarball (``.oci``).
+
+    Compressing a few hundred MB takes a while; later calls read the layout back.
+    """
+    tar_path = Path(tar_path)
+    layout = tar_path.with_name(tar_path.name + ".oci")
+    if (layout / "index.json").exists():
+        return read_layout(layout)
+    from aml_core.oci.unpack import file_lock
+
+    with file_lock(tar_path.with_name(tar_path.name + ".lock")):
+        if (layout / "index.json").exists():
+            return read_layout(layout)
+        image = image_from_rootfs(tar_path, layout / "blobs" / "sha256")
+        write_layout(image, layout)  # index.json last: its presence means complete
+    return read_layout(layout)
+
+
 # -- OCI image layout -------------------------------------------------------------------------
 
 
@@ -413,7 +432,9 @@ def write_layout(image: Image, directory: Path, *, tag: str = "latest") -> Path:
     manifests.append({**image.manifest.descriptor(),
                       "annotations": {"org.opencontainers.image.ref.name": tag}})
     index["manifests"] = manifests
-    index_path.write_text(json.dumps(index, indent=1, sort_keys=True))
+    tmp = index_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+    tmp.replace(index_path)
     return directory
 
 
