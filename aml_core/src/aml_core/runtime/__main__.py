@@ -1,4 +1,4 @@
-"""``python -m aml_core.runtime serve ...`` (the supervisor) and ``... worker ...`` (internal)."""
+"""``python -m aml_core.runtime serve ...``: the supervisor (it forks the workers)."""
 
 from __future__ import annotations
 
@@ -31,19 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--state", help="state file rewritten atomically on every change")
     serve.add_argument("--entry_script", "--entry-script", dest="entry_script", help="score.py")
     serve.add_argument("--model_dir", "--model-dir", dest="model_dir", help="AZUREML_MODEL_DIR")
-    worker = commands.add_parser("worker", help=argparse.SUPPRESS)
-    worker.add_argument("--listen-fd", type=int, required=True)
-    worker.add_argument("--status-fd", type=int, required=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "worker":
-        from aml_core.runtime import worker
-
-        return worker.main(args.listen_fd, args.status_fd)
-
     from aml_core.runtime import config, supervisor
 
     if args.spec and (args.entry_script or args.model_dir):

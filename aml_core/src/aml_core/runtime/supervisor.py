@@ -33,7 +33,6 @@ import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,18 +58,43 @@ logger = logging.getLogger(logs.LOGGER_NAME + ".supervisor")
 class Worker:
     """A worker process as the supervisor sees it."""
 
-    def __init__(self, proc: subprocess.Popen, generation: int, slot: int, status_fd: int) -> None:
-        self.proc = proc
-        self.pid = proc.pid
+    def __init__(self, pid: int, generation: int, slot: int, status_fd: int) -> None:
+        self.pid = pid
         self.generation = generation
         self.slot = slot
         self.status_fd = status_fd
         self.buffer = b""
         self.ready = False
+        self.draining = False
         self.stopping = False
         self.error: str | None = None
         self.started_at = time.monotonic()
         self.stop_deadline = float("inf")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit status once the process has ended (negative: killed by that signal)."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.returncode
 
 
 class Supervisor:
@@ -104,6 +128,7 @@ class Supervisor:
         self.restart_at: dict[int, float] = {}  # slot -> monotonic time of a scheduled restart
         self.config: dict | None = None
         self._pending_config: dict | None = None
+        self._retiring: list[Worker] = []
         self.selector = selectors.DefaultSelector()
         self._signals: list[int] = []
         self._wakeup_r = self._wakeup_w = -1
@@ -167,43 +192,66 @@ class Supervisor:
             signal.signal(signum, record)
 
     def spawn(self, generation: int, slot: int) -> Worker:
+        """Fork a worker. Forking (not exec) skips interpreter start-up and re-imports."""
         assert self.sock is not None and self.config is not None
         status_r, status_w = os.pipe()
-        env = dict(os.environ)
-        env.update(self.config.get("env") or {})
-        if self.config.get("model_dir"):
-            env["AZUREML_MODEL_DIR"] = self.config["model_dir"]
         worker_config = dict(self.config, parent_pid=os.getpid(), generation=generation)
-        env["AML_RUNTIME_WORKER_CONFIG"] = json.dumps(worker_config)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        listen_fd = self.sock.fileno()
-        cmd = [
-            sys.executable,
-            "-m",
-            "aml_core.runtime",
-            "worker",
-            "--listen-fd",
-            str(listen_fd),
-            "--status-fd",
-            str(status_w),
-        ]
-        try:
-            proc = subprocess.Popen(
-                cmd, env=env, pass_fds=(listen_fd, status_w), stdin=subprocess.DEVNULL
-            )
-        finally:
-            os.close(status_w)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker; never returns into the supervisor's loop
+            code = 1
+            try:
+                os.close(status_r)
+                self._forget_in_child()
+                from aml_core.runtime import worker as worker_module
+
+                code = worker_module.main(self.sock, status_w, worker_config)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001 - report anything, then leave
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (OSError, ValueError):
+                        pass
+                os._exit(code)
+        os.close(status_w)
         os.set_blocking(status_r, False)
-        worker = Worker(proc, generation, slot, status_r)
-        self.workers[proc.pid] = worker
+        worker = Worker(pid, generation, slot, status_r)
+        self.workers[pid] = worker
         self.selector.register(status_r, selectors.EVENT_READ, worker)
-        logger.info("Started worker %d (generation %d, slot %d)", proc.pid, generation, slot)
+        logger.info("Started worker %d (generation %d, slot %d)", pid, generation, slot)
         return worker
+
+    def _forget_in_child(self) -> None:
+        """Drop the supervisor's signal handling and descriptors in a freshly forked worker."""
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.selector.close()
+        for fd in (self._wakeup_r, self._wakeup_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        for other in self.workers.values():
+            if other.status_fd >= 0:
+                try:
+                    os.close(other.status_fd)
+                except OSError:
+                    pass
 
     # --- main loop -----------------------------------------------------------------------------
     def run(self) -> int:
         self._install_signals()
         self.config = self.load_config()
+        _preload_server_modules()
         self.generation = 1
         self.write_state()
         for slot in range(self.count):
@@ -237,7 +285,12 @@ class Supervisor:
         if code is not None:
             return code
         self._restart_due()
-        if self.reload_requested and self.pending is None and self.status == "ready":
+        if (
+            self.reload_requested
+            and self.pending is None
+            and not self._retiring
+            and self.status == "ready"
+        ):
             self.reload_requested = False
             self._start_reload()
         return None
@@ -278,6 +331,9 @@ class Supervisor:
                 continue
             if message.get("status") == "ready":
                 self._on_ready(worker)
+            elif message.get("status") == "draining":
+                worker.draining = True
+                self._check_retired()
             elif message.get("status") == "failed":
                 worker.error = message.get("error") or "the worker failed to start"
 
@@ -323,19 +379,29 @@ class Supervisor:
         self.write_state()
 
     def _promote(self) -> None:
+        """The new generation is ready: stop the old one; done once it stops accepting."""
         assert self.pending is not None
-        old = list(self.current.values())
+        self._retiring = list(self.current.values())
         self.current = self.pending
         self.pending = None
         self.generation = self.pending_generation
         self.config = self._pending_config
         self.restart_at.clear()
         self.backoff.clear()
-        self.reload_info = {"generation": self.generation, "status": "ready", "error": None}
-        self.write_state()
         logger.info("Generation %d is ready; stopping generation %d", self.generation, self.generation - 1)
-        for worker in old:
+        for worker in self._retiring:
             self._terminate(worker)
+        self._check_retired()
+
+    def _check_retired(self) -> None:
+        """Report the reload done when no worker of the old generation accepts any more."""
+        if not self._retiring:
+            return
+        if all(w.draining or w.returncode is not None for w in self._retiring):
+            self._retiring = []
+            self.reload_info = {"generation": self.generation, "status": "ready", "error": None}
+            self.write_state()
+            logger.info("Reload to generation %d done", self.generation)
 
     def _reload_failed(self, error: str) -> None:
         logger.error("Reload to generation %d failed: %s", self.pending_generation, error)
@@ -358,11 +424,11 @@ class Supervisor:
 
     def _reap(self) -> int | None:
         for worker in list(self.workers.values()):
-            code = worker.proc.poll()
+            code = worker.poll()
             if code is None:
                 if worker.stopping and time.monotonic() > worker.stop_deadline:
                     logger.warning("Worker %d did not stop in time; killing it", worker.pid)
-                    worker.proc.kill()
+                    worker.kill()
                 continue
             # drain a final status line written just before exiting
             if worker.status_fd >= 0:
@@ -377,6 +443,7 @@ class Supervisor:
     def _on_exit(self, worker: Worker, code: int) -> int | None:
         if worker.stopping:
             logger.info("Worker %d stopped", worker.pid)
+            self._check_retired()
             return None
         reason = worker.error or f"worker {worker.pid} exited with code {code} before it was ready"
         if self.pending is not None and self.pending.get(worker.slot) is worker:
@@ -421,11 +488,11 @@ class Supervisor:
         deadline = time.monotonic() + STOP_TIMEOUT + 2
         while self.workers and time.monotonic() < deadline:
             for worker in list(self.workers.values()):
-                if worker.proc.poll() is not None:
+                if worker.poll() is not None:
                     self._close_status(worker)
                     del self.workers[worker.pid]
                 elif time.monotonic() > worker.stop_deadline:
-                    worker.proc.kill()
+                    worker.kill()
             if self.workers:
                 time.sleep(0.05)
         self.current = {}
@@ -436,17 +503,28 @@ class Supervisor:
 
     def _kill_all(self) -> None:
         for worker in list(self.workers.values()):
-            if worker.proc.poll() is None:
-                worker.proc.kill()
+            if worker.poll() is None:
+                worker.kill()
         for worker in list(self.workers.values()):
-            try:
-                worker.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+            worker.wait(timeout=5)
             self._close_status(worker)
         self.workers.clear()
         if self.sock is not None:
             self.sock.close()
+
+
+def _preload_server_modules() -> None:
+    """Import the server stack once, so every forked worker starts with it loaded."""
+    import uvicorn  # noqa: F401
+    import uvicorn.protocols.http.httptools_impl  # noqa: F401
+
+    from aml_core.runtime import app, swagger, worker  # noqa: F401
+
+    try:
+        import uvicorn.loops.uvloop  # noqa: F401
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        pass
 
 
 class BindError(Exception):

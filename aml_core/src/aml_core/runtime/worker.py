@@ -1,9 +1,9 @@
 """One scoring worker process: load the script, ``init()``, then serve on the inherited socket.
 
-Started by the supervisor as ``python -m aml_core.runtime worker --listen-fd F --status-fd S``
-with its configuration in ``AML_RUNTIME_WORKER_CONFIG`` (JSON). It reports one JSON line on
-the status pipe: ``{"status": "ready"}`` once ``init()`` has finished *and* the socket is being
-served, or ``{"status": "failed", "error": "..."}`` before exiting with code 3.
+Forked by the supervisor with the listening socket, a status pipe and its configuration. It
+reports JSON lines on the status pipe: ``{"status": "ready"}`` once ``init()`` has finished
+*and* the socket is being served; ``{"status": "draining"}`` once it has stopped accepting
+(on SIGTERM); or ``{"status": "failed", "error": "..."}`` before exiting with code 3.
 
 SIGTERM stops it gracefully: it stops accepting, keeps serving for a short drain period (so a
 connection accepted just before the stop still gets its answer, with ``Connection: close``),
@@ -34,7 +34,6 @@ from aml_core.runtime.script import (
     model_tree,
 )
 
-CONFIG_ENV = "AML_RUNTIME_WORKER_CONFIG"
 DRAIN_SECONDS = float(os.environ.get("AML_RUNTIME_DRAIN_SECONDS", "0.5"))
 GRACEFUL_TIMEOUT_SECONDS = int(os.environ.get("AML_RUNTIME_GRACEFUL_TIMEOUT", "30"))
 _PR_SET_PDEATHSIG = 1
@@ -57,14 +56,14 @@ class _StatusPipe:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def send(self, **message) -> None:
+    def send(self, close: bool = False, **message) -> None:
         if self.fd < 0:
             return
         try:
             os.write(self.fd, (json.dumps(message) + "\n").encode("utf-8"))
         except OSError:
-            pass
-        finally:
+            close = True
+        if close:
             try:
                 os.close(self.fd)
             except OSError:
@@ -73,7 +72,7 @@ class _StatusPipe:
 
 
 def _fail(status: _StatusPipe, error: str) -> int:
-    status.send(status="failed", error=error)
+    status.send(status="failed", error=error, close=True)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -82,14 +81,16 @@ def _fail(status: _StatusPipe, error: str) -> int:
     return EXIT_SCRIPT_FAILED
 
 
-def main(listen_fd: int, status_fd: int) -> int:
-    config = json.loads(os.environ[CONFIG_ENV])
+def main(sock: socket.socket, status_fd: int, config: dict) -> int:
+    """Serve until stopped; returns the exit status (3 when the script cannot start)."""
     _die_with_parent(int(config.get("parent_pid") or 0))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     status = _StatusPipe(status_fd)
+    sys.argv = [sys.argv[0]]  # the user's script must not see the supervisor's options
     logs.setup_logging(level=os.environ.get("AZUREML_LOG_LEVEL", "INFO"))
     logs.prefix_user_output()
     logs.current_request_id = logs.NULL_REQUEST_ID
+    os.environ.update(config.get("env") or {})
     if config.get("model_dir"):
         os.environ["AZUREML_MODEL_DIR"] = config["model_dir"]
 
@@ -146,7 +147,6 @@ def main(listen_fd: int, status_fd: int) -> int:
     install_timeout_handler()
     logger.info("Scoring timeout is set to %d ms", app.timeout_ms)
 
-    sock = socket.socket(fileno=listen_fd)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     gc.collect()
     gc.freeze()  # the model and libraries stay out of every later collection
@@ -204,6 +204,8 @@ def _make_server(app, status: _StatusPipe):
             app.draining = True
             for server in getattr(self, "servers", []):
                 server.close()
+            # from here on this worker accepts no connection: the supervisor may say so
+            status.send(status="draining", pid=os.getpid(), close=True)
             await asyncio.sleep(DRAIN_SECONDS)
             await super().shutdown(sockets=sockets)
 
