@@ -1,11 +1,104 @@
-"""The ``Emulator`` object: one handle on every emulated service."""
+"""The ``Emulator`` object: one handle on every emulated service.
+
+``with Emulator() as emu:`` starts the container registry, the Azure Resource Manager
+endpoints and (when installed) the Kubernetes cluster, each on a loopback ephemeral port,
+and hands out their endpoints and credentials, or all of them at once as a cloud profile
+(:meth:`Emulator.profile`) for the providers.
+
+What is kept in ``state_dir`` across restarts:
+
+- ``emulator.json``: the format version, subscription id, resource group and registry name;
+- ``secrets.json`` (mode 0600): the static ARM token and the cluster's token;
+- ``ca.pem`` / ``ca-key.pem``: the CA clients trust for the ARM endpoints;
+- ``registry/``, ``arm/``, ``cluster/``: each service's own state.
+
+Ports are ephemeral, so they change at each start; the profile written by
+``aml emulator start`` always carries the current ones.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
+import json
+import logging
+import os
+import secrets
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
+
+from aml_core.errors import Conflict, InvalidConfig
+from aml_core.profiles import CloudProfile
+
+from aml_emulator.arm import ArmService, CertificateAuthority
+
+log = logging.getLogger("aml_emulator")
+
+#: every service the emulator knows, in start order
+KNOWN_SERVICES = ("registry", "arm", "cluster")
+#: version of ``emulator.json``; a state directory written by a newer version is refused
+STATE_FORMAT = 1
+DEFAULT_RESOURCE_GROUP = "aml-emulator"
+DEFAULT_REGISTRY_NAME = "amlemulator"
+DEFAULT_PROFILE_NAME = "emulator"
+
+
+LOCK_FILE = "emulator.lock"
+
+
+class StateLocked(Conflict):
+    """Another emulator process already runs on this state directory."""
+
+
+def state_lock_holder(state_dir: str | Path) -> int | None:
+    """The pid of the emulator running on ``state_dir`` (``0`` if unknown), or ``None``."""
+    path = Path(state_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = path.read_text(encoding="utf-8").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _cluster_available() -> bool:
+    try:
+        from aml_emulator.cluster import ClusterService  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _write_json(path: Path, data: dict[str, Any], *, private: bool) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 class Emulator:
@@ -13,30 +106,271 @@ class Emulator:
 
     :param state_dir: where durable state lives; ``None`` keeps everything in a temporary
         directory removed on :meth:`stop`.
-    :param services: which services to start (default: all that are available).
+    :param host: the address every service binds; loopback by default. Anything else makes
+        the emulator (and its unauthenticated-by-design parts) reachable from other machines,
+        so it is an explicit opt-in.
+    :param services: which services to start, among ``registry``, ``arm`` and ``cluster``
+        (default: every one that is installed). Naming an unknown or uninstalled service fails
+        here, before anything starts.
+    :param loose: let the ARM endpoints accept any api-version (Azurite's
+        ``--skipApiVersionCheck``); nothing else is relaxed.
     """
 
     def __init__(self, state_dir: str | Path | None = None, *, host: str = "127.0.0.1",
-                 services: tuple[str, ...] | None = None) -> None:
+                 services: tuple[str, ...] | list[str] | None = None, loose: bool = False) -> None:
+        if services is None:
+            wanted = tuple(s for s in KNOWN_SERVICES if s != "cluster" or _cluster_available())
+        else:
+            wanted = tuple(dict.fromkeys(services))
+            unknown = [s for s in wanted if s not in KNOWN_SERVICES]
+            if unknown:
+                raise InvalidConfig(
+                    f"Unknown emulator service(s) {', '.join(unknown)}; choose among "
+                    f"{', '.join(KNOWN_SERVICES)}."
+                )
+            if "cluster" in wanted and not _cluster_available():
+                raise InvalidConfig(
+                    "The cluster service is not installed in this aml-emulator; "
+                    "leave 'cluster' out of services=, or upgrade aml-emulator."
+                )
         self._owns_state = state_dir is None
-        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="aml-emulator-"))
+        self.state_dir = Path(state_dir).expanduser() if state_dir is not None else None
         self.host = host
-        self.wanted = services
+        self.wanted = wanted
+        self.loose = loose
         self.services: dict[str, Any] = {}
+        self._identity: dict[str, Any] = {}
+        self._secrets: dict[str, str] = {}
+        self._ca: CertificateAuthority | None = None
+        self._lock_fd: int | None = None
+        if not _is_loopback(host):
+            log.warning("emulator services will listen on %s, reachable from other machines", host)
+
+    # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> "Emulator":
+        if self._lock_fd is not None:
+            return self
+        if self.state_dir is None:
+            self.state_dir = Path(tempfile.mkdtemp(prefix="aml-emulator-"))
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_state()
+        try:
+            self._load_state()
+            self._start_services()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
+    def _lock_state(self) -> None:
+        """Hold an exclusive lock on the state directory while running (released by the OS
+        if the process dies), so two emulators never write the same state."""
+        assert self.state_dir is not None
+        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = state_lock_holder(self.state_dir)
+            raise StateLocked(
+                f"Another emulator (pid {holder or 'unknown'}) is running on {self.state_dir}. "
+                f"Stop it, or use another state directory (--state)."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _unlock_state(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def _load_state(self) -> None:
+        assert self.state_dir is not None
+        identity_path = self.state_dir / "emulator.json"
+        if identity_path.exists():
+            try:
+                identity = json.loads(identity_path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise InvalidConfig(
+                    f"{identity_path} is not valid JSON ({exc}); move the state directory aside "
+                    f"and start again, or pass another --state."
+                ) from None
+            version = identity.get("format")
+            if not isinstance(version, int) or version > STATE_FORMAT:
+                raise InvalidConfig(
+                    f"{identity_path} was written by a newer aml-emulator (format {version!r}, "
+                    f"this one reads {STATE_FORMAT}); upgrade aml-emulator or use another --state."
+                )
+        else:
+            identity = {
+                "format": STATE_FORMAT,
+                "subscription_id": str(uuid.uuid4()),
+                "resource_group": DEFAULT_RESOURCE_GROUP,
+                "registry_name": DEFAULT_REGISTRY_NAME,
+            }
+            _write_json(identity_path, identity, private=False)
+        self._identity = identity
+
+        secrets_path = self.state_dir / "secrets.json"
+        stored: dict[str, str] = {}
+        if secrets_path.exists():
+            try:
+                stored = json.loads(secrets_path.read_text(encoding="utf-8"))
+            except ValueError:
+                raise InvalidConfig(
+                    f"{secrets_path} is not valid JSON; delete it to issue new tokens."
+                ) from None
+        wanted = {"arm_token": stored.get("arm_token"), "cluster_token": stored.get("cluster_token")}
+        changed = False
+        for key, value in wanted.items():
+            if not isinstance(value, str) or not value:
+                wanted[key] = secrets.token_urlsafe(32)
+                changed = True
+        if changed or not secrets_path.exists():
+            _write_json(secrets_path, wanted, private=True)
+        self._secrets = wanted  # type: ignore[assignment]
+
+    def _start_services(self) -> None:
+        assert self.state_dir is not None
+        if "registry" in self.wanted:
+            from aml_emulator.registry import RegistryService
+
+            registry = RegistryService(
+                self.state_dir / "registry", host=self.host, name=self.registry_name,
+                aad_token_validator=self._validate_arm_token,
+            )
+            self.services["registry"] = registry.start()
+        if "arm" in self.wanted:
+            self._ca = CertificateAuthority.load_or_create(self.state_dir)
+            arm = ArmService(self.state_dir / "arm", host=self.host, token=self._secrets["arm_token"],
+                             ca=self._ca, loose=self.loose)
+            if "registry" in self.services:
+                arm.add_registry(self.registry_name, self.services["registry"],
+                                 subscription_id=self.subscription_id, resource_group=self.resource_group)
+            self.services["arm"] = arm.start()
+        if "cluster" in self.wanted:
+            from aml_emulator.cluster import ClusterService
+
+            cluster = ClusterService(self.state_dir / "cluster", host=self.host,
+                                     token=self._secrets["cluster_token"])
+            self.services["cluster"] = cluster.start()
+
+    def _validate_arm_token(self, token: str, tenant: str | None) -> str | None:
+        """Let ``/oauth2/exchange`` accept the ARM token, as ACR accepts an AAD token for ARM."""
+        arm = self.services.get("arm")
+        if arm is not None and arm.backend.tokens.accepts(token):
+            return "emulator-user"
+        return None
+
     def stop(self) -> None:
-        for service in reversed(list(self.services.values())):
-            service.stop()
+        """Stop every service (pods included); remove the state only if it was temporary."""
+        for name in reversed(list(self.services)):
+            try:
+                self.services[name].stop()
+            except Exception:  # keep stopping the others; report this one
+                log.exception("stopping the %s service failed", name)
         self.services.clear()
-        if self._owns_state:
+        self._unlock_state()
+        if self._owns_state and self.state_dir is not None:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.state_dir = None
+
+    def reset(self) -> None:
+        """Empty every service's data (images, tokens issued since start, cluster objects
+        where the cluster supports it). Identity, CA and static credentials stay."""
+        for service in self.services.values():
+            reset = getattr(service, "reset", None)
+            if reset is not None:
+                reset()
 
     def __enter__(self) -> "Emulator":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- endpoints and credentials ----------------------------------------------------------
+
+    def _service(self, name: str) -> Any:
+        try:
+            return self.services[name]
+        except KeyError:
+            if name not in self.wanted:
+                raise RuntimeError(f"the {name} service was not requested (services={self.wanted})") from None
+            raise RuntimeError("the emulator is not running: call start() or use `with Emulator()`") from None
+
+    @property
+    def registry(self) -> Any:
+        """The running :class:`~aml_emulator.registry.RegistryService` (``.url``,
+        ``.login_server``, ``.credentials``)."""
+        return self._service("registry")
+
+    @property
+    def arm(self) -> ArmService:
+        """The running :class:`~aml_emulator.arm.ArmService` (``.url`` is ``https://...``)."""
+        return self._service("arm")
+
+    @property
+    def cluster(self) -> Any:
+        """The running :class:`~aml_emulator.cluster.ClusterService` (``.kubeconfig_path``)."""
+        return self._service("cluster")
+
+    @property
+    def arm_token(self) -> str:
+        """The static ARM bearer token (a secret: never log it)."""
+        if not self._secrets:
+            raise RuntimeError("the emulator is not running: call start() or use `with Emulator()`")
+        return self._secrets["arm_token"]
+
+    @property
+    def ca_bundle(self) -> Path:
+        """The CA certificate that signed the ARM endpoint's certificate."""
+        return self.arm.ca_bundle
+
+    @property
+    def subscription_id(self) -> str:
+        return self._identity_value("subscription_id")
+
+    @property
+    def resource_group(self) -> str:
+        return self._identity_value("resource_group")
+
+    @property
+    def registry_name(self) -> str:
+        return self._identity_value("registry_name")
+
+    def _identity_value(self, key: str) -> str:
+        if not self._identity:
+            raise RuntimeError("the emulator is not running: call start() or use `with Emulator()`")
+        return str(self._identity[key])
+
+    def profile(self, name: str = DEFAULT_PROFILE_NAME) -> CloudProfile:
+        """A cloud profile pointing the providers at this emulator (save it with ``.save()``).
+
+        ``extra["registry_url"]`` is the registry's base URL (``http://127.0.0.1:PORT``).
+        """
+        kubeconfig = None
+        if "cluster" in self.services and self.cluster.kubeconfig_path is not None:
+            kubeconfig = str(self.cluster.kubeconfig_path)
+        return CloudProfile(
+            name=name,
+            arm_endpoint=self.arm.url,
+            ca_bundle=str(self.ca_bundle),
+            subscription_id=self.subscription_id,
+            resource_group=self.resource_group,
+            registry_name=self.registry_name,
+            registry_login_server=self.registry.login_server,
+            arm_token=self.arm_token,
+            kubeconfig=kubeconfig,
+            extra={"registry_url": self.registry.url},
+        )
+
+    def endpoints(self) -> dict[str, str]:
+        """``service -> URL`` of every running service (no secrets)."""
+        return {name: service.url for name, service in self.services.items()}
+
+    def __repr__(self) -> str:
+        running = ", ".join(f"{k}={v}" for k, v in self.endpoints().items()) or "stopped"
+        return f"Emulator({running})"
