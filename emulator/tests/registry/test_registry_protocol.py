@@ -463,5 +463,6 @@ def test_o15_no_path_escapes_the_store(reg, path):
                             "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
     finally:
         conn.close()
-    assert sorted(p.name for p in reg.state_dir.iterdir()) == ["blobs", "repositories", "uploads"]
+    assert sorted(p.name for p in reg.state_dir.iterdir()) == [
+        "blobs", "registry-format.json", "repositories", "uploads"]
     assert list((reg.state_dir / "repositories").iterdir()) == []

@@ -168,3 +168,20 @@ def test_stop_then_start_again_serves_a_fresh_temporary_store():
         assert c.push_blob("again/app", b"y") == sha256(b"y")
     finally:
         reg.stop()
+
+
+def test_r11_store_from_a_newer_format_is_refused(tmp_path):
+    import json
+
+    import pytest
+
+    state = tmp_path / "state"
+    with RegistryService(state_dir=state) as reg:
+        admin_client(reg).push_blob("fmt/app", b"x")
+    marker = state / "registry-format.json"
+    assert json.loads(marker.read_text()) == {"format": 1}
+    marker.write_text(json.dumps({"format": 99}))
+    with pytest.raises(RuntimeError, match="newer than this emulator's 1: upgrade aml-emulator"):
+        RegistryService(state_dir=state)
+    assert (state / "blobs").is_dir()
+    assert json.loads(marker.read_text()) == {"format": 99}  # left as found

@@ -90,12 +90,12 @@ class RegistryService:
         self.clock = clock
         self.fsync = fsync
         self._aad_validator = aad_token_validator
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Storage first: it refuses a state_dir written by a newer format before anything is written.
+        self.storage = Storage(self.state_dir, upload_ttl=upload_ttl, max_uploads=max_uploads,
+                               clock=clock)
         self._secrets = SecretStore(None if self._owns_state else self.state_dir / "secrets.json")
         self.credentials = Credentials(name, self._secrets.passwords, on_change=self._save_secrets)
         self._save_secrets()
-        self.storage = Storage(self.state_dir, upload_ttl=upload_ttl, max_uploads=max_uploads,
-                               clock=clock)
         self._server: BackgroundServer | None = None
         self.tokens: TokenService | None = None
         self.authenticator: Authenticator | None = None

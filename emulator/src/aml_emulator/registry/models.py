@@ -49,6 +49,9 @@ INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = IMAGE_MANIFEST_TYPES | INDEX_TYPES
 
 CHUNK = 1 << 20
+#: Version of the on-disk layout; a store written by a newer version is refused.
+FORMAT_VERSION = 1
+FORMAT_FILE = "registry-format.json"
 
 
 def validate_name(name: str) -> str:
@@ -159,7 +162,24 @@ class Storage:
         self._verified: set[str] = set()
         self._init_dirs()
 
+    def _check_format(self) -> None:
+        marker = self.root / FORMAT_FILE
+        if marker.exists():
+            try:
+                found = json.loads(marker.read_text())["format"]
+            except (ValueError, KeyError, TypeError):
+                raise RuntimeError(f"{marker} is damaged: cannot tell which registry storage format "
+                                   "this directory holds; move it aside or restore it") from None
+            if not isinstance(found, int) or found > FORMAT_VERSION:
+                raise RuntimeError(f"{self.root} holds registry storage format {found!r}, newer than "
+                                   f"this emulator's {FORMAT_VERSION}: upgrade aml-emulator or use "
+                                   "another state_dir")
+        else:
+            atomic_write(marker, json.dumps({"format": FORMAT_VERSION}).encode())
+
     def _init_dirs(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._check_format()
         for sub in ("blobs/sha256", "repositories", "uploads"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         # Upload sessions do not survive a restart (their hash state is in memory).
