@@ -20,8 +20,9 @@ from aml_core.workspace import Workspace
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):
-    """No workspace or debug setting leaks in from the developer's shell."""
-    for name in ("AML_WORKSPACE", "AML_DEBUG", "AML_DISABLE_PLUGINS", "AML_TRACE_PLUGINS"):
+    """No workspace, debug or terminal setting leaks in from the developer's shell (or xdist)."""
+    for name in ("AML_WORKSPACE", "AML_DEBUG", "AML_DISABLE_PLUGINS", "AML_TRACE_PLUGINS", "COLUMNS", "LINES",
+                 "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
