@@ -145,8 +145,10 @@ def test_update_source_dir_needs_entry_script(aml, app):
 
 
 def test_deploy_run_logs_update_delete(aml, app, factor_model, services, tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("click>=8\nazureml-defaults\n")  # installed here / provided by the runtime
     deployed = aml("-o", "json", "service", "deploy", "cli-e2e", "--model", "factor:1", "--entry-script", "score.py",
-                   "--source-dir", app, "--target", "local", "--workers", "1")
+                   "--source-dir", app, "--environment", requirements, "--target", "local", "--workers", "1")
     assert deployed.exit_code == 0, deployed.stderr + aml("service", "logs", "cli-e2e").stdout
     record = json.loads(deployed.stdout)
     assert record["state"] == "running"
@@ -186,18 +188,27 @@ def test_deploy_run_logs_update_delete(aml, app, factor_model, services, tmp_pat
     assert progress_lines(updated.stderr)
     assert aml.json("service", "run", "cli-e2e", "--data", '{"data": [1]}') == [5.0]
 
+    app2 = tmp_path / "app2"
+    app2.mkdir()
+    (app2 / "score.py").write_text(SCORE.replace("x * factor", "x * factor + 1"))
+    recoded = aml("service", "update", "cli-e2e", "--entry-script", "score.py", "--source-dir", app2)
+    assert recoded.exit_code == 0, recoded.stderr
+    assert aml.json("service", "run", "cli-e2e", "--data", '{"data": [1]}') == [6.0]
+
     assert aml.json("service", "delete", "cli-e2e") == {"name": "cli-e2e", "deleted": True}
     assert aml("service", "show", "cli-e2e").exit_code == 3
     assert aml.json("service", "list") == []
 
 
-def test_deploy_overwrite_replaces_the_service(aml, app, factor_model, services):
+def test_deploy_overwrite_replaces_the_service(aml, app, factor_model, services, tmp_path):
     first = aml("service", "deploy", "cli-over", "-m", "factor:1", "-e", "score.py", "-s", app)
     assert first.exit_code == 0, first.stderr
     assert "cli-over" in first.stdout and "running" in first.stdout  # the table form
     # as if stderr were an interactive terminal: the spinner path, same steps, stdout still pure JSON
+    conda = app / "conda.yml"
+    conda.write_text("dependencies:\n  - python=3.11\n  - pip\n  - pip:\n    - click\n")
     replaced = aml("-o", "json", "service", "deploy", "cli-over", "-m", "factor:2", "-e", "score.py", "-s", app,
-                   "--overwrite", env={"TTY_INTERACTIVE": "1", "FORCE_COLOR": "1"})
+                   "--environment", conda, "--overwrite", env={"TTY_INTERACTIVE": "1", "FORCE_COLOR": "1"})
     assert replaced.exit_code == 0, replaced.stderr
     assert json.loads(replaced.stdout)["models"] == ["factor:2"]
     assert "Deploying cli-over" in replaced.stderr  # the spinner's label
@@ -213,3 +224,14 @@ def test_failing_init_exits_9_and_logs_show_why(aml, app, factor_model, services
     assert result.stderr.splitlines()[-1].startswith("Error (ProvisioningFailed): ")
     logs = aml("service", "logs", "cli-broken")
     assert "no weights here" in logs.stdout
+
+
+def test_environment_this_python_lacks_exits_6_with_the_install_command(aml, app, factor_model, services, tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("aml-cli-test-no-such-package==1.0\n")
+    result = aml("service", "deploy", "cli-env", "-m", "factor", "-e", "score.py", "-s", app,
+                 "--environment", requirements)
+    assert result.exit_code == 6, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("Error (InvalidConfig): Environment 'cli-env-env' needs packages")
+    assert "pip install aml-cli-test-no-such-package" in last
