@@ -122,6 +122,11 @@ class ClusterService:
         if self.store is not None:
             self.store.close()
         if self.server is not None:
+            # Open watch/log streams and idle TLS keep-alive connections would hold uvicorn's
+            # graceful shutdown; the cluster is going away, so do not wait for clients.
+            uv = getattr(self.server, "_server", None)
+            if uv is not None:
+                uv.force_exit = True
             self.server.stop()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
