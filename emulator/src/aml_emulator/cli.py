@@ -36,11 +36,6 @@ def default_state_dir() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".aml" / "emulator"
 
 
-def _fail(error: AmlError) -> None:
-    Console(stderr=True).print(f"[bold red]Error:[/] {error}", soft_wrap=True, markup=True, highlight=False)
-    sys.exit(error.exit_status)
-
-
 state_option = click.option(
     "--state", "state", type=click.Path(file_okay=False, path_type=Path), default=None,
     help=f"State directory (default ${ENV_STATE}, else ~/.aml/emulator).",
@@ -77,11 +72,10 @@ def start(state: Path | None, host: str, profile_name: str, services: tuple[str,
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     run_file = state_dir / RUN_FILE
     try:
-        try:
-            emu = Emulator(state_dir, host=host, services=services or None)
-            emu.start()
-        except AmlError as error:
-            _fail(error)
+        # An AmlError (state locked by another emulator, malformed state) propagates to the
+        # caller, `aml` or `python -m aml_emulator`, which prints it and exits with its status.
+        emu = Emulator(state_dir, host=host, services=services or None)
+        emu.start()
         try:
             needed = {"registry", "arm"}
             profile_file = None
@@ -190,9 +184,19 @@ def status(state: Path | None, as_json: bool) -> None:
     sys.exit(0 if info["running"] else 1)
 
 
-def main() -> None:
-    """``python -m aml_emulator``."""
-    emulator(prog_name="python -m aml_emulator")
+def main(argv: list[str] | None = None) -> None:
+    """``python -m aml_emulator``: the group on its own, with the core CLI's exit statuses."""
+    try:
+        emulator.main(args=argv, prog_name="python -m aml_emulator", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except AmlError as error:
+        Console(stderr=True, highlight=False).print(
+            f"[bold red]Error ({error.code}):[/] {error}", soft_wrap=True)
+        sys.exit(error.exit_status)
 
 
 __all__ = ["emulator", "main"]
