@@ -13,17 +13,9 @@ import time
 from collections import namedtuple
 from typing import Any
 
-#: Used only when azure-core is not installed; same fields and order as
-#: ``azure.core.credentials.AccessToken``.
+#: Same fields and order as ``azure.core.credentials.AccessToken`` (itself a namedtuple),
+#: which is all azure-core's bearer-token policy reads; the core imports no Azure SDK.
 LocalAccessToken = namedtuple("LocalAccessToken", ["token", "expires_on"])
-
-
-def _access_token_type() -> Any:
-    try:
-        from azure.core.credentials import AccessToken  # imported lazily: the core has no Azure dependency
-    except ImportError:
-        return LocalAccessToken
-    return AccessToken
 
 
 class StaticTokenCredential:
@@ -56,7 +48,7 @@ class StaticTokenCredential:
         ``scopes``, ``claims`` and ``tenant_id`` are accepted for protocol compatibility; a
         static token cannot be re-scoped.
         """
-        return _access_token_type()(self._token, int(time.time()) + self.expires_in)
+        return LocalAccessToken(self._token, int(time.time()) + self.expires_in)
 
     def close(self) -> None:
         """Nothing to release (present because azure-core clients may call it)."""
