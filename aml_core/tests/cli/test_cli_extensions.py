@@ -8,6 +8,9 @@ one, and the installed ``aml`` script is run against it.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -101,3 +104,33 @@ def test_unknown_command_with_broken_extensions_is_still_a_usage_error(broken_ex
     assert result.returncode == 2
     assert "No such command 'nonsense'" in result.stderr
     assert "could not load the CLI extension 'missing'" in result.stderr
+
+
+def _installed_extensions() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group="aml.cli")}
+
+
+@pytest.mark.skipif("emulator" not in _installed_extensions(), reason="aml-emulator is not installed")
+def test_the_emulator_distribution_adds_aml_emulator(tmp_path):
+    result = run_script("emulator", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "start" in result.stdout
+
+
+def test_builtin_commands_never_import_extension_modules(tmp_path, ws):
+    code = (
+        "import sys\n"
+        "from aml_core.cli import main\n"
+        "status = main(['--workspace', sys.argv[1], '-o', 'json', 'model', 'list'])\n"
+        "leaked = sorted(m for m in sys.modules if m.startswith(('aml_emulator', 'aml_cli_fixture')))\n"
+        "print('LEAKED', leaked, status, file=sys.stderr)\n"
+    )
+    good = make_distribution(tmp_path / "ext", "[aml.cli]\nhello = aml_cli_fixture_ext:hello\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AML_")}, "PYTHONPATH": str(good)}
+    result = subprocess.run([sys.executable, "-c", code, str(ws.root)], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    assert "LEAKED [] 0" in result.stderr

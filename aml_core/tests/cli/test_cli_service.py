@@ -235,3 +235,33 @@ def test_environment_this_python_lacks_exits_6_with_the_install_command(aml, app
     last = result.stderr.splitlines()[-1]
     assert last.startswith("Error (InvalidConfig): Environment 'cli-env-env' needs packages")
     assert "pip install aml-cli-test-no-such-package" in last
+
+
+def test_ctrl_c_during_deploy_exits_130_and_leaves_a_consistent_service(aml, app, factor_model, services):
+    import signal
+    import subprocess
+
+    from aml_cli_testkit import AML_SCRIPT
+
+    (app / "slow.py").write_text(SCORE.replace("def init():\n", "def init():\n    import time; time.sleep(2)\n"))
+    proc = subprocess.Popen(
+        [str(AML_SCRIPT), "--workspace", str(aml.ws.root), "service", "deploy", "cli-slow", "-m", "factor",
+         "-e", "slow.py", "-s", str(app)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        seen = []
+        for line in proc.stderr:  # two steps in: the provider is at work (init() alone takes 2 s)
+            seen.append(line)
+            if len(seen) == 2:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, = proc.communicate(timeout=120)[1:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "Interrupted. Finishing the operation in progress first" in rest
+    # the deployment was allowed to finish and was recorded: the service is usable
+    assert aml.json("service", "show", "cli-slow")["state"] == "running"
+    assert aml.json("service", "run", "cli-slow", "--data", '{"data": [1]}') == [5.0]  # latest: factor:2

@@ -12,6 +12,7 @@ point names a click command or group, added under the entry point's name.
 from __future__ import annotations
 
 import sys
+import threading
 import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -66,13 +67,13 @@ class AmlGroup(click.Group):
         except click.ClickException as exc:  # usage errors (2) and click's own errors
             exc.show()
             code = exc.exit_code
-        except click.exceptions.Abort:
-            _console(stderr=True).print(Text("Aborted.", style="red"), soft_wrap=True)
+        except click.exceptions.Abort as exc:  # click's wrapper around Ctrl-C and end of input
+            _report_interrupt("Interrupted." if isinstance(exc.__cause__, KeyboardInterrupt) else "Aborted.")
             code = EXIT_INTERRUPTED
         except AmlError as exc:
             code = _report_aml_error(exc, state)
         except KeyboardInterrupt:
-            _console(stderr=True).print(Text("Interrupted.", style="red"), soft_wrap=True)
+            _report_interrupt("Interrupted.")
             code = EXIT_INTERRUPTED
         except Exception as exc:
             code = _report_unexpected(exc, state)
@@ -107,6 +108,14 @@ def load_extensions(reserved: set[str] = frozenset()) -> dict[str, click.Command
             continue
         found[ep.name] = command
     return found
+
+
+def _report_interrupt(message: str) -> None:
+    if any(t.name.startswith("aml-") and t.is_alive() for t in threading.enumerate()):
+        # Operations run in non-daemon threads: the process waits for the provider to finish
+        # its step, so the workspace never records half a deployment.
+        message += " Finishing the operation in progress first so the workspace stays consistent ..."
+    _console(stderr=True).print(Text(message, style="red"), soft_wrap=True)
 
 
 def _warn(text: str) -> None:
