@@ -141,9 +141,10 @@ def test_token_is_not_in_repr_or_str() -> None:
     assert CANARY not in repr(attrs.evolve(profile, name="other"))
 
 
-def test_profile_is_frozen() -> None:
+def test_profile_is_frozen_and_hashable() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         _profile().arm_endpoint = "https://elsewhere"  # type: ignore[misc]
+    assert hash(_profile(extra={"a": 1})) == hash(_profile(extra={"a": 1}))
 
 
 def test_azure_profile_shape_has_no_token_and_trusts_the_system_store() -> None:

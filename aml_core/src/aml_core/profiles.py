@@ -118,7 +118,7 @@ class CloudProfile:
     #: path of a kubeconfig file for Kubernetes targets, when there is one
     kubeconfig: str | None = attrs.field(default=None, converter=_optional_str)
     #: provider-specific, non-portable settings (documented by the provider that reads them)
-    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
 
     # -- construction ---------------------------------------------------------------------
 

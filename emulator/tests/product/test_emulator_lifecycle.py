@@ -188,11 +188,14 @@ def test_registry_exchanges_the_arm_token_for_a_refresh_token_like_acr() -> None
         assert forged.status_code == 401
 
 
-def test_no_secret_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+def test_no_secret_reaches_logs_reprs_or_non_secret_state(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with Emulator(services=CORE) as emu:
         _arm_client(emu.profile()).registries.list_credentials(emu.resource_group, emu.registry_name)
         secrets = [emu.arm_token, *emu.registry.credentials.passwords.values()]
-        texts = caplog.text + repr(emu) + repr(emu.registry) + repr(emu.arm)
+        texts = [caplog.text, repr(emu), repr(emu.registry), repr(emu.arm), repr(emu.profile()),
+                 (emu.state_dir / "emulator.json").read_text()]
+        texts += [p.read_text() for p in (emu.state_dir / "arm").iterdir() if "key" not in p.name]
     for secret in secrets:
-        assert secret not in texts
+        for text in texts:
+            assert secret not in text

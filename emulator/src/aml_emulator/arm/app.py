@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 #: Every resource provider the emulator serves. Add new namespaces here.
 PROVIDERS: list[ResourceProvider] = [containerregistry.PROVIDER]
 
+#: ARM request bodies here are small JSON documents; anything bigger is refused unread
+MAX_BODY = 1 << 20
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9\-]{1,100}$")
 _CHALLENGE = (
     'Bearer authorization_uri="https://login.microsoftonline.com/common", '
@@ -94,6 +96,19 @@ class ArmApp:
                 "The access token is invalid: it was not issued by this emulator."
             )
 
+    @staticmethod
+    async def _read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise exceptions.request_too_large(MAX_BODY)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise exceptions.request_too_large(MAX_BODY)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def _handle(self, request: Request) -> Any:
         self._authenticate(request)
         method = request.method.upper()
@@ -117,7 +132,7 @@ class ArmApp:
             raise exceptions.subscription_not_found(path.subscription_id)
         if path.resource_group is not None and subscription.group(path.resource_group) is None:
             raise exceptions.resource_group_not_found(path.resource_group)
-        body = await request.body()
+        body = await self._read_body(request)
         arm_request = ArmRequest(
             method=method, path=path, api_version=api_version,
             query=dict(request.query_params), body=body, backend=self.backend,

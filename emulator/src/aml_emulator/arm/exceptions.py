@@ -74,3 +74,7 @@ def invalid_parameter(parameter: str, value: object, valid: Iterable[str]) -> Ar
         f"The value {shown} of parameter '{parameter}' is invalid. "
         f"Valid options are: {', '.join(valid)}.",
     )
+
+
+def request_too_large(limit: int) -> ArmError:
+    return ArmError(413, "RequestEntityTooLarge", f"The request body is larger than {limit} bytes.")
