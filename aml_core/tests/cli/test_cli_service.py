@@ -217,6 +217,25 @@ def test_deploy_overwrite_replaces_the_service(aml, app, factor_model, services,
     assert aml.json("service", "run", "cli-over", "--data", '{"data": [2]}') == [10.0]
 
 
+def test_show_and_list_report_the_live_state(aml, app, factor_model, services):
+    import os
+    import signal
+    import time
+
+    details = aml.json("service", "deploy", "cli-live", "-m", "factor", "-e", "score.py", "-s", app)["details"]
+    assert aml.json("service", "show", "cli-live")["state"] == "running"
+    os.killpg(details["pid"], signal.SIGKILL)  # the machine "lost" the service behind the workspace's back
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and aml.json("service", "show", "cli-live")["state"] == "running":
+        time.sleep(0.1)
+    shown = aml.json("service", "show", "cli-live")
+    assert shown["state"] == "failed"
+    assert "no longer running" in shown["error"]
+    assert [s["state"] for s in aml.json("service", "list")] == ["failed"]
+    table = aml("service", "show", "cli-live")
+    assert "failed" in table.stdout and "no longer running" in table.stdout
+
+
 def test_failing_init_exits_9_and_logs_show_why(aml, app, factor_model, services):
     (app / "broken.py").write_text("def init():\n    raise RuntimeError('no weights here')\n\ndef run(raw):\n    return raw\n")
     result = aml("service", "deploy", "cli-broken", "-m", "factor", "-e", "broken.py", "-s", app)
