@@ -191,6 +191,9 @@ def _token_material(tmp_path: Path):
     return key, cert
 
 
+REFRESH_TOKEN = "acr-refresh-token-for-tests"
+
+
 class _TokenServer(ThreadingHTTPServer):
     """Issues distribution-spec JWTs for user admin/s3cret, granting what was asked for."""
 
@@ -204,14 +207,24 @@ class _TokenHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        query = parse_qs(urlsplit(self.path).query)
+        expected = "Basic " + base64.b64encode(b"admin:s3cret").decode()
+        self._issue(query, self.headers.get("Authorization") == expected)
+
+    def do_POST(self):  # ACR: grant_type=refresh_token with the refresh token in the form
+        length = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs(self.rfile.read(length).decode())
+        scopes = [s for scope in form.get("scope", []) for s in scope.split(" ")]
+        ok = form.get("grant_type") == ["refresh_token"] and form.get("refresh_token") == [REFRESH_TOKEN]
+        self._issue({**form, "scope": scopes}, ok)
+
+    def _issue(self, query: dict, authorised: bool):
         import jwt
         from cryptography.hazmat.primitives import serialization
 
         server: _TokenServer = self.server
-        query = parse_qs(urlsplit(self.path).query)
         server.requests.append(query)
-        expected = "Basic " + base64.b64encode(b"admin:s3cret").decode()
-        if self.headers.get("Authorization") != expected:
+        if not authorised:
             self.send_response(401)
             self.end_headers()
             return
@@ -263,6 +276,19 @@ def test_bearer_token_challenge(token_registry, image):
     assert all(q.get("service") == ["test-registry"] for q in server.requests)
     # the token was reused: far fewer token requests than registry requests
     assert len(server.requests) <= 6
+
+
+def test_acr_refresh_token_login(token_registry, image):
+    from aml_core.oci.registry import NULL_GUID_USER
+
+    url, server = token_registry
+    with pytest.raises(AuthError):
+        RegistryClient(url, username=NULL_GUID_USER, password="not-the-token").ping()
+    client = RegistryClient(url, username=NULL_GUID_USER, password=REFRESH_TOKEN)
+    client.push_image("aml/acr", image, tags=["1"])
+    assert client.list_tags("aml/acr") == ["1"]
+    assert any(q.get("grant_type") == ["refresh_token"] for q in server.requests)
+    assert REFRESH_TOKEN not in repr(client)
 
 
 def test_reference_parsing():

@@ -119,3 +119,25 @@ def test_modes_are_sanitised(tmp_path):
     root = unpack_image(image, tmp_path).rootfs
     assert stat.S_IMODE((root / "w.txt").stat().st_mode) & 0o022 == 0
     assert (root / "x.sh").stat().st_mode & 0o100
+
+
+def test_concurrent_unpacks_of_one_image_build_one_tree(tmp_path):
+    import threading
+
+    image = image_of(tar_of(*[entry(f"f{i}.txt", data=b"x" * 1000) for i in range(200)]))
+    roots, errors = [], []
+
+    def go():
+        try:
+            roots.append(unpack_image(image, tmp_path).rootfs)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and len(set(roots)) == 1 and len(roots) == 4
+    assert len(os.listdir(roots[0])) == 200
+    assert sorted(p for p in os.listdir(tmp_path) if not p.endswith(".lock")) == [image.digest.split(":")[1]]
