@@ -441,12 +441,17 @@ class RegistryApp:
 
     @staticmethod
     def _rollback(up: Upload, size: int, hasher: Any) -> None:
-        with open(up.path, "r+b") as f:
-            f.truncate(size)
+        try:
+            with open(up.path, "r+b") as f:
+                f.truncate(size)
+        except FileNotFoundError:  # the session was cancelled meanwhile; nothing to undo
+            pass
         up.size = size
         up.hasher = hasher
 
     async def _finish(self, up: Upload, digest: str) -> None:
+        # A DELETE may have cancelled the session while its body was arriving.
+        self.storage.get_upload(up.name, up.id)
         actual = "sha256:" + up.hasher.hexdigest()
         if actual != digest:
             raise error("DIGEST_INVALID", f"provided digest {digest} did not match uploaded "
