@@ -1,0 +1,252 @@
+"""Controllers and kubelet end to end: pods run as local processes, become Ready behind a
+service's load balancer, roll over without a failed request, restart after SIGKILL, back
+off when crashing, autoscale, and never outlive the cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+
+import pytest
+from cluster_testing import (CRASHER, deployment, group_alive, http_get, service, wait_for)
+from kubernetes import client
+
+from aml_emulator.cluster import ClusterService
+
+
+def _pids(v1, selector: str) -> dict[str, int]:
+    out = {}
+    for p in v1.list_namespaced_pod("default", label_selector=selector).items:
+        for cs in p.status.container_statuses or []:
+            if cs.container_id and cs.state.running:
+                out[p.metadata.name] = int(cs.container_id.rsplit("/", 1)[1])
+    return out
+
+
+def _ready(apps, name: str, replicas: int):
+    def check():
+        d = apps.read_namespaced_deployment(name, "default")
+        s = d.status
+        return (s and s.observed_generation == d.metadata.generation and s.ready_replicas == replicas
+                and s.updated_replicas == replicas and (s.replicas or 0) == replicas)
+    return check
+
+
+def _service_url(v1, name: str) -> str:
+    return wait_for(lambda: (v1.read_namespaced_service(name, "default").metadata.annotations or {}).get("emulator.aml/url"),
+                    what="service load balancer url")
+
+
+def test_deployment_serves_through_service_load_balancer(k8s, cluster):
+    apps, v1 = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
+    apps.create_namespaced_deployment("default", deployment("web", "v1", replicas=2))
+    v1.create_namespaced_service("default", service("web"))
+    wait_for(_ready(apps, "web", 2), timeout=30, what="2 ready replicas")
+    ep = v1.read_namespaced_endpoints("web", "default")
+    ports = sorted(s.ports[0].port for s in ep.subsets)
+    assert len(ports) == 2 and len(set(ports)) == 2  # distinct loopback ports per pod
+    pods = v1.list_namespaced_pod("default", label_selector="app=web").items
+    assert {p.status.pod_ip for p in pods} == {"127.0.0.1"}
+    assert sorted(int(p.metadata.annotations["emulator.aml/port"]) for p in pods) == ports
+    url = _service_url(v1, "web")
+    bodies = [http_get(url)[1] for _ in range(6)]
+    assert set(bodies) == {b"v1"}
+    # round robin: both pods have served requests
+    wait_for(lambda: all("served" in v1.read_namespaced_pod_log(p.metadata.name, "default") for p in pods),
+             timeout=5, what="both pods served")
+
+
+def test_rolling_update_has_no_failed_request(k8s, cluster):
+    apps, v1 = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
+    apps.create_namespaced_deployment("default", deployment("roll", "v1", replicas=2))
+    v1.create_namespaced_service("default", service("roll"))
+    wait_for(_ready(apps, "roll", 2), timeout=30, what="v1 ready")
+    url = _service_url(v1, "roll")
+    results: list[bytes] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        deadline = time.monotonic() + 25
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                code, body = http_get(url, timeout=5)
+                results.append(body) if code == 200 else failures.append(f"status {code}")
+            except (OSError, urllib.error.URLError) as e:
+                failures.append(repr(e))
+            time.sleep(0.01)
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        apps.patch_namespaced_deployment("roll", "default", {"spec": {"template": {"spec": {"containers": [
+            {"name": "web", "env": [{"name": "VERSION", "value": "v2"}]}]}}}})
+        wait_for(_ready(apps, "roll", 2), timeout=30, what="v2 rolled out")
+        wait_for(lambda: len(v1.list_namespaced_pod("default", label_selector="app=roll").items) == 2,
+                 timeout=15, what="old pods gone")
+        n = len(results)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert failures == []
+    assert b"v1" in results and b"v2" in results
+    assert set(results[n + 3:]) == {b"v2"}
+
+
+def test_sigkilled_container_restarts_and_deleted_pod_is_replaced(k8s, cluster):
+    apps, v1 = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
+    apps.create_namespaced_deployment("default", deployment("kill", replicas=2))
+    v1.create_namespaced_service("default", service("kill"))
+    wait_for(_ready(apps, "kill", 2), timeout=30, what="ready")
+    url = _service_url(v1, "kill")
+    pids = _pids(v1, "app=kill")
+    victim, pid = sorted(pids.items())[0]
+    os.kill(pid, signal.SIGKILL)
+    # once the kubelet has seen the death (as kube-proxy, the load balancer does not retry
+    # a connection the dying process had already accepted), the other replica keeps serving
+    wait_for(lambda: not v1.read_namespaced_pod(victim, "default").status.container_statuses[0].ready,
+             timeout=5, what="kubelet noticed the kill")
+    for _ in range(10):
+        assert http_get(url)[0] == 200
+
+    def restarted():
+        p = v1.read_namespaced_pod(victim, "default")
+        cs = p.status.container_statuses[0]
+        return cs.restart_count == 1 and cs.ready and cs.last_state.terminated and cs.last_state.terminated.exit_code == 137
+    wait_for(restarted, timeout=20, what="restart after SIGKILL")
+    assert _pids(v1, "app=kill")[victim] != pid
+
+    v1.delete_namespaced_pod(victim, "default")
+    wait_for(lambda: victim not in _pids(v1, "app=kill") and len(_pids(v1, "app=kill")) == 2, timeout=20,
+             what="replacement pod")
+    wait_for(_ready(apps, "kill", 2), timeout=20, what="ready again")
+
+
+def test_crashing_container_backs_off_with_logs(k8s, cluster):
+    v1 = client.CoreV1Api(k8s)
+    v1.create_namespaced_pod("default", {"metadata": {"name": "crash"}, "spec": {"containers": [
+        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", CRASHER]}]}})
+
+    def backing_off():
+        cs = (v1.read_namespaced_pod("crash", "default").status.container_statuses or [None])[0]
+        return cs if cs and cs.restart_count >= 2 and cs.state.waiting and cs.state.waiting.reason == "CrashLoopBackOff" else None
+    cs = wait_for(backing_off, timeout=20, what="CrashLoopBackOff")
+    assert cs.last_state.terminated.exit_code == 3 and cs.last_state.terminated.reason == "Error"
+    assert "back-off" in cs.state.waiting.message
+    logs = v1.read_namespaced_pod_log("crash", "default", container="app")
+    assert "Traceback" in logs and "starting and then failing" in logs
+    # the back-off doubles: base 0.3 s → 0.3, 0.6, 1.2 ...
+    kubelet = cluster.kubelet
+    assert [kubelet.backoff(n) for n in (1, 2, 3, 4)] == [0.3, 0.6, 1.2, 2.4]
+    assert ClusterService().backoff_base == 10.0 and kubelet.backoff_cap == 300.0
+    assert cluster.kubelet.backoff(100) == 300.0
+
+
+def test_liveness_probe_failure_restarts_container(k8s, cluster):
+    v1 = client.CoreV1Api(k8s)
+    sleeper = "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
+    v1.create_namespaced_pod("default", {"metadata": {"name": "live"}, "spec": {"containers": [
+        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", sleeper],
+         "ports": [{"containerPort": 9000}],
+         "livenessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 1, "failureThreshold": 2,
+                           "initialDelaySeconds": 0}}]}})
+    wait_for(lambda: v1.read_namespaced_pod("live", "default").status.container_statuses[0].restart_count >= 1
+             if v1.read_namespaced_pod("live", "default").status.container_statuses else False,
+             timeout=20, what="liveness restart")
+    events = v1.list_namespaced_event("default", field_selector="involvedObject.name=live").items
+    assert any(e.reason == "Unhealthy" for e in events)
+
+
+def test_env_from_secret_and_configmap(k8s, cluster):
+    v1 = client.CoreV1Api(k8s)
+    v1.create_namespaced_secret("default", {"metadata": {"name": "creds"}, "string_data": {"password": "s3cr3t"}})
+    v1.create_namespaced_config_map("default", {"metadata": {"name": "settings"}, "data": {"mode": "fast"}})
+    script = "import os\nprint('pw', os.environ['PW'], 'mode', os.environ['MODE'], 'ns', os.environ['NS'], flush=True)\nimport time; time.sleep(60)\n"
+    v1.create_namespaced_pod("default", {"metadata": {"name": "env"}, "spec": {"containers": [
+        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", script],
+         "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                 {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+                 {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]}})
+    wait_for(lambda: "pw s3cr3t mode fast ns default" in v1.read_namespaced_pod_log("env", "default")
+             if v1.read_namespaced_pod("env", "default").status.phase == "Running" else False,
+             timeout=15, what="env resolved")
+    # a missing key keeps the container waiting with the reason kubectl shows
+    v1.create_namespaced_pod("default", {"metadata": {"name": "noenv"}, "spec": {"containers": [
+        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", script],
+         "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "nope"}}}]}]}})
+    wait_for(lambda: (v1.read_namespaced_pod("noenv", "default").status.container_statuses or [None])[0] is not None
+             and v1.read_namespaced_pod("noenv", "default").status.container_statuses[0].state.waiting.reason
+             == "CreateContainerConfigError", timeout=10, what="CreateContainerConfigError")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_hpa_scales_up_fast_and_down_after_the_window(tmp_path):
+    clock = FakeClock()
+    metrics = {"web": 200.0}
+    c = ClusterService(clock=clock, hpa_sync_period=0.0, backoff_base=0.3,
+                       metrics_source=lambda ns, name: metrics.get(name)).start()
+    try:
+        from kubernetes import config
+        k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
+        apps, auto = client.AppsV1Api(k8s), client.AutoscalingV2Api(k8s)
+        apps.create_namespaced_deployment("default", deployment("web", replicas=1, probe=False))
+        auto.create_namespaced_horizontal_pod_autoscaler("default", {
+            "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "minReplicas": 1, "maxReplicas": 4,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}})
+        wait_for(lambda: apps.read_namespaced_deployment("web", "default").spec.replicas == 4, timeout=10,
+                 what="scale up to max")
+        hpa = auto.read_namespaced_horizontal_pod_autoscaler("web", "default")
+        assert hpa.status.desired_replicas == 4
+        assert hpa.status.current_metrics[0].resource.current.average_utilization == 200
+        metrics["web"] = 10.0
+        time.sleep(1.0)  # many sync periods, but the (fake) clock has not moved
+        assert apps.read_namespaced_deployment("web", "default").spec.replicas == 4
+        clock.t += 301  # past the default 300 s scale-down stabilization window
+        wait_for(lambda: apps.read_namespaced_deployment("web", "default").spec.replicas == 1, timeout=10,
+                 what="scale down after the window")
+        metrics.pop("web")
+        time.sleep(0.5)
+        hpa = auto.read_namespaced_horizontal_pod_autoscaler("web", "default")
+        assert any(cd.type == "ScalingActive" and cd.status == "False" for cd in hpa.status.conditions)
+        k8s.close()
+    finally:
+        c.stop()
+
+
+def test_stop_leaves_no_processes(tmp_path):
+    c = ClusterService(backoff_base=0.3).start()
+    spawner = ("import subprocess, sys, time\n"
+               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+               "print('spawned', flush=True)\ntime.sleep(120)\n")
+    try:
+        from kubernetes import config
+        k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
+        apps = client.AppsV1Api(k8s)
+        d = deployment("orph", replicas=2, probe=False)
+        d["spec"]["template"]["spec"]["containers"][0]["command"] = [sys.executable, "-c", spawner]
+        apps.create_namespaced_deployment("default", d)
+        groups = wait_for(lambda: c.kubelet.process_groups() if len(c.kubelet.process_groups()) == 2 else None,
+                          timeout=15, what="two pod process groups")
+        names = [p.metadata.name for p in client.CoreV1Api(k8s).list_namespaced_pod("default").items]
+        wait_for(lambda: all(b"spawned" in (c.kubelet.read_logs("default", n, "web") or b"") for n in names),
+                 timeout=15, what="grandchildren spawned")
+        k8s.close()
+    finally:
+        c.stop()
+    wait_for(lambda: not any(group_alive(g) for g in groups), timeout=10, what="no process of any pod group left")
