@@ -15,6 +15,7 @@ from aml_core.hookspecs import hookimpl
 from aml_core.records import ServiceRecord, TargetKind
 from aml_core.environment import Environment
 from aml_core.inference import InferenceConfig
+from aml_core.images import ContainerImage, Image
 from aml_core.model import Model
 from aml_core.webservice import Webservice
 from aml_core.workspace import Workspace

@@ -196,7 +196,16 @@ class Model:
         entries = list(version_dir.iterdir())
         return str(entries[0]) if len(entries) == 1 else str(version_dir)
 
-    # -- deploy / package (implemented in webservice/packaging) ---------------------------
+    # -- deploy / package (implemented in webservice/images) -----------------------------
+
+    @staticmethod
+    def package(workspace: Workspace, models: list["Model"], inference_config=None,
+                generate_dockerfile: bool = False, image_name: str | None = None,
+                image_label: str | None = None):
+        """Package models + entry script + environment as an image in the workspace's registry."""
+        from aml_core.images import package
+
+        return package(workspace, models, inference_config, generate_dockerfile, image_name, image_label)
 
     @staticmethod
     def deploy(workspace: Workspace, name: str, models: list["Model"], inference_config=None,

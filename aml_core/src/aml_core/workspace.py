@@ -70,12 +70,19 @@ class Workspace:
     root: Path = attrs.field(converter=lambda p: Path(p).resolve())
     name: str
     backend: str = "embedded"
+    #: where images are pushed: "embedded" (OCI layouts in the workspace) or "profile:NAME"
+    container_registry: str = "embedded"
 
     # -- finding and creating ---------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, name: str | None = None, *, exist_ok: bool = False) -> "Workspace":
-        """Make a new workspace in ``path`` (created if missing)."""
+    def create(cls, path: str | os.PathLike, name: str | None = None, *, exist_ok: bool = False,
+               container_registry: str = "embedded") -> "Workspace":
+        """Make a new workspace in ``path`` (created if missing).
+
+        :param container_registry: ``"embedded"`` keeps images as OCI layouts in the
+            workspace; ``"profile:emulator"`` pushes them to a cloud profile's registry.
+        """
         root = Path(path).resolve()
         config = root / CONFIG_NAME
         if config.exists():
@@ -88,11 +95,12 @@ class Workspace:
         root.mkdir(parents=True, exist_ok=True)
         for sub in ("artifacts/sha256", "services", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        data = {"name": name or root.name, "backend": "embedded", "format": FORMAT_VERSION}
+        data = {"name": name or root.name, "backend": "embedded", "format": FORMAT_VERSION,
+                "container_registry": container_registry}
         tmp = root / "tmp" / f".{CONFIG_NAME}.{os.getpid()}"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(tmp, config)
-        ws = cls(root, data["name"], data["backend"])
+        ws = cls(root, data["name"], data["backend"], container_registry)
         ws._ensure_schema()
         return ws
 
@@ -117,7 +125,7 @@ class Workspace:
                 f"The workspace at {root} was written by a newer version (format {fmt}, this one reads "
                 f"up to {FORMAT_VERSION}). Upgrade aml-core to open it."
             )
-        ws = cls(root, name, str(data.get("backend", "embedded")))
+        ws = cls(root, name, str(data.get("backend", "embedded")), str(data.get("container_registry", "embedded")))
         ws._ensure_schema()
         return ws
 
@@ -139,6 +147,18 @@ class Workspace:
             f"{CONFIG_NAME}. Create one with `aml workspace create DIR` or Workspace.create(DIR), "
             f"then set {WORKSPACE_ENV}=DIR."
         )
+
+    def set_container_registry(self, container_registry: str) -> "Workspace":
+        """Point image pushes elsewhere (``"embedded"`` or ``"profile:NAME"``); returns the new handle."""
+        if container_registry != "embedded" and not container_registry.startswith("profile:"):
+            raise InvalidConfig(f"container_registry must be 'embedded' or 'profile:NAME', got {container_registry!r}.")
+        config = self.root / CONFIG_NAME
+        data = json.loads(config.read_text())
+        data["container_registry"] = container_registry
+        tmp = self.root / "tmp" / f".{CONFIG_NAME}.{os.getpid()}"
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, config)
+        return attrs.evolve(self, container_registry=container_registry)
 
     # -- metadata store ---------------------------------------------------------------
 
