@@ -466,3 +466,34 @@ def test_o15_no_path_escapes_the_store(reg, path):
     assert sorted(p.name for p in reg.state_dir.iterdir()) == [
         "blobs", "registry-format.json", "repositories", "uploads"]
     assert list((reg.state_dir / "repositories").iterdir()) == []
+
+
+def test_o8_cancel_while_the_closing_put_is_streaming(client: Client, reg):
+    import threading
+    import time
+
+    loc = client.post("/v2/o8/race/blobs/uploads/").headers["Location"]
+    upload_id = loc.rsplit("/", 1)[1]
+    release = threading.Event()
+
+    def body():
+        yield b"first part "
+        release.wait(10)
+        yield b"second part"
+
+    result = {}
+    digest = sha256(b"first part second part")
+    t = threading.Thread(target=lambda: result.setdefault(
+        "r", client.put(loc, params={"digest": digest}, data=body())))
+    t.start()
+    deadline = time.monotonic() + 10
+    while not reg.storage._uploads[upload_id].busy:  # the server is inside the PUT body
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert Client(reg.url, client.session.auth).delete(loc).status_code == 204
+    release.set()
+    t.join(10)
+    r = result["r"]
+    assert r.status_code == 404 and error_codes(r) == ["BLOB_UPLOAD_UNKNOWN"]
+    assert client.head(f"/v2/o8/race/blobs/{digest}").status_code == 404
+    assert reg.storage.upload_count() == 0
