@@ -174,3 +174,15 @@ def test_delete_needs_an_explicit_version(aml, model_file):
     assert result.exit_code == 2
     assert "m:1" in result.stderr  # the hint shows the form to use
     assert [m["id"] for m in aml.json("model", "list")] == ["m:1"]
+
+
+def test_show_lists_the_first_files_of_a_big_folder(aml, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(25):
+        (folder / f"part-{i:02d}.bin").write_bytes(bytes([i]))
+    aml.json("model", "register", "-n", "many", "-p", folder)
+    table = aml("model", "show", "many")
+    assert "part-19.bin" in table.stdout and "part-20.bin" not in table.stdout
+    assert "and 5 more" in table.stdout
+    assert len(aml.json("model", "show", "many")["files"]) == 25

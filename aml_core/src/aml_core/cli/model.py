@@ -18,6 +18,9 @@ from aml_core.cli._common import (
     pass_state,
 )
 
+#: files listed by ``aml model show`` in table form (JSON lists them all)
+MAX_FILES_SHOWN = 20
+
 
 def model_data(model) -> dict[str, Any]:
     """The JSON form of a model version: its record plus its id."""
@@ -58,8 +61,10 @@ def _model_detail(model) -> Table:
     kind = "folder" if record.is_folder else "file"
     total = sum(f.size for f in record.files)
     table.add_row("content", f"{kind} {record.root!r}: {len(record.files)} file(s), {human_size(total)}")
-    for entry in record.files:
+    for entry in record.files[:MAX_FILES_SHOWN]:
         table.add_row("", f"{entry.path}  {human_size(entry.size)}  {entry.digest[:19]}…")
+    if len(record.files) > MAX_FILES_SHOWN:
+        table.add_row("", f"… and {len(record.files) - MAX_FILES_SHOWN} more (all of them with -o json)")
     return table
 
 

@@ -200,7 +200,8 @@ def _settings_options(func: Callable) -> Callable:
               help="Folder copied into the service; --entry-script is relative to it.")
 @click.option("--environment", "environment", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="requirements.txt (pip) or conda .yml with what the script needs.")
-@click.option("--target", "-t", default="local", show_default=True, help="Target kind (see `aml providers`).")
+@click.option("--target", "-t", default="local", show_default=True, metavar="KIND",
+              help="Target kind (see `aml providers`).")
 @click.option("--compute-target", default=None, help="Name of provisioned compute, for targets that need one.")
 @_settings_options
 @click.option("--overwrite", is_flag=True, help="Replace a service of the same name.")
