@@ -284,3 +284,11 @@ def test_ctrl_c_during_deploy_exits_130_and_leaves_a_consistent_service(aml, app
     # the deployment was allowed to finish and was recorded: the service is usable
     assert aml.json("service", "show", "cli-slow")["state"] == "running"
     assert aml.json("service", "run", "cli-slow", "--data", '{"data": [1]}') == [5.0]  # latest: factor:2
+    # the failed deployment is remembered: its name stays taken until deleted or overwritten
+    assert aml.json("service", "show", "cli-env")["state"] == "Failed"
+    taken = aml("service", "deploy", "cli-env", "-m", "factor", "-e", "score.py", "-s", app)
+    assert taken.exit_code == 4
+    nothing = aml("service", "update", "cli-env")
+    assert nothing.exit_code == 6
+    assert "No parameters provided to update" in nothing.stderr
+    assert aml.json("service", "delete", "cli-env")["deleted"] is True
