@@ -90,6 +90,8 @@ class ArmService:
         return self._server.url
 
     def start(self) -> "ArmService":
+        if self._server is not None:
+            return self
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.ca is None:
             self.ca = CertificateAuthority.load_or_create(self.state_dir)
