@@ -68,3 +68,20 @@ def test_readme_support_matrix_lists_every_implemented_operation() -> None:
     for namespace, method, resource_type, kind, summary in support_matrix():
         row = f"| {namespace} | {method} | {resource_type} | {kind} | {summary} |"
         assert row in readme, f"README support matrix lacks: {row}"
+
+
+def test_coverage_file_is_current() -> None:
+    import aml_emulator.arm as arm_pkg
+    from aml_emulator.arm.coverage import render
+
+    path = Path(arm_pkg.__file__).parent / "IMPLEMENTATION_COVERAGE.md"
+    assert path.read_text() == render(), f"regenerate: python -m aml_emulator.arm.coverage > {path}"
+
+
+def test_every_sdk_call_named_in_a_summary_exists_in_the_sdk() -> None:
+    from aml_emulator.arm.coverage import SDKS, sdk_operations
+
+    for namespace, method, resource_type, kind, summary in support_matrix():
+        operations = sdk_operations(SDKS[namespace][1])
+        for call in summary.split(","):
+            assert call.strip() in operations, f"{call.strip()!r} is not an operation of the SDK"
