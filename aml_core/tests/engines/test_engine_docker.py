@@ -12,9 +12,9 @@ import requests
 
 from aml_core.engines.docker import DockerContainer, DockerEngine
 from aml_core.oci import build_image, write_build_context
+from aml_core.errors import InvalidConfig, ProvisioningFailed
 from aml_core.oci.testing import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.engine]
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,8 @@ def engine(podman, tmp_path_factory):
     return DockerEngine(base_url=podman.docker_host, cache_dir=tmp_path_factory.mktemp("docker-cache"))
 
 
+@pytest.mark.slow
+@pytest.mark.engine
 def test_runs_and_scores_the_quickstart_image_in_a_container(engine, base_image, quickstart, quickstart_spec):
     image = build_image(quickstart_spec(base=base_image))
     with engine.run(image, name="quickstart-docker") as container:
@@ -39,6 +41,8 @@ def test_runs_and_scores_the_quickstart_image_in_a_container(engine, base_image,
     assert engine.load(image) == engine.load(image)
 
 
+@pytest.mark.slow
+@pytest.mark.engine
 def test_podman_builds_the_generated_dockerfile(engine, podman, base_image, quickstart, quickstart_spec,
                                                 tmp_path):
     base_tag = engine.load(base_image)
@@ -61,3 +65,17 @@ def test_podman_builds_the_generated_dockerfile(engine, podman, base_image, quic
         assert resp.json() == pytest.approx(quickstart["expected"])
     finally:
         container.remove(force=True)
+
+
+def test_an_image_without_a_base_is_refused_before_loading(quickstart_spec, tmp_path):
+    pytest.importorskip("docker", reason="the docker engine needs the docker SDK (pip install 'aml-core[docker]')")
+    engine = DockerEngine(base_url="unix:///nonexistent/podman.sock", cache_dir=tmp_path)
+    with pytest.raises(InvalidConfig, match="no base with Python"):
+        engine.run(build_image(quickstart_spec()), name="no-base")
+
+
+def test_an_unreachable_engine_names_the_fix(tmp_path):
+    pytest.importorskip("docker", reason="the docker engine needs the docker SDK (pip install 'aml-core[docker]')")
+    engine = DockerEngine(base_url=f"unix://{tmp_path}/missing.sock", cache_dir=tmp_path)
+    with pytest.raises(ProvisioningFailed, match="podman system service"):
+        engine.client()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Mapping
 
 from aml_core.engines.base import Engine, RunningContainer
-from aml_core.errors import NotFound, ProvisioningFailed
-from aml_core.oci.image import PORT, write_docker_archive
+from aml_core.errors import InvalidConfig, NotFound, ProvisioningFailed
+from aml_core.oci.image import LABEL_APP_LAYERS, PORT, write_docker_archive
 from aml_core.oci.media import digest_hex
 from aml_core.oci.testing import free_port
 
@@ -137,6 +137,13 @@ class DockerEngine(Engine):
     def run(self, image, *, name: str, port: int | None = None,
             env: Mapping[str, str] | None = None) -> DockerContainer:
         resolved = self.resolve(image)
+        labels = (resolved.config_json().get("config") or {}).get("Labels") or {}
+        if labels.get(LABEL_APP_LAYERS) == str(len(resolved.layers)):
+            raise InvalidConfig(
+                f"image {resolved.digest} has only the app's layers and no base with Python, so it "
+                "cannot run in a container; build it with PackageSpec(base=...) (see "
+                "scripts/build-base-image.sh) or run it with the process engine"
+            )
         tag = self.load(resolved)
         port = port or free_port()
         docker = _docker()
