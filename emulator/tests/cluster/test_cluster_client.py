@@ -258,3 +258,23 @@ def test_state_persists_across_restart(tmp_path):
     (state / "cluster-state.json").write_text(json.dumps(data))
     with pytest.raises(StateFormatError, match="newer"):
         ClusterService(state_dir=state).start()
+
+
+def test_autoscaling_v1_is_served_from_v2(k8s):
+    v1hpa = client.AutoscalingV1Api(k8s)
+    v2hpa = client.AutoscalingV2Api(k8s)
+    v1hpa.create_namespaced_horizontal_pod_autoscaler("default", {
+        "metadata": {"name": "h"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 60}})
+    as_v2 = v2hpa.read_namespaced_horizontal_pod_autoscaler("h", "default")
+    assert as_v2.spec.metrics[0].resource.target.average_utilization == 60
+    v2hpa.patch_namespaced_horizontal_pod_autoscaler("h", "default", {"spec": {"maxReplicas": 7}})
+    as_v1 = v1hpa.read_namespaced_horizontal_pod_autoscaler("h", "default")
+    assert (as_v1.spec.max_replicas, as_v1.spec.target_cpu_utilization_percentage) == (7, 60)
+    assert as_v1.api_version == "autoscaling/v1"
+
+
+def test_unimplemented_subresource_is_named(cluster):
+    code, body = api_request(cluster, "POST", "/api/v1/namespaces/default/pods/p/exec?command=ls", body={})
+    assert code == 501 and body["reason"] == "NotImplemented" and "pods/exec" in body["message"]

@@ -134,3 +134,22 @@ def test_namespaces_and_events(kubectl):
     kubectl.run("delete", "namespace", "team", timeout=60)
     r = kubectl.run("get", "namespace", "team", check=False)
     assert "NotFound" in r.stderr
+
+
+def test_rollout_restart_history_and_undo_reuses_the_old_replica_set(kubectl):
+    kubectl.run("apply", "-f", "-", input=yaml.safe_dump(deployment("ru", replicas=1)))
+    kubectl.run("rollout", "status", "deployment/ru", "--timeout=60s")
+    first = {r["metadata"]["name"] for r in kubectl.json("get", "rs")["items"]}
+    kubectl.run("rollout", "restart", "deployment/ru")
+    kubectl.run("rollout", "status", "deployment/ru", "--timeout=60s")
+    assert len(kubectl.json("get", "rs")["items"]) == 2
+    history = kubectl.run("rollout", "history", "deployment/ru").stdout
+    assert "REVISION" in history and "2 " in history
+    kubectl.run("rollout", "undo", "deployment/ru")
+    kubectl.run("rollout", "status", "deployment/ru", "--timeout=60s")
+    rs = kubectl.json("get", "rs")["items"]
+    assert len(rs) == 2
+    active = [r["metadata"]["name"] for r in rs if r["spec"]["replicas"] == 1]
+    assert active == sorted(first)
+    r = kubectl.run("exec", kubectl.json("get", "pods")["items"][0]["metadata"]["name"], "--", "ls", check=False)
+    assert r.returncode != 0

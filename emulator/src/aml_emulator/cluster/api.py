@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from aml_emulator.cluster import exceptions as err
-from aml_emulator.cluster import openapi, patch as patchlib, strategies, tables
+from aml_emulator.cluster import conversion, openapi, patch as patchlib, strategies, tables
 from aml_emulator.cluster.models import (GROUP_VERSIONS, RESOURCES, ResourceType, by_kind,
                                          is_terminating, lookup, resources_of)
 from aml_emulator.cluster.selectors import (label_selector_object, parse_field_selector,
@@ -36,6 +36,12 @@ SERVER_VERSION = {
 }
 NS = lookup("", "v1", "namespaces")
 PODS = lookup("", "v1", "pods")
+# Real subresources the emulator knows of but does not serve: a 501 that names them.
+UNIMPLEMENTED_SUBRESOURCES = {
+    ("pods", "exec"), ("pods", "attach"), ("pods", "portforward"), ("pods", "proxy"),
+    ("pods", "eviction"), ("pods", "binding"), ("pods", "ephemeralcontainers"), ("pods", "resize"),
+    ("services", "proxy"), ("nodes", "proxy"), ("namespaces", "finalize"),
+}
 
 
 class LogSource(Protocol):
@@ -221,6 +227,8 @@ class ClusterAPI:
         if not rt.namespaced:
             namespace = None
         if sub is not None and sub not in rt.subresources:
+            if (rt.plural, sub) in UNIMPLEMENTED_SUBRESOURCES:
+                raise err.not_implemented(f"{rt.plural}/{sub}")
             raise err.path_not_found(req.path)
         m = req.method
         verb = {("GET", False): "list", ("GET", True): "get", ("POST", False): "create",
@@ -251,6 +259,7 @@ class ClusterAPI:
 
     @staticmethod
     def _typed(rt: ResourceType, obj: dict) -> dict:
+        obj = conversion.to_external(rt, obj)
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         return obj
@@ -444,6 +453,7 @@ class ClusterAPI:
             raise err.ApiError(403, "Forbidden", f'{rt.plural} "" is forbidden: unable to create new content in namespace {ns} because it is being terminated')
 
     def _create_object(self, rt: ResourceType, obj: dict, dry_run: bool) -> dict:
+        obj = conversion.to_internal(rt, obj, None)
         self._check_namespace(rt, obj["metadata"].get("namespace"))
         m = obj["metadata"]
         if not m.get("name") and m.get("generateName"):
@@ -470,6 +480,8 @@ class ClusterAPI:
     def _update_object(self, rt: ResourceType, obj: dict, sub: str | None, dry_run: bool) -> dict:
         m = obj["metadata"]
         old = self.store.get(rt, m.get("namespace", ""), m["name"])
+        obj = conversion.to_internal(rt, obj, old)
+        m = obj["metadata"]
         if sub == "status":
             merged = copy.deepcopy(old)
             merged["status"] = obj.get("status")

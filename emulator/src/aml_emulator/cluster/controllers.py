@@ -68,9 +68,21 @@ def record_event(store: Store, obj: dict, kind: str, api_version: str, type_: st
         pass  # the namespace is gone: nothing to report on
 
 
+def _prune(value: Any) -> Any:
+    """Drop nulls and empty maps/lists, as Go's omitempty does, so that templates that
+    differ only in such noise (``creationTimestamp: null``, ``annotations: {}``) hash alike."""
+    if isinstance(value, dict):
+        out = {k: _prune(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
 def template_hash(template: dict) -> str:
     t = copy.deepcopy(template)
     (t.get("metadata") or {}).get("labels", {}).pop(HASH_LABEL, None)
+    t = _prune(t)
     digest = hashlib.sha256(json.dumps(t, sort_keys=True).encode()).digest()
     return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:10])
 

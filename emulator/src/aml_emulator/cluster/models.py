@@ -68,6 +68,10 @@ RESOURCES: list[ResourceType] = [
     ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler",
                  "HorizontalPodAutoscaler", short_names=("hpa",), subresources=("status",),
                  categories=("all",), has_status=True, has_spec_generation=True),
+    # served from the stored autoscaling/v2 objects (see conversion.py)
+    ResourceType("autoscaling", "v1", "horizontalpodautoscalers", "horizontalpodautoscaler",
+                 "HorizontalPodAutoscaler", short_names=("hpa",), subresources=("status",),
+                 categories=("all",), has_status=True, has_spec_generation=True),
 ]
 
 GROUP_VERSIONS: dict[str, list[str]] = {}
@@ -77,8 +81,11 @@ for _r in RESOURCES:
         GROUP_VERSIONS[_r.group].append(_r.version)
 
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
-_BY_KIND = {(r.group, r.kind): r for r in RESOURCES}
-_BY_STORE = {(r.group, r.plural): r for r in RESOURCES}
+_BY_KIND: dict[tuple[str, str], ResourceType] = {}
+_BY_STORE: dict[tuple[str, str], ResourceType] = {}
+for _r in RESOURCES:  # the first version listed is the storage (and preferred) version
+    _BY_KIND.setdefault((_r.group, _r.kind), _r)
+    _BY_STORE.setdefault((_r.group, _r.plural), _r)
 
 
 def lookup(group: str, version: str, plural: str) -> ResourceType | None:
