@@ -1,0 +1,117 @@
+"""Unit checks of the pure parts: patch flavours, selectors, store semantics."""
+
+from __future__ import annotations
+
+import pytest
+
+from aml_emulator.cluster import exceptions as err
+from aml_emulator.cluster import patch as p
+from aml_emulator.cluster.models import lookup
+from aml_emulator.cluster.selectors import (label_selector_object, parse_field_selector,
+                                            parse_label_selector, selector_to_string)
+from aml_emulator.cluster.store import Store
+
+POD = {"spec": {"containers": [
+    {"name": "a", "image": "x:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+     "ports": [{"containerPort": 80, "name": "http"}]},
+    {"name": "b", "image": "y:1"}]}}
+
+
+def test_strategic_merge_merges_lists_by_key():
+    out = p.strategic_merge(POD, {"spec": {"containers": [
+        {"name": "a", "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}],
+         "ports": [{"containerPort": 81}]}]}})
+    a = out["spec"]["containers"][0]
+    assert [c["name"] for c in out["spec"]["containers"]] == ["a", "b"]
+    assert a["image"] == "x:1"
+    assert a["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}]
+    assert [x["containerPort"] for x in a["ports"]] == [80, 81]
+
+
+def test_strategic_merge_directives():
+    out = p.strategic_merge(POD, {"spec": {"containers": [{"name": "b", "$patch": "delete"}]}})
+    assert [c["name"] for c in out["spec"]["containers"]] == ["a"]
+    out = p.strategic_merge(POD, {"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+                                           "containers": [{"name": "a", "image": "x:2"}]}})
+    assert [c["name"] for c in out["spec"]["containers"]] == ["b", "a"]
+    out = p.strategic_merge({"metadata": {"finalizers": ["x"]}}, {"metadata": {"finalizers": ["y"]}})
+    assert out["metadata"]["finalizers"] == ["x", "y"]
+    out = p.strategic_merge({"spec": {"a": {"b": 1}, "c": 2}}, {"spec": {"a": {"$patch": "replace", "z": 1}, "c": None}})
+    assert out == {"spec": {"a": {"z": 1}}}
+
+
+def test_merge_patch_replaces_lists_and_deletes_nulls():
+    out = p.merge_patch(POD, {"spec": {"containers": [{"name": "only"}]}, "metadata": {"x": None}})
+    assert out == {"spec": {"containers": [{"name": "only"}]}, "metadata": {}}
+
+
+def test_json_patch_ops_and_failures():
+    doc = {"a": [1, 2], "b": {"c": 1}}
+    out = p.json_patch(doc, [{"op": "add", "path": "/a/-", "value": 3}, {"op": "remove", "path": "/b/c"},
+                             {"op": "copy", "from": "/a", "path": "/d"}, {"op": "move", "from": "/d", "path": "/e"},
+                             {"op": "test", "path": "/a/0", "value": 1}, {"op": "replace", "path": "/a/1", "value": 9}])
+    assert out == {"a": [1, 9, 3], "b": {}, "e": [1, 2, 3]}
+    assert doc == {"a": [1, 2], "b": {"c": 1}}  # untouched
+    with pytest.raises(err.ApiError) as e:
+        p.json_patch(doc, [{"op": "test", "path": "/a/0", "value": 5}])
+    assert e.value.code == 422
+    with pytest.raises(err.ApiError) as e:
+        p.json_patch(doc, [{"op": "remove", "path": "/nope"}])
+    assert e.value.code == 400
+
+
+def test_server_side_apply_removes_dropped_fields_and_detects_conflicts():
+    cur, _ = p.apply({}, {"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"replicas": 1}}, "m1", {}, False)
+    owners = {"m1": {"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"replicas": 1}}}
+    cur, conflicts = p.apply(cur, {"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 1}}, "m1", owners, False)
+    assert conflicts == [] and cur["metadata"]["labels"] == {"a": "1"}
+    owners["m1"] = {"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 1}}
+    _, conflicts = p.apply(cur, {"spec": {"replicas": 3}}, "m2", owners, False)
+    assert conflicts == [("m1", ".spec.replicas")]
+    forced, _ = p.apply(cur, {"spec": {"replicas": 3}}, "m2", owners, True)
+    assert forced["spec"]["replicas"] == 3
+
+
+def test_label_selectors():
+    s = parse_label_selector("app in (a, b),tier!=db,!canary,env")
+    assert s({"app": "a", "env": "x"})
+    assert not s({"app": "a", "env": "x", "canary": "1"})
+    assert not s({"app": "c", "env": "x"})
+    assert not s({"app": "a", "tier": "db", "env": "x"})
+    with pytest.raises(err.ApiError):
+        parse_label_selector("app in (a")
+    obj = {"matchLabels": {"a": "1"}, "matchExpressions": [{"key": "b", "operator": "NotIn", "values": ["x"]},
+                                                           {"key": "c", "operator": "Exists"}]}
+    assert label_selector_object(obj)({"a": "1", "c": ""})
+    assert not label_selector_object(obj)({"a": "1", "b": "x", "c": ""})
+    assert selector_to_string(obj) == "a=1,b notin (x),c"
+
+
+def test_field_selectors():
+    f = parse_field_selector("status.phase=Running,metadata.name!=x", "pods", "Pod")
+    assert f({"metadata": {"name": "y"}, "status": {"phase": "Running"}})
+    assert not f({"metadata": {"name": "x"}, "status": {"phase": "Running"}})
+    with pytest.raises(err.ApiError) as e:
+        parse_field_selector("spec.foo=1", "pods", "Pod")
+    assert e.value.code == 400
+
+
+def test_store_rv_generation_and_status_rules():
+    s = Store()
+    d = lookup("apps", "v1", "deployments")
+    created = s.create(d, {"metadata": {"name": "a", "namespace": "n"}, "spec": {"replicas": 1}, "status": {"x": 1}})
+    assert created["metadata"]["generation"] == 1
+    rv = int(created["metadata"]["resourceVersion"])
+    same = s.update(d, created)
+    assert int(same["metadata"]["resourceVersion"]) == rv  # a no-op write keeps the RV
+    meta_only = dict(created, metadata={**created["metadata"], "labels": {"l": "1"}})
+    out = s.update(d, meta_only)
+    assert out["metadata"]["generation"] == 1 and int(out["metadata"]["resourceVersion"]) == rv + 1
+    spec = dict(out, spec={"replicas": 2}, status={"hacked": True})
+    out = s.update(d, spec)
+    assert out["metadata"]["generation"] == 2 and out.get("status") == {"x": 1}
+    with pytest.raises(err.ApiError) as e:
+        s.update(d, created)  # stale resourceVersion
+    assert e.value.reason == "Conflict"
+    st = s.update(d, dict(out, spec={"replicas": 9}, status={"y": 2}), subresource="status")
+    assert st["spec"] == {"replicas": 2} and st["status"] == {"y": 2} and st["metadata"]["generation"] == 2
