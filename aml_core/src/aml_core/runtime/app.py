@@ -15,8 +15,8 @@ import logging
 import signal
 import time
 import traceback
-import uuid
 from json import JSONDecodeError
+from random import getrandbits
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
@@ -47,6 +47,16 @@ _JSON = b"application/json"
 _HTML = b"text/html; charset=utf-8"
 _FALSE = b"False"
 _TRUE = b"True"
+
+
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_request_id() -> str:
+    """A random version-4 UUID string (a request id, not a secret: no os.urandom per request)."""
+    h = "%032x" % ((getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class ScoringTimeout(BaseException):
@@ -145,7 +155,7 @@ class ScoringApp:
         prefix = path_prefix.strip("/")
         self.path_prefix = f"/{prefix}" if prefix else ""
         self._server_version = server_version.encode("latin-1") if server_version else b""
-        self.access_log = access_log
+        self.access_log = logs.AccessLog() if access_log and logger.isEnabledFor(logging.INFO) else None
         #: set when the worker stops: responses then ask clients to close the connection
         self.draining = False
         self._run = script.run
@@ -212,7 +222,7 @@ class ScoringApp:
             if value is not None and (b"\r" in value or b"\n" in value):
                 return [], "", (400, "Request id headers must not contain CR or LF characters."), None, b""
         if request_id is None:
-            rid = str(uuid.uuid4())
+            rid = new_request_id()
             request_id = rid.encode()
         elif len(request_id) > HEADER_LIMIT:
             return [], "", (431, f"x-request-id must not exceed {HEADER_LIMIT} characters"), None, b""
@@ -486,13 +496,13 @@ class ScoringApp:
         return status, body, headers
 
     def _log(self, method: str, scope: Scope, status: int, started: float, length: int) -> None:
-        if not self.access_log:
+        if self.access_log is None:
             return
         path = scope["path"]
         if scope["query_string"]:
             path = f"{path}?{scope['query_string'].decode('latin-1')}"
         elapsed = (time.perf_counter() - started) * 1000
-        logger.info("%s %s %d %.3fms %d", method, path, status, elapsed, length)
+        self.access_log.write(method, path, status, elapsed, length)
 
 
 def _is_response_like(value: Any) -> bool:

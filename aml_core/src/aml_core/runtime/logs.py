@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 import time
 from typing import TextIO
@@ -101,3 +102,33 @@ def prefix_user_output() -> None:
         sys.stdout = RequestIdStream(sys.__stdout__)
     if not isinstance(sys.stderr, RequestIdStream):
         sys.stderr = RequestIdStream(sys.__stderr__)
+
+
+class AccessLog:
+    """One line per request in the runtime's log format, written with a single ``os.write``.
+
+    ``logging`` costs ~100 µs per record here (a third of a small model's request); this
+    writer reuses the formatted second and costs a few µs.
+    """
+
+    def __init__(self, fd: int | None = None) -> None:
+        self._fd = sys.__stderr__.fileno() if fd is None else fd
+        self._head = f" I [{os.getpid()}] {LOGGER_NAME} - "
+        self._second = -1
+        self._stamp = ""
+
+    def write(self, method: str, path: str, status: int, elapsed_ms: float, length: int) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        millis = int((now - second) * 1000)
+        line = (
+            f"{self._stamp},{millis:03d}{self._head}{method} {path} {status} "
+            f"{elapsed_ms:.3f}ms {length}\n"
+        )
+        try:
+            os.write(self._fd, line.encode("utf-8", "replace"))
+        except OSError:
+            pass
