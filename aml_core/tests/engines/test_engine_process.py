@@ -78,7 +78,7 @@ def test_runs_from_an_oci_layout_and_from_a_registry(quickstart, quickstart_spec
     image = build_image(quickstart_spec())
     layout = write_layout(image, tmp_path / "layout", tag="1")
     engine = ProcessEngine(cache_dir=tmp_path / "cache")
-    with engine.run((layout, "1"), name="from-layout") as container:
+    with engine.run(f"oci:{layout}:1", name="from-layout") as container:
         container.wait_ready(timeout=90)
         assert score(container, quickstart["sample"]) == pytest.approx(quickstart["expected"])
     with reference_registry(tmp_path / "registry") as url:

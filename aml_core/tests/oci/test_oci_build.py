@@ -14,17 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from aml_core.errors import InvalidConfig
+from aml_core.errors import InvalidConfig, NotFound
 from aml_core.oci import (
     AppSpec,
     EnvironmentSpec,
     ModelFiles,
     PackageSpec,
     build_image,
+    parse_layout_location,
     read_layout,
+    remove_from_layout,
     write_docker_archive,
     write_layout,
 )
+from aml_core.oci.image import DEFAULT_PYTHON_VERSION
 from aml_core.oci.media import OCI_MANIFEST, sha256_digest
 
 
@@ -181,6 +184,24 @@ def test_layout_round_trip_and_umoci_reads_it(spec, tmp_path):
     subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{layout}:1", str(bundle)],
                    check=True, capture_output=True)
     assert (bundle / "rootfs/var/azureml-app/azureml-models/mymodel/1/model.txt").read_text() == "weights"
+
+
+def test_layout_tags_can_be_removed_one_at_a_time(spec, tmp_path):
+    image = build_image(spec)
+    layout = write_layout(image, tmp_path / "layout", tag="1")
+    write_layout(image, layout, tag="2")
+    assert remove_from_layout(layout, "1") is True
+    assert remove_from_layout(layout, "1") is False
+    assert read_layout(layout, tag="2").digest == image.digest
+    with pytest.raises(NotFound, match="0 images matching tag '1'"):
+        read_layout(layout, tag="1")
+    assert parse_layout_location(f"oci:{layout}:2") == (layout, "2")
+    assert parse_layout_location(f"oci:{layout}") == (layout, None)
+
+
+def test_environment_without_python_version_gets_this_interpreters():
+    assert EnvironmentSpec(name="e", python_version=None).python_version == DEFAULT_PYTHON_VERSION
+    assert EnvironmentSpec(name="e", python_version="3.10").python_version == "3.10"
 
 
 def test_docker_archive_lists_config_and_layers(spec, tmp_path):

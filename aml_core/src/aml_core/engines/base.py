@@ -11,7 +11,7 @@ from typing import Mapping
 import requests
 
 from aml_core.errors import DeploymentTimeout, NotFound, ProvisioningFailed
-from aml_core.oci.image import Image, read_layout
+from aml_core.oci.image import Image, parse_layout_location, read_layout
 from aml_core.oci.registry import Reference, RegistryClient
 
 class RunningContainer(abc.ABC):
@@ -82,8 +82,9 @@ class Engine(abc.ABC):
             env: Mapping[str, str] | None = None) -> RunningContainer:
         """Start ``image`` as ``name``, its port 5001 published on 127.0.0.1:``port``.
 
-        :param image: a registry reference (``host:port/repo:tag``), an OCI layout directory,
-            ``(layout_dir, tag)``, or an :class:`~aml_core.oci.Image`.
+        :param image: a registry reference (``host:port/repo:tag``), an OCI layout as
+            ``oci:<dir>:<tag>``, a layout directory ``Path``, ``(layout_dir, tag)``, or an
+            :class:`~aml_core.oci.Image`.
         :param port: the host port; a free one when None.
         :param env: extra environment variables (they override the image's).
         :returns: a handle; the server may still be starting (see ``wait_ready``).
@@ -99,12 +100,15 @@ class Engine(abc.ABC):
             return read_layout(Path(image[0]), tag=image[1])
         if isinstance(image, Path):
             return read_layout(image)
+        if isinstance(image, str) and image.startswith("oci:"):
+            directory, tag = parse_layout_location(image)
+            return read_layout(directory, tag=tag)
         if isinstance(image, str):
             ref = Reference.parse(image)
             user, password = self._credentials.get(ref.registry, (None, None))
             client = RegistryClient(ref.registry, username=user, password=password)
             return client.pull_image(ref.repository, ref.reference, blob_dir=self.cache_dir / "blobs")
-        raise NotFound(f"cannot run {image!r}: give a registry reference, an OCI layout path or an Image")
+        raise NotFound(f"cannot run {image!r}: give a registry reference, oci:<dir>:<tag>, a layout path or an Image")
 
 
 def default_cache_dir() -> Path:

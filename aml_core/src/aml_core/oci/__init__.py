@@ -17,7 +17,9 @@ from aml_core.oci.image import (
     build_image,
     cached_image_from_rootfs,
     image_from_rootfs,
+    parse_layout_location,
     read_layout,
+    remove_from_layout,
     write_build_context,
     write_docker_archive,
     write_layout,
@@ -29,6 +31,6 @@ from aml_core.oci.unpack import UnpackedImage, UnsafeArchive, unpack_image
 __all__ = [
     "AppSpec", "Blob", "EnvironmentSpec", "Image", "Layer", "LayerBuilder", "ModelFiles",
     "PackageSpec", "Reference", "RegistryClient", "RegistryError", "UnpackedImage",
-    "UnsafeArchive", "build_image", "cached_image_from_rootfs", "image_from_rootfs", "read_layout", "unpack_image",
+    "UnsafeArchive", "build_image", "cached_image_from_rootfs", "image_from_rootfs", "parse_layout_location", "read_layout", "remove_from_layout", "unpack_image",
     "write_build_context", "write_docker_archive", "write_layout",
 ]

@@ -59,6 +59,8 @@ ENTRYPOINT = [
     f'--port "${{AML_PORT:-{PORT}}}" --workers "${{WORKER_COUNT:-1}}"',
 ]
 EPOCH = "1970-01-01T00:00:00Z"
+#: the Python an environment gets when it names none: this interpreter's major.minor
+DEFAULT_PYTHON_VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 # Labels every engine reads (values are strings; JSON where structured).
 LABEL_ENVIRONMENT = "org.aml.environment"
@@ -109,7 +111,8 @@ class EnvironmentSpec:
     """The environment an image needs, as plain data (the core's Environment maps onto it)."""
 
     name: str
-    python_version: str = attrs.field(default=f"{sys.version_info[0]}.{sys.version_info[1]}")
+    python_version: str = attrs.field(default=DEFAULT_PYTHON_VERSION,
+                                      converter=lambda v: v or DEFAULT_PYTHON_VERSION)
     pip_requirements: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     conda_dependencies: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     environment_variables: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
@@ -436,6 +439,37 @@ def write_layout(image: Image, directory: Path, *, tag: str = "latest") -> Path:
     tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
     tmp.replace(index_path)
     return directory
+
+
+def remove_from_layout(directory: Path, tag: str) -> bool:
+    """Drop ``tag`` from a layout's index (blobs stay; other tags are untouched).
+
+    :returns: whether the tag was there.
+    """
+    index_path = Path(directory) / "index.json"
+    if not index_path.exists():
+        return False
+    index = json.loads(index_path.read_text())
+    kept = [m for m in index.get("manifests") or []
+            if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag]
+    if len(kept) == len(index.get("manifests") or []):
+        return False
+    index["manifests"] = kept
+    tmp = index_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+    tmp.replace(index_path)
+    return True
+
+
+def parse_layout_location(location: str) -> tuple[Path, str | None]:
+    """``oci:<dir>[:<tag>]`` (skopeo's transport syntax) → (dir, tag or None)."""
+    if not location.startswith("oci:"):
+        raise InvalidConfig(f"{location!r} is not an OCI layout location (oci:<dir>:<tag>)")
+    rest = location[4:]
+    directory, sep, tag = rest.rpartition(":")
+    if not sep or "/" in tag:
+        return Path(rest), None
+    return Path(directory), tag
 
 
 def read_layout(directory: Path, *, tag: str | None = None) -> Image:
