@@ -48,7 +48,6 @@ ROUTE_RE = re.compile(r"^/v2/(?P<name>.+)/(?P<kind>manifests|blobs|tags|referrer
 CONTENT_RANGE_RE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 MAX_FORM_BYTES = 64 * 1024
-WRITE_BUFFER = 1 << 20
 
 
 class BlobResponse(Response):
@@ -414,20 +413,17 @@ class RegistryApp:
         saved_hasher = up.hasher.copy()
         received = 0
         try:
-            with open(up.path, "r+b") as f:
+            # Unbuffered: each received chunk goes straight to the page cache, no extra copy.
+            with open(up.path, "r+b", buffering=0) as f:
                 f.seek(start_size)
-                buf = bytearray()
                 async for chunk in request.stream():
                     if not chunk:
                         continue
                     up.hasher.update(chunk)
                     received += len(chunk)
-                    buf += chunk
-                    if len(buf) >= WRITE_BUFFER:
-                        f.write(buf)
-                        buf.clear()
-                if buf:
-                    f.write(buf)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[f.write(view):]
             if expected is not None and received != expected:
                 raise error("SIZE_INVALID", f"expected {expected} bytes in this chunk, received "
                             f"{received}", headers=self._upload_headers(up))
