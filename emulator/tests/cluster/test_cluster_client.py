@@ -278,3 +278,13 @@ def test_autoscaling_v1_is_served_from_v2(k8s):
 def test_unimplemented_subresource_is_named(cluster):
     code, body = api_request(cluster, "POST", "/api/v1/namespaces/default/pods/p/exec?command=ls", body={})
     assert code == 501 and body["reason"] == "NotImplemented" and "pods/exec" in body["message"]
+
+
+def test_pod_spec_is_immutable_except_image(k8s, cluster):
+    v1 = client.CoreV1Api(k8s)
+    v1.create_namespaced_pod("default", {"metadata": {"name": "imm"}, "spec": {"containers": [
+        {"name": "c", "image": "python:3.11", "command": ["sleep", "30"]}]}})
+    v1.patch_namespaced_pod("imm", "default", {"spec": {"containers": [{"name": "c", "image": "python:3.12"}]}})
+    with pytest.raises(ApiException) as e:
+        v1.patch_namespaced_pod("imm", "default", {"spec": {"containers": [{"name": "c", "command": ["true"]}]}})
+    assert e.value.status == 422 and "pod updates may not change fields" in _status(e.value)["message"]

@@ -153,3 +153,20 @@ def test_rollout_restart_history_and_undo_reuses_the_old_replica_set(kubectl):
     assert active == sorted(first)
     r = kubectl.run("exec", kubectl.json("get", "pods")["items"][0]["metadata"]["name"], "--", "ls", check=False)
     assert r.returncode != 0
+
+
+def test_strict_field_validation_names_the_typo(kubectl):
+    bad = deployment("typo", replicas=1, probe=False)
+    bad["spec"]["template"]["spec"]["containers"][0]["comand"] = ["x"]
+    r = kubectl.run("apply", "-f", "-", input=yaml.safe_dump(bad), check=False)
+    assert r.returncode != 0
+    assert 'unknown field "spec.template.spec.containers[0].comand"' in r.stderr
+
+
+def test_rollout_status_fails_past_the_progress_deadline(kubectl):
+    d = deployment("stuck", replicas=1)
+    d["spec"]["progressDeadlineSeconds"] = 1
+    d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = 1  # never ready
+    kubectl.run("apply", "-f", "-", input=yaml.safe_dump(d))
+    r = kubectl.run("rollout", "status", "deployment/stuck", "--timeout=30s", check=False)
+    assert r.returncode != 0 and "exceeded its progress deadline" in r.stderr

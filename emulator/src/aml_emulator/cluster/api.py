@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from aml_emulator.cluster import exceptions as err
-from aml_emulator.cluster import conversion, openapi, patch as patchlib, strategies, tables
+from aml_emulator.cluster import conversion, fields, openapi, patch as patchlib, strategies, tables
 from aml_emulator.cluster.models import (GROUP_VERSIONS, RESOURCES, ResourceType, by_kind,
                                          is_terminating, lookup, resources_of)
 from aml_emulator.cluster.selectors import (label_selector_object, parse_field_selector,
@@ -443,6 +443,23 @@ class ClusterAPI:
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         return obj
 
+    @staticmethod
+    def _validate_fields(req: Request, rt: ResourceType, obj: Any, headers: dict[str, str]) -> None:
+        """``fieldValidation``: Strict refuses unknown fields, Warn (the default) reports
+        them in a ``Warning`` header, Ignore drops them silently."""
+        mode = req.query.get("fieldValidation", "Warn")
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise err.bad_request(f'fieldValidation must be one of "Ignore", "Warn" or "Strict", not "{mode}"')
+        if mode == "Ignore":
+            return
+        unknown = fields.unknown_fields(rt.kind, obj)
+        if not unknown:
+            return
+        if mode == "Strict":
+            detail = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise err.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict decoding error: {detail}')
+        headers["Warning"] = ", ".join('299 - "unknown field \\"%s\\""' % u for u in unknown)
+
     def _check_namespace(self, rt: ResourceType, ns: str | None) -> None:
         if not rt.namespaced:
             return
@@ -474,8 +491,10 @@ class ClusterAPI:
 
     async def _create(self, req, send, rt: ResourceType, ns, name, sub) -> None:
         obj = self._check_body(rt, await self._read_object(req), ns, None)
+        headers: dict[str, str] = {}
+        self._validate_fields(req, rt, obj, headers)
         created = self._create_object(rt, obj, req.query.get("dryRun") == "All")
-        await _send_json(send, 201, self._typed(rt, created))
+        await _send_json(send, 201, self._typed(rt, created), headers)
 
     def _update_object(self, rt: ResourceType, obj: dict, sub: str | None, dry_run: bool) -> dict:
         m = obj["metadata"]
@@ -496,10 +515,10 @@ class ClusterAPI:
 
     async def _update(self, req, send, rt: ResourceType, ns, name, sub) -> None:
         obj = self._check_body(rt, await self._read_object(req), ns, name)
-        if not obj["metadata"].get("resourceVersion") and rt.plural in ("deployments", "replicasets", "pods", "horizontalpodautoscalers"):
-            pass  # an unconditional update, allowed
+        headers: dict[str, str] = {}
+        self._validate_fields(req, rt, obj, headers)
         updated = self._update_object(rt, obj, sub, req.query.get("dryRun") == "All")
-        await _send_json(send, 200, self._typed(rt, updated))
+        await _send_json(send, 200, self._typed(rt, updated), headers)
 
     def _apply_patch(self, req: Request, ctype: str, current: dict, body: Any) -> dict:
         if ctype == patchlib.JSON_PATCH:
@@ -525,12 +544,14 @@ class ClusterAPI:
             rv = current["metadata"]["resourceVersion"]
             new = self._apply_patch(req, ctype, current, body)
             new = self._check_body(rt, new, ns, name)
+            headers: dict[str, str] = {}
+            self._validate_fields(req, rt, new, headers)
             pinned = new["metadata"].get("resourceVersion") not in (None, rv)
             if not pinned:
                 new["metadata"]["resourceVersion"] = rv
             try:
                 updated = self._update_object(rt, new, sub, dry_run)
-                return await _send_json(send, 200, self._typed(rt, updated))
+                return await _send_json(send, 200, self._typed(rt, updated), headers)
             except err.ApiError as e:
                 if e.reason != "Conflict" or pinned or attempt == 4:
                     raise
@@ -540,6 +561,7 @@ class ClusterAPI:
         if not manager:
             raise err.bad_request("PATCH requests with apply content type need a field manager")
         applied = self._check_body(rt, body, ns, name)
+        self._validate_fields(req, rt, applied, {})
         force = req.flag("force")
         owners = self.store.apply_owners(rt, ns or "", name)
         current = self.store.try_get(rt, ns or "", name)

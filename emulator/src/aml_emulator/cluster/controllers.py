@@ -117,6 +117,7 @@ class ControllerManager:
         self._thread: threading.Thread | None = None
         self._hpa_last: dict[str, float] = {}
         self._hpa_recs: dict[str, list[tuple[float, int]]] = {}
+        self._progress: dict[str, tuple[tuple, float]] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cluster-controllers", daemon=True)
@@ -414,12 +415,27 @@ class ControllerManager:
         new_rs_name = next((r["metadata"]["name"] for r in rss if r["metadata"].get("labels", {}).get(HASH_LABEL) == h), d["metadata"]["name"])
         is_available = available >= replicas - unavail
         complete = updated == replicas and total == updated and available >= updated
+        # progress deadline: no change in the rollout's counts for progressDeadlineSeconds
+        uid = d["metadata"]["uid"]
+        signature = (d["metadata"].get("generation"), total, updated, ready, h)
+        now_clock = self.clock()
+        last = self._progress.get(uid)
+        if last is None or last[0] != signature:
+            self._progress[uid] = last = (signature, now_clock)
+        deadline = spec.get("progressDeadlineSeconds", 600)
+        stalled = (not complete and not spec.get("paused") and deadline is not None
+                   and now_clock - last[1] > float(deadline))
+        if stalled:
+            progressing = cond("Progressing", "False", "ProgressDeadlineExceeded",
+                               f'ReplicaSet "{new_rs_name}" has timed out progressing.')
+        else:
+            progressing = cond("Progressing", "True", "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+                               f'ReplicaSet "{new_rs_name}" has successfully progressed.' if complete else f'ReplicaSet "{new_rs_name}" is progressing.')
         conditions = [
             cond("Available", "True" if is_available else "False",
                  "MinimumReplicasAvailable" if is_available else "MinimumReplicasUnavailable",
                  "Deployment has minimum availability." if is_available else "Deployment does not have minimum availability."),
-            cond("Progressing", "True", "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
-                 f'ReplicaSet "{new_rs_name}" has successfully progressed.' if complete else f'ReplicaSet "{new_rs_name}" is progressing.'),
+            progressing,
         ]
         status = {"observedGeneration": d["metadata"].get("generation", 1), "replicas": total,
                   "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": available,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import ipaddress
 import re
 import threading
@@ -78,6 +79,21 @@ def validate_pod_spec(spec: Any, prefix: str) -> list[tuple[str, str]]:
     return causes
 
 
+def _mutable_pod_view(spec: Any) -> Any:
+    """The pod spec without the fields an update may change (and nodeName, which the
+    kubelet sets)."""
+    if not isinstance(spec, dict):
+        return spec
+    view = copy.deepcopy(spec)
+    for f in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"):
+        view.pop(f, None)
+    for key in ("containers", "initContainers"):
+        for c in view.get(key) or []:
+            if isinstance(c, dict):
+                c.pop("image", None)
+    return view
+
+
 def _validate_name(rt: ResourceType, obj: dict) -> list[tuple[str, str]]:
     name = (obj.get("metadata") or {}).get("name") or ""
     if not name:
@@ -145,6 +161,10 @@ def prepare(rt: ResourceType, obj: dict, old: dict | None) -> None:
     causes = _validate_name(rt, obj)
     if kind == "Pod":
         causes += validate_pod_spec(spec, "spec")
+        if old is not None and _mutable_pod_view(old.get("spec")) != _mutable_pod_view(spec):
+            causes.append(("spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+                                   "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+                                   "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds`"))
     elif kind in ("Deployment", "ReplicaSet"):
         if not isinstance(spec, dict):
             causes.append(("spec", "Required value"))
