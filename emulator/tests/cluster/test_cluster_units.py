@@ -115,3 +115,12 @@ def test_store_rv_generation_and_status_rules():
     assert e.value.reason == "Conflict"
     st = s.update(d, dict(out, spec={"replicas": 9}, status={"y": 2}), subresource="status")
     assert st["spec"] == {"replicas": 2} and st["status"] == {"y": 2} and st["metadata"]["generation"] == 2
+
+
+def test_implementation_coverage_file_is_current():
+    from pathlib import Path
+
+    import aml_emulator.cluster as pkg
+    from aml_emulator.cluster.coverage import render
+    checked_in = (Path(pkg.__file__).parent / "IMPLEMENTATION_COVERAGE.md").read_text()
+    assert checked_in == render(), "regenerate with: python -m aml_emulator.cluster.coverage"
