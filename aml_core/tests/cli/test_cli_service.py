@@ -254,41 +254,50 @@ def test_environment_this_python_lacks_exits_6_with_the_install_command(aml, app
     last = result.stderr.splitlines()[-1]
     assert last.startswith("Error (InvalidConfig): Environment 'cli-env-env' needs packages")
     assert "pip install aml-cli-test-no-such-package" in last
-
-
-def test_ctrl_c_during_deploy_exits_130_and_leaves_a_consistent_service(aml, app, factor_model, services):
-    import signal
-    import subprocess
-
-    from aml_cli_testkit import AML_SCRIPT
-
-    (app / "slow.py").write_text(SCORE.replace("def init():\n", "def init():\n    import time; time.sleep(2)\n"))
-    proc = subprocess.Popen(
-        [str(AML_SCRIPT), "--workspace", str(aml.ws.root), "service", "deploy", "cli-slow", "-m", "factor",
-         "-e", "slow.py", "-s", str(app)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        seen = []
-        for line in proc.stderr:  # two steps in: the provider is at work (init() alone takes 2 s)
-            seen.append(line)
-            if len(seen) == 2:
-                break
-        proc.send_signal(signal.SIGINT)
-        rest, = proc.communicate(timeout=120)[1:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, "".join(seen) + rest
-    assert "Interrupted. Finishing the operation in progress first" in rest
-    # the deployment was allowed to finish and was recorded: the service is usable
-    assert aml.json("service", "show", "cli-slow")["state"] == "running"
-    assert aml.json("service", "run", "cli-slow", "--data", '{"data": [1]}') == [5.0]  # latest: factor:2
     # the failed deployment is remembered: its name stays taken until deleted or overwritten
-    assert aml.json("service", "show", "cli-env")["state"] == "Failed"
+    assert aml.json("service", "show", "cli-env")["state"].lower() == "failed"
     taken = aml("service", "deploy", "cli-env", "-m", "factor", "-e", "score.py", "-s", app)
     assert taken.exit_code == 4
     nothing = aml("service", "update", "cli-env")
     assert nothing.exit_code == 6
     assert "No parameters provided to update" in nothing.stderr
     assert aml.json("service", "delete", "cli-env")["deleted"] is True
+
+
+def test_ctrl_c_during_deploy_exits_130_and_leaves_a_consistent_service(aml, app, factor_model, services,
+                                                                        tmp_path):
+    import signal
+    import subprocess
+
+    from aml_cli_testkit import AML_SCRIPT
+
+    # init() holds the deployment open until the test lets it go, so Ctrl-C lands mid-operation
+    latch = tmp_path / "release-init"
+    wait = (f"def init():\n    import pathlib, time\n    for _ in range(1200):\n"
+            f"        if pathlib.Path({str(latch)!r}).exists():\n            break\n        time.sleep(0.05)\n")
+    (app / "slow.py").write_text(SCORE.replace("def init():\n", wait))
+    proc = subprocess.Popen(
+        [str(AML_SCRIPT), "--workspace", str(aml.ws.root), "service", "deploy", "cli-slow", "-m", "factor",
+         "-e", "slow.py", "-s", str(app)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if len(seen) == 2:  # two progress steps in: the provider is at work
+                proc.send_signal(signal.SIGINT)
+            if line.startswith("Interrupted."):
+                break
+        latch.touch()
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        latch.touch()
+        if proc.poll() is None:
+            proc.kill()
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 130, stderr
+    assert "Interrupted. Finishing the operation in progress first" in stderr
+    # the deployment was allowed to finish and was recorded: the service is usable
+    assert aml.json("service", "show", "cli-slow")["state"] == "running"
+    assert aml.json("service", "run", "cli-slow", "--data", '{"data": [1]}') == [5.0]  # latest: factor:2
