@@ -250,3 +250,35 @@ def test_stop_leaves_no_processes(tmp_path):
     finally:
         c.stop()
     wait_for(lambda: not any(group_alive(g) for g in groups), timeout=10, what="no process of any pod group left")
+
+
+def test_workloads_come_back_after_a_restart(tmp_path):
+    from kubernetes import config
+    state = tmp_path / "state"
+    c = ClusterService(state_dir=state, backoff_base=0.3).start()
+    try:
+        k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
+        apps, v1 = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
+        apps.create_namespaced_deployment("default", deployment("web", replicas=2))
+        v1.create_namespaced_service("default", service("web"))
+        wait_for(_ready(apps, "web", 2), timeout=30, what="ready")
+        url = _service_url(v1, "web")
+        old_groups = c.kubelet.process_groups()
+        k8s.close()
+    finally:
+        c.stop()
+    assert not any(group_alive(g) for g in old_groups)
+    c = ClusterService(state_dir=state, backoff_base=0.3).start()
+    try:
+        k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
+        apps, v1 = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
+        # stale readiness from the previous run is never reported
+        pods = v1.list_namespaced_pod("default").items
+        assert len(pods) == 2 and not any(cs.ready for p in pods for cs in p.status.container_statuses)
+        wait_for(lambda: all(p.status.container_statuses and p.status.container_statuses[0].ready
+                             for p in v1.list_namespaced_pod("default").items), timeout=30, what="ready again")
+        assert _service_url(v1, "web") == url
+        wait_for(lambda: http_get(url)[1] == b"v1", timeout=10, what="served after restart")
+        k8s.close()
+    finally:
+        c.stop()

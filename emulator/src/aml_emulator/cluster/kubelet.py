@@ -695,6 +695,26 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def adopt_existing(self) -> None:
+        """After a restart no container of a stored pod is running: report them all as
+        waiting (not ready) before anyone can route to them; workers then start them."""
+        for pod in self.store.list(PODS)[0]:
+            if is_terminating(pod):
+                continue
+            old = pod.get("status") or {}
+            restarts = {c.get("name"): c.get("restartCount", 0) for c in old.get("containerStatuses") or []}
+            ts = now_rfc3339()
+            status = {"phase": "Pending", "qosClass": old.get("qosClass", "BestEffort"),
+                      "conditions": [{"type": t, "status": "False" if t in ("Ready", "ContainersReady") else "True",
+                                      "lastTransitionTime": ts, "lastProbeTime": None}
+                                     for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")],
+                      "containerStatuses": [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
+                                             "started": False, "restartCount": restarts.get(c["name"], 0),
+                                             "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {}}
+                                            for c in pod["spec"].get("containers") or []]}
+            self.store.mutate(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"],
+                              lambda x, st=status: x | {"status": st}, subresource="status")
+
     def backoff(self, crashes: int) -> float:
         """The CrashLoopBackOff delay before restart number ``crashes``: base, 2·base, 4·base … capped."""
         return min(self.backoff_cap, self.backoff_base * (2 ** max(0, crashes - 1)))

@@ -111,8 +111,7 @@ class ServiceBalancers:
                 wanted.add(key)
                 lst = self._listeners.get(key)
                 if lst is None:
-                    server = await asyncio.start_server(
-                        lambda r, w, k=key: self._handle(r, w, k), self.host, 0)
+                    server = await self._listen(key, svc)
                     port = server.sockets[0].getsockname()[1]
                     lst = self._listeners[key] = _Listener(server, port)
                 mapping[str(sp["port"])] = lst.port
@@ -121,6 +120,21 @@ class ServiceBalancers:
             self._listeners.pop(key).server.close()
         for key in [k for k in self._uids if not any(w[:2] == k for w in wanted)]:
             self._uids.pop(key)
+
+    async def _listen(self, key: tuple[str, str, int], svc: dict) -> asyncio.base_events.Server:
+        """Listen on the port this service port had before (so its URL survives an emulator
+        restart) when it is still free, else on a fresh ephemeral port."""
+        try:
+            previous = int(json.loads((svc["metadata"].get("annotations") or {}).get(LB_PORTS_ANNOTATION, "{}")).get(str(key[2]), 0))
+        except (ValueError, TypeError, AttributeError):
+            previous = 0
+        handler = lambda r, w, k=key: self._handle(r, w, k)  # noqa: E731
+        if previous and previous not in {lst.port for lst in self._listeners.values()}:
+            try:
+                return await asyncio.start_server(handler, self.host, previous)
+            except OSError:
+                pass
+        return await asyncio.start_server(handler, self.host, 0)
 
     def _publish(self, svc: dict, mapping: dict[str, int]) -> None:
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
