@@ -164,15 +164,18 @@ def main() -> None:
     mb = image_bytes / 1e6
     results: dict[str, dict] = {"image_mb": round(mb, 1), "rounds": args.rounds}
     print(f"\nimage: {mb:.1f} MB, {args.rounds} rounds, median wall time of skopeo copy")
-    print(f"{'':10s}{'emulator':>22s}{'docker-registry':>22s}{'ratio':>10s}")
+    print(f"{'':10s}{'emulator':>22s}{'docker-registry':>22s}{'ratio':>10s}{'best-of ratio':>15s}")
     for op in ("push", "pull"):
         emu = statistics.median(times["emulator"][op])
         ref = statistics.median(times["docker-registry"][op])
         ratio = ref / emu  # throughput ratio: emulator MB/s over reference MB/s
+        # The fastest round of each is less disturbed by other load on the machine.
+        best = min(times["docker-registry"][op]) / min(times["emulator"][op])
         results[op] = {"emulator_s": round(emu, 3), "reference_s": round(ref, 3),
                        "emulator_mb_s": round(mb / emu, 1), "reference_mb_s": round(mb / ref, 1),
-                       "throughput_ratio": round(ratio, 2)}
-        print(f"{op:10s}{emu:8.3f}s {mb / emu:8.1f} MB/s{ref:8.3f}s {mb / ref:8.1f} MB/s{ratio:9.2f}x")
+                       "throughput_ratio": round(ratio, 2), "best_of_ratio": round(best, 2)}
+        print(f"{op:10s}{emu:8.3f}s {mb / emu:8.1f} MB/s{ref:8.3f}s {mb / ref:8.1f} MB/s"
+              f"{ratio:9.2f}x{best:14.2f}x")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
