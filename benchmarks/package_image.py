@@ -46,10 +46,9 @@ def run(raw_data):
 
 def make_quickstart(root: Path):
     import joblib
+    from aml_core.oci import AppSpec, EnvironmentSpec, ModelFiles, PackageSpec
     from sklearn.datasets import load_diabetes
     from sklearn.linear_model import Ridge
-
-    from aml_core.oci import AppSpec, EnvironmentSpec, ModelFiles, PackageSpec
 
     (root / "src").mkdir(parents=True)
     (root / "src" / "score.py").write_text(SCORE_PY)
@@ -59,9 +58,16 @@ def make_quickstart(root: Path):
     def spec(base=None):
         return PackageSpec(
             app=AppSpec(entry_script="score.py", source_directory=root / "src"),
-            environment=EnvironmentSpec(name="quickstart-env", python_version="3.11",
-                                        pip_requirements=["numpy", "scikit-learn", "joblib"]),
-            models=[ModelFiles.from_path("sklearn_regression_model", 1, root / "sklearn_regression_model.pkl")],
+            environment=EnvironmentSpec(
+                name="quickstart-env",
+                python_version="3.11",
+                pip_requirements=["numpy", "scikit-learn", "joblib"],
+            ),
+            models=[
+                ModelFiles.from_path(
+                    "sklearn_regression_model", 1, root / "sklearn_regression_model.pkl"
+                )
+            ],
             base=base,
         )
 
@@ -80,8 +86,12 @@ def timed(fn, n: int) -> list[float]:
 def base_image():
     from aml_core.oci import cached_image_from_rootfs
 
-    done = subprocess.run(["bash", str(REPO / "scripts" / "build-base-image.sh")], capture_output=True,
-                          text=True, timeout=1800)
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-base-image.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if done.returncode != 0:
         print(f"# base image unavailable: {done.stderr.strip()[-300:]}", file=sys.stderr)
         return None
@@ -91,7 +101,9 @@ def base_image():
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5, help="runs per measurement (median reported)")
-    parser.add_argument("--no-reference", action="store_true", help="skip the podman build reference")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the podman build reference"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -107,25 +119,40 @@ def main() -> int:
 
         base = base_image()
         if base is not None:
-            results["ours_on_base_s"] = statistics.median(timed(lambda: build_image(spec(base)), args.n))
+            results["ours_on_base_s"] = statistics.median(
+                timed(lambda: build_image(spec(base)), args.n)
+            )
             # stored, like podman's result: into an OCI layout that already holds the base
             layout = write_layout(base, tmp / "layout", tag="base")
             results["ours_on_base_stored_s"] = statistics.median(
-                timed(lambda: write_layout(build_image(spec(base)), layout, tag="qs"), args.n))
+                timed(lambda: write_layout(build_image(spec(base)), layout, tag="qs"), args.n)
+            )
         if base is not None and not args.no_reference and os.geteuid() == 0:
             from aml_core.engines.docker import DockerEngine
             from aml_core.engines.podman import podman_service
 
             with podman_service(tmp / "podman") as svc:
-                base_tag = DockerEngine(base_url=svc.docker_host, cache_dir=tmp / "cache").load(base)
+                base_tag = DockerEngine(base_url=svc.docker_host, cache_dir=tmp / "cache").load(
+                    base
+                )
                 context = write_build_context(spec(), tmp / "context", base_image=base_tag)
 
                 def podman_build():
-                    svc.podman("build", "--pull=never", "--no-cache", "--network=host", "-q",
-                               "-t", "localhost/bench:1", str(context))
+                    svc.podman(
+                        "build",
+                        "--pull=never",
+                        "--no-cache",
+                        "--network=host",
+                        "-q",
+                        "-t",
+                        "localhost/bench:1",
+                        str(context),
+                    )
 
                 results["podman_build_s"] = statistics.median(timed(podman_build, args.n))
-            results["ratio_podman_over_ours_stored"] = results["podman_build_s"] / results["ours_on_base_stored_s"]
+            results["ratio_podman_over_ours_stored"] = (
+                results["podman_build_s"] / results["ours_on_base_stored_s"]
+            )
 
     for key, value in results.items():
         print(f"{key:34s} {value:.4f}" if isinstance(value, float) else f"{key:34s} {value}")

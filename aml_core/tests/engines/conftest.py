@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from aml_core.oci import AppSpec, EnvironmentSpec, ModelFiles, PackageSpec, cached_image_from_rootfs
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-base-image.sh"
 
-SCORE_PY = '''\
+SCORE_PY = """\
 import json
 import os
 
@@ -32,7 +31,7 @@ def init():
 def run(raw_data):
     data = np.array(json.loads(raw_data)["data"])
     return model.predict(data).tolist()
-'''
+"""
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +61,16 @@ def _spec(quickstart: dict, base) -> PackageSpec:
     root = quickstart["root"]
     return PackageSpec(
         app=AppSpec(entry_script="score.py", source_directory=root / "src"),
-        environment=EnvironmentSpec(name="quickstart-env", python_version="3.11",
-                                    pip_requirements=["numpy", "scikit-learn", "joblib"]),
-        models=[ModelFiles.from_path("sklearn_regression_model", 1, root / "sklearn_regression_model.pkl")],
+        environment=EnvironmentSpec(
+            name="quickstart-env",
+            python_version="3.11",
+            pip_requirements=["numpy", "scikit-learn", "joblib"],
+        ),
+        models=[
+            ModelFiles.from_path(
+                "sklearn_regression_model", 1, root / "sklearn_regression_model.pkl"
+            )
+        ],
         base=base,
     )
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import attrs
 import pytest
 import requests
-
 from aml_core.engines import ProcessEngine, get_engine
 from aml_core.engines.environments import materialise
 from aml_core.errors import InvalidConfig, ProvisioningFailed
@@ -33,8 +32,10 @@ def tiny_spec(tmp_path: Path, script: str, **env_kw) -> PackageSpec:
     src = tmp_path / "tiny-src"
     src.mkdir(exist_ok=True)
     (src / "score.py").write_text(script)
-    return PackageSpec(app=AppSpec(entry_script="score.py", source_directory=src),
-                       environment=EnvironmentSpec(name="tiny", **env_kw))
+    return PackageSpec(
+        app=AppSpec(entry_script="score.py", source_directory=src),
+        environment=EnvironmentSpec(name="tiny", **env_kw),
+    )
 
 
 ECHO = "def init():\n    pass\n\ndef run(raw):\n    return raw\n"
@@ -61,7 +62,9 @@ def test_runs_and_scores_the_quickstart_image(quickstart, quickstart_spec, tmp_p
 
 def test_stop_ends_the_whole_process_group(tmp_path):
     image = build_image(tiny_spec(tmp_path, ECHO))
-    container = ProcessEngine(cache_dir=tmp_path / "cache").run(image, name="group", env={"WORKER_COUNT": "2"})
+    container = ProcessEngine(cache_dir=tmp_path / "cache").run(
+        image, name="group", env={"WORKER_COUNT": "2"}
+    )
     try:
         container.wait_ready(timeout=90)
         pgid = os.getpgid(container.pid)
@@ -99,22 +102,30 @@ def test_image_paths_are_remapped_into_the_unpacked_root(quickstart, quickstart_
         "    keys = ['AZUREML_MODEL_DIR', 'AML_APP_ROOT', 'AZUREML_SOURCE_DIRECTORY', 'GREETING']\n"
         "    return {k: os.environ.get(k) for k in keys}\n"
     )
-    spec = attrs.evolve(tiny_spec(tmp_path, script, environment_variables={"GREETING": "hi"}),
-                        models=quickstart_spec().models)
+    spec = attrs.evolve(
+        tiny_spec(tmp_path, script, environment_variables={"GREETING": "hi"}),
+        models=quickstart_spec().models,
+    )
     image = build_image(spec)
     with ProcessEngine(cache_dir=tmp_path / "cache").run(image, name="env") as container:
         container.wait_ready(timeout=90)
         got = requests.post(container.url + "/score", data="{}", timeout=30).json()
     root = str(tmp_path / "cache" / "images")
     assert got["AZUREML_MODEL_DIR"].startswith(root)
-    assert got["AZUREML_MODEL_DIR"].endswith("/rootfs/var/azureml-app/azureml-models/sklearn_regression_model/1")
+    assert got["AZUREML_MODEL_DIR"].endswith(
+        "/rootfs/var/azureml-app/azureml-models/sklearn_regression_model/1"
+    )
     assert got["AML_APP_ROOT"].startswith(root) and got["AZUREML_SOURCE_DIRECTORY"].startswith(root)
     assert got["GREETING"] == "hi"
 
 
 def test_a_failing_init_is_reported_with_the_logs(tmp_path):
-    image = build_image(tiny_spec(tmp_path, "def init():\n    raise RuntimeError('boom at init')\n"
-                                            "def run(raw):\n    return raw\n"))
+    image = build_image(
+        tiny_spec(
+            tmp_path,
+            "def init():\n    raise RuntimeError('boom at init')\ndef run(raw):\n    return raw\n",
+        )
+    )
     container = ProcessEngine(cache_dir=tmp_path / "cache").run(image, name="broken")
     try:
         with pytest.raises(ProvisioningFailed, match="boom at init"):
@@ -141,8 +152,12 @@ def test_a_hostile_image_is_refused_before_anything_runs(tmp_path):
 
 def test_environment_is_built_once_and_shared(tmp_path):
     if shutil.which("uv") is None and not Path(os.sys.executable).with_name("uv").exists():
-        pytest.skip("uv is not available; the venv+pip path is slower and covered by uv's absence in CI only")
-    env = EnvironmentSpec(name="venv-test", python_version=f"{os.sys.version_info[0]}.{os.sys.version_info[1]}")
+        pytest.skip(
+            "uv is not available; the venv+pip path is slower and covered by uv's absence in CI only"
+        )
+    env = EnvironmentSpec(
+        name="venv-test", python_version=f"{os.sys.version_info[0]}.{os.sys.version_info[1]}"
+    )
     results, errors = [], []
 
     def build():
@@ -163,7 +178,9 @@ def test_environment_is_built_once_and_shared(tmp_path):
     assert (python.parent.parent / ".complete").exists()
     import subprocess
 
-    subprocess.run([str(python), "-c", "import uvicorn, pluggy, attrs, yaml"], check=True, timeout=60)
+    subprocess.run(
+        [str(python), "-c", "import uvicorn, pluggy, attrs, yaml"], check=True, timeout=60
+    )
 
 
 def test_get_engine_names_the_choices():

@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
 from aml_core.errors import AuthError, InvalidConfig, NotFound
 from aml_core.oci import (
     AppSpec,
@@ -48,12 +47,16 @@ def image(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "score.py").write_text("def init():\n    pass\n\ndef run(raw):\n    return raw\n")
-    (tmp_path / "weights.bin").write_bytes(random.Random(0).randbytes(1 << 20))  # 1 MiB, incompressible
-    return build_image(PackageSpec(
-        app=AppSpec(entry_script="score.py", source_directory=src),
-        environment=EnvironmentSpec(name="env", pip_requirements=["numpy"]),
-        models=[ModelFiles.from_path("weights", 2, tmp_path / "weights.bin")],
-    ))
+    (tmp_path / "weights.bin").write_bytes(
+        random.Random(0).randbytes(1 << 20)
+    )  # 1 MiB, incompressible
+    return build_image(
+        PackageSpec(
+            app=AppSpec(entry_script="score.py", source_directory=src),
+            environment=EnvironmentSpec(name="env", pip_requirements=["numpy"]),
+            models=[ModelFiles.from_path("weights", 2, tmp_path / "weights.bin")],
+        )
+    )
 
 
 def test_push_then_pull_round_trips_every_blob(registry, image):
@@ -106,15 +109,30 @@ def test_skopeo_reads_what_we_pushed(registry, image, tmp_path):
         pytest.skip("skopeo is not installed (apt-get install skopeo)")
     RegistryClient(registry).push_image("aml/skopeo", image, tags=["v1"])
     host = urlsplit(registry).netloc
-    out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{host}/aml/skopeo:v1"],
-                         check=True, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{host}/aml/skopeo:v1"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     info = json.loads(out.stdout)
     assert info["Digest"] == image.digest
     assert info["Layers"] == [b.digest for b in image.layers]
     assert info["Labels"]["org.aml.entry-script"] == "score.py"
     # and skopeo can copy it out to an OCI layout, verifying every blob on the way
-    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{host}/aml/skopeo:v1",
-                    f"oci:{tmp_path / 'copy'}:v1"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--src-tls-verify=false",
+            f"docker://{host}/aml/skopeo:v1",
+            f"oci:{tmp_path / 'copy'}:v1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def test_delete_manifest_then_missing(registry, image):
@@ -183,10 +201,17 @@ def _token_material(tmp_path: Path):
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token-issuer")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key, cert
 
@@ -215,7 +240,9 @@ class _TokenHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         form = parse_qs(self.rfile.read(length).decode())
         scopes = [s for scope in form.get("scope", []) for s in scope.split(" ")]
-        ok = form.get("grant_type") == ["refresh_token"] and form.get("refresh_token") == [REFRESH_TOKEN]
+        ok = form.get("grant_type") == ["refresh_token"] and form.get("refresh_token") == [
+            REFRESH_TOKEN
+        ]
         self._issue({**form, "scope": scopes}, ok)
 
     def _issue(self, query: dict, authorised: bool):
@@ -236,9 +263,20 @@ class _TokenHandler(BaseHTTPRequestHandler):
         now = int(time.time())
         der = server.cert.public_bytes(serialization.Encoding.DER)
         token = jwt.encode(
-            {"iss": "token-issuer", "sub": "admin", "aud": "test-registry", "exp": now + 300,
-             "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access},
-            server.key, algorithm="RS256", headers={"x5c": [base64.b64encode(der).decode()]})
+            {
+                "iss": "token-issuer",
+                "sub": "admin",
+                "aud": "test-registry",
+                "exp": now + 300,
+                "nbf": now - 10,
+                "iat": now,
+                "jti": uuid.uuid4().hex,
+                "access": access,
+            },
+            server.key,
+            algorithm="RS256",
+            headers={"x5c": [base64.b64encode(der).decode()]},
+        )
         body = json.dumps({"token": token, "expires_in": 300}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -254,8 +292,10 @@ def token_registry(tmp_path):
     server = _TokenServer(key, cert, "pull,push,delete")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     realm = f"http://127.0.0.1:{server.server_address[1]}/token"
-    auth = (f"auth:\n  token:\n    realm: {realm}\n    service: test-registry\n"
-            f"    issuer: token-issuer\n    rootcertbundle: {tmp_path / 'cert.pem'}\n")
+    auth = (
+        f"auth:\n  token:\n    realm: {realm}\n    service: test-registry\n"
+        f"    issuer: token-issuer\n    rootcertbundle: {tmp_path / 'cert.pem'}\n"
+    )
     try:
         with reference_registry(tmp_path / "reg", extra_config=auth) as url:
             yield url, server
@@ -293,7 +333,11 @@ def test_acr_refresh_token_login(token_registry, image):
 
 def test_reference_parsing():
     ref = Reference.parse("127.0.0.1:5000/aml/quickstart:3")
-    assert (ref.registry, ref.repository, ref.reference) == ("127.0.0.1:5000", "aml/quickstart", "3")
+    assert (ref.registry, ref.repository, ref.reference) == (
+        "127.0.0.1:5000",
+        "aml/quickstart",
+        "3",
+    )
     assert str(Reference.parse("reg.io/a/b")) == "reg.io/a/b:latest"
     digest = "sha256:" + "a" * 64
     assert Reference.parse(f"reg.io/a@{digest}").reference == digest
@@ -305,6 +349,8 @@ def test_reference_parsing():
 
 def test_blob_push_rejects_a_forged_digest(registry):
     client = RegistryClient(registry)
-    forged = Blob(digest="sha256:" + "1" * 64, size=3, media_type="application/octet-stream", data=b"abc")
+    forged = Blob(
+        digest="sha256:" + "1" * 64, size=3, media_type="application/octet-stream", data=b"abc"
+    )
     with pytest.raises(Exception, match="DIGEST_INVALID|400"):
         client.push_blob("aml/forged", forged)

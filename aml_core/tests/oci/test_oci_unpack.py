@@ -9,7 +9,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from aml_core.errors import InvalidConfig
 from aml_core.oci import Image, UnsafeArchive, unpack_image
 from aml_core.oci.layers import Blob, gzip_bytes
@@ -26,7 +25,9 @@ def tar_of(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
     return out.getvalue()
 
 
-def entry(name: str, kind=tarfile.REGTYPE, *, data: bytes | None = b"x", mode=0o644, link="") -> tuple:
+def entry(
+    name: str, kind=tarfile.REGTYPE, *, data: bytes | None = b"x", mode=0o644, link=""
+) -> tuple:
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.linkname = kind, mode, link
     return info, (data if kind == tarfile.REGTYPE else None)
@@ -42,10 +43,19 @@ HOSTILE = {
     "dotdot-nested": ([entry("a/../../escaped.txt")], "a/../../escaped.txt", "'..'"),
     "absolute": ([entry("/tmp/escaped.txt")], "/tmp/escaped.txt", "absolute"),
     "symlink-absolute": ([entry("etc", tarfile.SYMTYPE, link="/etc")], "etc", "absolute"),
-    "symlink-outside": ([entry("d", tarfile.DIRTYPE, mode=0o755),
-                         entry("d/up", tarfile.SYMTYPE, link="../../outside")], "d/up", "outside"),
-    "symlink-then-write": ([entry("lnk", tarfile.SYMTYPE, link=".."),
-                            entry("lnk/escaped.txt")], "lnk", "outside"),
+    "symlink-outside": (
+        [
+            entry("d", tarfile.DIRTYPE, mode=0o755),
+            entry("d/up", tarfile.SYMTYPE, link="../../outside"),
+        ],
+        "d/up",
+        "outside",
+    ),
+    "symlink-then-write": (
+        [entry("lnk", tarfile.SYMTYPE, link=".."), entry("lnk/escaped.txt")],
+        "lnk",
+        "outside",
+    ),
     "hardlink-outside": ([entry("h", tarfile.LNKTYPE, link="../../etc/passwd")], "h", "'..'"),
     "hardlink-absolute": ([entry("h", tarfile.LNKTYPE, link="/etc/passwd")], "h", "absolute"),
     "hardlink-missing": ([entry("h", tarfile.LNKTYPE, link="nothing-here")], "h", "earlier entry"),
@@ -54,7 +64,11 @@ HOSTILE = {
     "fifo": ([entry("pipe", tarfile.FIFOTYPE)], "pipe", "FIFO"),
     "setuid": ([entry("su", mode=0o4755)], "su", "setuid"),
     "setgid": ([entry("sg", mode=0o2755)], "sg", "setgid"),
-    "whiteout-dotdot": ([entry("a", tarfile.DIRTYPE, mode=0o755), entry("a/.wh...")], "a/.wh...", "whiteout"),
+    "whiteout-dotdot": (
+        [entry("a", tarfile.DIRTYPE, mode=0o755), entry("a/.wh...")],
+        "a/.wh...",
+        "whiteout",
+    ),
 }
 
 
@@ -78,12 +92,21 @@ def test_hostile_layer_is_refused_and_leaves_nothing(case, tmp_path):
 
 
 def test_layers_apply_in_order_with_whiteouts(tmp_path):
-    lower = tar_of(entry("app", tarfile.DIRTYPE, mode=0o755), entry("app/keep.txt", data=b"1"),
-                   entry("app/gone.txt", data=b"2"), entry("opq", tarfile.DIRTYPE, mode=0o755),
-                   entry("opq/old.txt", data=b"old"), entry("app/keep.txt.link", tarfile.SYMTYPE, link="keep.txt"))
-    upper = tar_of(entry("app/.wh.gone.txt", data=b""), entry("opq/new.txt", data=b"new"),
-                   entry("opq/.wh..wh..opq", data=b""), entry("app/keep.txt", data=b"updated"),
-                   entry("app/hard", tarfile.LNKTYPE, link="app/keep.txt"))
+    lower = tar_of(
+        entry("app", tarfile.DIRTYPE, mode=0o755),
+        entry("app/keep.txt", data=b"1"),
+        entry("app/gone.txt", data=b"2"),
+        entry("opq", tarfile.DIRTYPE, mode=0o755),
+        entry("opq/old.txt", data=b"old"),
+        entry("app/keep.txt.link", tarfile.SYMTYPE, link="keep.txt"),
+    )
+    upper = tar_of(
+        entry("app/.wh.gone.txt", data=b""),
+        entry("opq/new.txt", data=b"new"),
+        entry("opq/.wh..wh..opq", data=b""),
+        entry("app/keep.txt", data=b"updated"),
+        entry("app/hard", tarfile.LNKTYPE, link="app/keep.txt"),
+    )
     image = image_of(lower, upper)
     unpacked = unpack_image(image, tmp_path / "cache")
     root = unpacked.rootfs
@@ -107,7 +130,9 @@ def test_top_layers_only(tmp_path):
 
 def test_corrupt_blob_is_refused(tmp_path):
     good = Blob.from_bytes(gzip_bytes(tar_of(entry("a.txt"))), OCI_LAYER_GZIP)
-    forged = Blob(digest="sha256:" + "0" * 64, size=good.size, media_type=OCI_LAYER_GZIP, data=good.data)
+    forged = Blob(
+        digest="sha256:" + "0" * 64, size=good.size, media_type=OCI_LAYER_GZIP, data=good.data
+    )
     image = Image.assemble({"config": {}}, [forged])
     with pytest.raises(InvalidConfig, match="does not match its digest"):
         unpack_image(image, tmp_path)
@@ -140,4 +165,6 @@ def test_concurrent_unpacks_of_one_image_build_one_tree(tmp_path):
         t.join(timeout=60)
     assert not errors and len(set(roots)) == 1 and len(roots) == 4
     assert len(os.listdir(roots[0])) == 200
-    assert sorted(p for p in os.listdir(tmp_path) if not p.endswith(".lock")) == [image.digest.split(":")[1]]
+    assert sorted(p for p in os.listdir(tmp_path) if not p.endswith(".lock")) == [
+        image.digest.split(":")[1]
+    ]

@@ -30,4 +30,11 @@ def get_engine(kind: str, **kwargs) -> Engine:
     raise InvalidConfig(f"unknown engine {kind!r}; choose 'process' or 'docker'")
 
 
-__all__ = ["Engine", "ProcessContainer", "ProcessEngine", "RunningContainer", "default_cache_dir", "get_engine"]
+__all__ = [
+    "Engine",
+    "ProcessContainer",
+    "ProcessEngine",
+    "RunningContainer",
+    "default_cache_dir",
+    "get_engine",
+]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import abc
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import requests
 
 from aml_core.errors import DeploymentTimeout, NotFound, ProvisioningFailed
 from aml_core.oci.image import Image, parse_layout_location, read_layout
 from aml_core.oci.registry import Reference, RegistryClient
+
 
 class RunningContainer(abc.ABC):
     """A started image. ``url`` is where its scoring server listens (``http://127.0.0.1:N``)."""
@@ -54,7 +55,7 @@ class RunningContainer(abc.ABC):
             f"its logs:\n{self.logs()[-4000:]}"
         )
 
-    def __enter__(self) -> "RunningContainer":
+    def __enter__(self) -> RunningContainer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -68,8 +69,12 @@ class Engine(abc.ABC):
     #: short name for messages and configuration ("process", "docker")
     kind: str = ""
 
-    def __init__(self, *, registry_credentials: Mapping[str, tuple[str, str]] | None = None,
-                 cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        registry_credentials: Mapping[str, tuple[str, str]] | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
         #: ``{"host:port": (username, password)}`` for pulling from registries
         self._credentials = dict(registry_credentials or {})
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -78,8 +83,9 @@ class Engine(abc.ABC):
         return f"{type(self).__name__}(cache_dir={str(self.cache_dir)!r})"
 
     @abc.abstractmethod
-    def run(self, image, *, name: str, port: int | None = None,
-            env: Mapping[str, str] | None = None) -> RunningContainer:
+    def run(
+        self, image, *, name: str, port: int | None = None, env: Mapping[str, str] | None = None
+    ) -> RunningContainer:
         """Start ``image`` as ``name``, its port 5001 published on 127.0.0.1:``port``.
 
         :param image: a registry reference (``host:port/repo:tag``), an OCI layout as
@@ -107,8 +113,12 @@ class Engine(abc.ABC):
             ref = Reference.parse(image)
             user, password = self._credentials.get(ref.registry, (None, None))
             client = RegistryClient(ref.registry, username=user, password=password)
-            return client.pull_image(ref.repository, ref.reference, blob_dir=self.cache_dir / "blobs")
-        raise NotFound(f"cannot run {image!r}: give a registry reference, oci:<dir>:<tag>, a layout path or an Image")
+            return client.pull_image(
+                ref.repository, ref.reference, blob_dir=self.cache_dir / "blobs"
+            )
+        raise NotFound(
+            f"cannot run {image!r}: give a registry reference, oci:<dir>:<tag>, a layout path or an Image"
+        )
 
 
 def default_cache_dir() -> Path:

@@ -15,8 +15,10 @@ The image must carry its own Python (build it on a base image, see
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+
+import requests
 
 from aml_core.engines.base import Engine, RunningContainer
 from aml_core.errors import InvalidConfig, NotFound, ProvisioningFailed
@@ -44,7 +46,9 @@ class DockerContainer(RunningContainer):
         self.container = container
 
     def __repr__(self) -> str:
-        return f"DockerContainer(name={self.name!r}, url={self.url!r}, id={self.container.id[:12]!r})"
+        return (
+            f"DockerContainer(name={self.name!r}, url={self.url!r}, id={self.container.id[:12]!r})"
+        )
 
     def logs(self) -> str:
         try:
@@ -64,7 +68,7 @@ class DockerContainer(RunningContainer):
             return None
         try:
             result = self.container.wait(timeout=timeout)
-        except Exception:  # the SDK raises requests' ReadTimeout when the wait times out
+        except requests.exceptions.RequestException:  # the SDK's wait times out this way
             return None
         return int(result.get("StatusCode", -1))
 
@@ -131,11 +135,14 @@ class DockerEngine(Engine):
                 try:
                     client.images.load(fh)
                 except docker.errors.APIError as exc:
-                    raise ProvisioningFailed(f"the container engine refused image {image.digest}: {exc}") from exc
+                    raise ProvisioningFailed(
+                        f"the container engine refused image {image.digest}: {exc}"
+                    ) from exc
         return tag
 
-    def run(self, image, *, name: str, port: int | None = None,
-            env: Mapping[str, str] | None = None) -> DockerContainer:
+    def run(
+        self, image, *, name: str, port: int | None = None, env: Mapping[str, str] | None = None
+    ) -> DockerContainer:
         resolved = self.resolve(image)
         labels = (resolved.config_json().get("config") or {}).get("Labels") or {}
         if labels.get(LABEL_APP_LAYERS) == str(len(resolved.layers)):
@@ -155,10 +162,19 @@ class DockerEngine(Engine):
             pass
         try:
             container = client.containers.run(
-                tag, name=name, detach=True, environment=dict(env or {}),
+                tag,
+                name=name,
+                detach=True,
+                environment=dict(env or {}),
                 ports={f"{PORT}/tcp": ("127.0.0.1", port)},
             )
         except docker.errors.APIError as exc:
-            raise ProvisioningFailed(f"the container engine could not start {name!r}: {exc}") from exc
-        return DockerContainer(name=name, url=f"http://127.0.0.1:{port}", image_digest=resolved.digest,
-                               container=container)
+            raise ProvisioningFailed(
+                f"the container engine could not start {name!r}: {exc}"
+            ) from exc
+        return DockerContainer(
+            name=name,
+            url=f"http://127.0.0.1:{port}",
+            image_digest=resolved.digest,
+            container=container,
+        )

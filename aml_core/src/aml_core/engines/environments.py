@@ -59,13 +59,26 @@ def materialise(env: EnvironmentSpec, cache_dir: Path, *, allow_current: bool = 
         uv = find_uv()
         requirements = list(env.requirements())
         if uv:
-            steps = [[uv, "venv", "--quiet", "--python", env.python_version or sys.executable, str(venv)],
-                     [uv, "pip", "install", "--quiet", "--python", str(python), *requirements]]
+            steps = [
+                [
+                    uv,
+                    "venv",
+                    "--quiet",
+                    "--python",
+                    env.python_version or sys.executable,
+                    str(venv),
+                ],
+                [uv, "pip", "install", "--quiet", "--python", str(python), *requirements],
+            ]
         else:
-            steps = [[sys.executable, "-m", "venv", str(venv)],
-                     [str(python), "-m", "pip", "install", "--quiet", *requirements]]
+            steps = [
+                [sys.executable, "-m", "venv", str(venv)],
+                [str(python), "-m", "pip", "install", "--quiet", *requirements],
+            ]
         for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True, env={**os.environ, "VIRTUAL_ENV": ""})
+            done = subprocess.run(
+                step, capture_output=True, text=True, env={**os.environ, "VIRTUAL_ENV": ""}
+            )
             if done.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 raise ProvisioningFailed(

@@ -15,8 +15,8 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import attrs
 
@@ -44,22 +44,28 @@ class PodmanService:
         return f"unix://{self.socket}"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ,
-                "CONTAINERS_CONF": str(self.workdir / "containers.conf"),
-                "CONTAINERS_STORAGE_CONF": str(self.workdir / "storage.conf")}
+        return {
+            **os.environ,
+            "CONTAINERS_CONF": str(self.workdir / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(self.workdir / "storage.conf"),
+        }
 
-    def podman(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    def podman(
+        self, *args: str, timeout: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess:
         """Run the podman CLI against this service's storage."""
-        done = subprocess.run(["podman", *args], env=self.env(), capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            ["podman", *args], env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
         if check and done.returncode != 0:
             raise ProvisioningFailed(f"podman {' '.join(args)} failed:\n{done.stderr[-3000:]}")
         return done
 
 
 @contextlib.contextmanager
-def podman_service(workdir: Path, *, storage_driver: str = "overlay",
-                   timeout: float = 30.0) -> Iterator[PodmanService]:
+def podman_service(
+    workdir: Path, *, storage_driver: str = "overlay", timeout: float = 30.0
+) -> Iterator[PodmanService]:
     """Start ``podman system service`` on ``<workdir>/podman.sock``; stop and clean up after.
 
     :raises NotFound: podman or runc is missing (``apt-get install podman runc``).
@@ -77,9 +83,13 @@ def podman_service(workdir: Path, *, storage_driver: str = "overlay",
     )
     service = PodmanService(workdir=workdir, socket=workdir / "podman.sock")
     log = open(workdir / "service.log", "wb")
-    proc = subprocess.Popen(["podman", "system", "service", "--time=0", service.docker_host],
-                            env=service.env(), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", service.docker_host],
+        env=service.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + timeout
         while not service.socket.exists():

@@ -19,8 +19,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from aml_core.engines.base import Engine, RunningContainer
 from aml_core.engines.environments import materialise
@@ -39,8 +39,9 @@ PASSTHROUGH = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "LOGNAME")
 
 
 class ProcessContainer(RunningContainer):
-    def __init__(self, *, name: str, url: str, image_digest: str, process: subprocess.Popen,
-                 log_path: Path) -> None:
+    def __init__(
+        self, *, name: str, url: str, image_digest: str, process: subprocess.Popen, log_path: Path
+    ) -> None:
         self.name, self.url, self.image_digest = name, url, image_digest
         self.process = process
         self.log_path = log_path
@@ -94,8 +95,9 @@ class ProcessEngine(Engine):
         super().__init__(**kwargs)
         self.allow_current_interpreter = allow_current_interpreter
 
-    def run(self, image, *, name: str, port: int | None = None,
-            env: Mapping[str, str] | None = None) -> ProcessContainer:
+    def run(
+        self, image, *, name: str, port: int | None = None, env: Mapping[str, str] | None = None
+    ) -> ProcessContainer:
         image = self.resolve(image)
         config = image.config_json()
         inner = config.get("config") or {}
@@ -107,37 +109,58 @@ class ProcessEngine(Engine):
                 f"image {image.digest} has no {LABEL_ENVIRONMENT} label, so the process engine "
                 "cannot tell which Python packages it needs; build it with aml_core.oci.build_image"
             )
-        python = materialise(EnvironmentSpec.from_label(labels[LABEL_ENVIRONMENT]), self.cache_dir,
-                             allow_current=self.allow_current_interpreter)
+        python = materialise(
+            EnvironmentSpec.from_label(labels[LABEL_ENVIRONMENT]),
+            self.cache_dir,
+            allow_current=self.allow_current_interpreter,
+        )
         port = port or free_port()
         process_env = self._environment(inner, labels, unpacked.rootfs, python, port, env or {})
         argv = list(inner.get("Entrypoint") or []) + list(inner.get("Cmd") or [])
         if not argv:
-            raise InvalidConfig(f"image {image.digest} has neither Entrypoint nor Cmd; nothing to run")
+            raise InvalidConfig(
+                f"image {image.digest} has neither Entrypoint nor Cmd; nothing to run"
+            )
         cwd = _remap(inner.get("WorkingDir") or "/", unpacked.rootfs)
         logs = self.cache_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{name}-{int(time.time() * 1000)}.log"
         with open(log_path, "ab") as log:
             try:
-                process = subprocess.Popen(argv, env=process_env, cwd=cwd if os.path.isdir(cwd) else None,
-                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+                process = subprocess.Popen(
+                    argv,
+                    env=process_env,
+                    cwd=cwd if os.path.isdir(cwd) else None,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             except OSError as exc:
-                raise ProvisioningFailed(f"could not start {argv[0]!r} for {name!r}: {exc}") from exc
-        return ProcessContainer(name=name, url=f"http://127.0.0.1:{port}", image_digest=image.digest,
-                                process=process, log_path=log_path)
+                raise ProvisioningFailed(
+                    f"could not start {argv[0]!r} for {name!r}: {exc}"
+                ) from exc
+        return ProcessContainer(
+            name=name,
+            url=f"http://127.0.0.1:{port}",
+            image_digest=image.digest,
+            process=process,
+            log_path=log_path,
+        )
 
     @staticmethod
-    def _environment(inner: dict, labels: dict, rootfs: Path, python: str, port: int,
-                     extra: Mapping[str, str]) -> dict[str, str]:
+    def _environment(
+        inner: dict, labels: dict, rootfs: Path, python: str, port: int, extra: Mapping[str, str]
+    ) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASSTHROUGH if k in os.environ}
         path_vars = set(filter(None, labels.get(LABEL_PATH_ENV, "").split(",")))
         for item in inner.get("Env") or []:
             key, _, value = item.partition("=")
             if key == "PATH":
                 continue  # the host's PATH, with the environment's interpreter first
-            env[key] = ":".join(_remap(p, rootfs) for p in value.split(":")) if key in path_vars else value
+            env[key] = (
+                ":".join(_remap(p, rootfs) for p in value.split(":")) if key in path_vars else value
+            )
         env["PATH"] = os.pathsep.join([os.path.dirname(python), os.environ.get("PATH", os.defpath)])
         env["AML_HOST"] = "127.0.0.1"
         env["AML_PORT"] = str(port)

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import importlib.metadata as metadata
 import json
 import posixpath
 import re
 import sys
 import tarfile
+from collections.abc import Iterable, Mapping
+from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import attrs
 
@@ -55,8 +55,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ENTRYPOINT = [
     "/bin/sh",
     "-c",
-    'exec python3 -m aml_core.runtime serve --host "${AML_HOST:-0.0.0.0}" '
-    f'--port "${{AML_PORT:-{PORT}}}" --workers "${{WORKER_COUNT:-1}}"',
+    (
+        'exec python3 -m aml_core.runtime serve --host "${AML_HOST:-0.0.0.0}" '
+        f'--port "${{AML_PORT:-{PORT}}}" --workers "${{WORKER_COUNT:-1}}"'
+    ),
 ]
 EPOCH = "1970-01-01T00:00:00Z"
 #: the Python an environment gets when it names none: this interpreter's major.minor
@@ -75,8 +77,16 @@ PATH_ENV = ("AML_APP_ROOT", "AZUREML_MODEL_DIR", "AZUREML_SOURCE_DIRECTORY", "PY
 # Kept in step with aml_core's own dependencies; used when aml-core is not installed as a
 # distribution (e.g. running from a source checkout).
 _RUNTIME_FALLBACK = (
-    "pluggy>=1.5", "attrs>=23.1", "click>=8.1", "rich>=13", "requests>=2.31", "packaging>=23",
-    "pyyaml>=6", "uvicorn>=0.30", "uvloop>=0.19; sys_platform != 'win32'", "httptools>=0.6",
+    "pluggy>=1.5",
+    "attrs>=23.1",
+    "click>=8.1",
+    "rich>=13",
+    "requests>=2.31",
+    "packaging>=23",
+    "pyyaml>=6",
+    "uvicorn>=0.30",
+    "uvloop>=0.19; sys_platform != 'win32'",
+    "httptools>=0.6",
 )
 
 
@@ -111,8 +121,9 @@ class EnvironmentSpec:
     """The environment an image needs, as plain data (the core's Environment maps onto it)."""
 
     name: str
-    python_version: str = attrs.field(default=DEFAULT_PYTHON_VERSION,
-                                      converter=lambda v: v or DEFAULT_PYTHON_VERSION)
+    python_version: str = attrs.field(
+        default=DEFAULT_PYTHON_VERSION, converter=lambda v: v or DEFAULT_PYTHON_VERSION
+    )
     pip_requirements: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     conda_dependencies: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     environment_variables: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
@@ -133,23 +144,35 @@ class EnvironmentSpec:
         """``hash`` if given, else sha256 of the python version and the requirement list."""
         if self.hash:
             return self.hash
-        payload = json.dumps({"python": self.python_version, "requirements": self.requirements()},
-                             sort_keys=True).encode()
+        payload = json.dumps(
+            {"python": self.python_version, "requirements": self.requirements()}, sort_keys=True
+        ).encode()
         return hashlib.sha256(payload).hexdigest()
 
     def to_label(self) -> str:
         # environment variable values stay in the config's Env only (they may be secrets)
-        return json.dumps({
-            "name": self.name, "python": self.python_version,
-            "pip": list(self.pip_requirements), "conda": list(self.conda_dependencies),
-            "requirements": list(self.requirements()), "hash": self.content_hash(),
-        }, sort_keys=True)
+        return json.dumps(
+            {
+                "name": self.name,
+                "python": self.python_version,
+                "pip": list(self.pip_requirements),
+                "conda": list(self.conda_dependencies),
+                "requirements": list(self.requirements()),
+                "hash": self.content_hash(),
+            },
+            sort_keys=True,
+        )
 
     @classmethod
-    def from_label(cls, text: str) -> "EnvironmentSpec":
+    def from_label(cls, text: str) -> EnvironmentSpec:
         data = json.loads(text)
-        return cls(name=data["name"], python_version=data["python"], pip_requirements=data["pip"],
-                   conda_dependencies=data["conda"], hash=data["hash"])
+        return cls(
+            name=data["name"],
+            python_version=data["python"],
+            pip_requirements=data["pip"],
+            conda_dependencies=data["conda"],
+            hash=data["hash"],
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -161,14 +184,16 @@ class ModelFiles:
     files: Mapping[str, Path | bytes] = attrs.field(converter=dict)
 
     @classmethod
-    def from_path(cls, name: str, version: int | str, path: Path) -> "ModelFiles":
+    def from_path(cls, name: str, version: int | str, path: Path) -> ModelFiles:
         """A registered file or folder; its basename is kept (``<dir>/<basename>``)."""
         path = Path(path)
         if path.is_file() and not path.is_symlink():
             return cls(name=name, version=version, files={path.name: path})
         if path.is_dir() and not path.is_symlink():
             return cls(name=name, version=version, files={path.name: path})
-        raise NotFound(f"model path {path} does not exist (or is a link); register a file or folder")
+        raise NotFound(
+            f"model path {path} does not exist (or is a link); register a file or folder"
+        )
 
     def image_dir(self) -> str:
         return f"{MODELS_ROOT}/{self.name}/{self.version}"
@@ -195,7 +220,9 @@ class AppSpec:
                 + (f" relative to source_directory {src}" if src else "")
             )
         if ".." in Path(rel).parts or Path(rel).is_absolute():
-            raise InvalidConfig(f"entry script {self.entry_script!r} must be inside source_directory")
+            raise InvalidConfig(
+                f"entry script {self.entry_script!r} must be inside source_directory"
+            )
         return script, rel, src
 
 
@@ -206,7 +233,7 @@ class PackageSpec:
     app: AppSpec
     environment: EnvironmentSpec
     models: tuple[ModelFiles, ...] = attrs.field(default=(), converter=tuple)
-    base: "Image | None" = None
+    base: Image | None = None
     #: the aml_core package folder copied into the runtime layer; default: this one
     runtime_source: Path | None = None
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
@@ -239,8 +266,14 @@ class Image:
         return (self.config, *self.layers)
 
     @classmethod
-    def assemble(cls, config: dict, layers: Iterable[Blob], *, docker: bool = False,
-                 annotations: Mapping[str, str] | None = None) -> "Image":
+    def assemble(
+        cls,
+        config: dict,
+        layers: Iterable[Blob],
+        *,
+        docker: bool = False,
+        annotations: Mapping[str, str] | None = None,
+    ) -> Image:
         layers = tuple(layers)
         config_blob = Blob.from_bytes(_canonical(config), DOCKER_CONFIG if docker else OCI_CONFIG)
         manifest = {
@@ -281,7 +314,9 @@ def _content_builders(spec: PackageSpec) -> list[tuple[str, LayerBuilder]]:
     out: list[tuple[str, LayerBuilder]] = []
     runtime = LayerBuilder()
     runtime.add_tree(f"{RUNTIME_LIB}/aml_core", spec.runtime_source or _default_runtime_source())
-    runtime.add_bytes(REQUIREMENTS_FILE, ("\n".join(spec.environment.requirements()) + "\n").encode())
+    runtime.add_bytes(
+        REQUIREMENTS_FILE, ("\n".join(spec.environment.requirements()) + "\n").encode()
+    )
     out.append(("aml runtime", runtime))
     seen = set()
     for model in spec.models:
@@ -345,14 +380,20 @@ def _labels(spec: PackageSpec, app_layers: int) -> dict[str, str]:
 
 def build_image(spec: PackageSpec) -> Image:
     """Build the image in memory. Deterministic: same spec, same :attr:`Image.digest`."""
-    media = OCI_LAYER_GZIP if not spec.docker_media_types else "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    media = (
+        OCI_LAYER_GZIP
+        if not spec.docker_media_types
+        else "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    )
     layers: list[Layer] = [b.build(comment=c, media_type=media) for c, b in _content_builders(spec)]
     base_cfg = spec.base.config_json() if spec.base is not None else {}
     base_layers = spec.base.layers if spec.base is not None else ()
     base_inner = base_cfg.get("config") or {}
     diff_ids = list((base_cfg.get("rootfs") or {}).get("diff_ids") or [])
     if len(diff_ids) != len(base_layers):
-        raise InvalidConfig("the base image's config lists a different number of layers than its manifest")
+        raise InvalidConfig(
+            "the base image's config lists a different number of layers than its manifest"
+        )
     config = {
         "created": EPOCH,
         "architecture": base_cfg.get("architecture", "amd64"),
@@ -363,18 +404,29 @@ def build_image(spec: PackageSpec) -> Image:
             "Cmd": [],
             "WorkingDir": APP_ROOT,
             "ExposedPorts": {f"{PORT}/tcp": {}},
-            "Labels": dict(sorted({**(base_inner.get("Labels") or {}), **_labels(spec, len(layers))}.items())),
+            "Labels": dict(
+                sorted({**(base_inner.get("Labels") or {}), **_labels(spec, len(layers))}.items())
+            ),
         },
         "rootfs": {"type": "layers", "diff_ids": diff_ids + [layer.diff_id for layer in layers]},
         "history": list(base_cfg.get("history") or [])
-        + [{"created": EPOCH, "created_by": "aml_core.oci", "comment": layer.comment} for layer in layers],
+        + [
+            {"created": EPOCH, "created_by": "aml_core.oci", "comment": layer.comment}
+            for layer in layers
+        ],
     }
-    return Image.assemble(config, [*base_layers, *(layer.blob for layer in layers)],
-                          docker=spec.docker_media_types)
+    return Image.assemble(
+        config, [*base_layers, *(layer.blob for layer in layers)], docker=spec.docker_media_types
+    )
 
 
-def image_from_rootfs(tar_path: Path, blob_dir: Path, *, env: Iterable[str] = (),
-                      labels: Mapping[str, str] | None = None) -> Image:
+def image_from_rootfs(
+    tar_path: Path,
+    blob_dir: Path,
+    *,
+    env: Iterable[str] = (),
+    labels: Mapping[str, str] | None = None,
+) -> Image:
     """A one-layer base image from a root file system tarball (what ``podman import`` does)."""
     blob_dir = Path(blob_dir)
     blob_dir.mkdir(parents=True, exist_ok=True)
@@ -384,7 +436,9 @@ def image_from_rootfs(tar_path: Path, blob_dir: Path, *, env: Iterable[str] = ()
     tmp.replace(final)
     blob = attrs.evolve(layer.blob, path=final)
     config = {
-        "created": EPOCH, "architecture": "amd64", "os": "linux",
+        "created": EPOCH,
+        "architecture": "amd64",
+        "os": "linux",
         "config": {"Env": [f"PATH={DEFAULT_PATH}", *env], "Labels": dict(labels or {})},
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
         "history": [{"created": EPOCH, "created_by": "aml_core.oci.image_from_rootfs"}],
@@ -425,15 +479,22 @@ def write_layout(image: Image, directory: Path, *, tag: str = "latest") -> Path:
         if not target.exists():
             tmp = target.with_suffix(".tmp")
             with blob.open() as src, open(tmp, "wb") as dst:
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    dst.write(chunk)
+                dst.writelines(iter(lambda: src.read(1 << 20), b""))
             tmp.replace(target)
     index_path = directory / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {"schemaVersion": 2, "manifests": []}
-    manifests = [m for m in index["manifests"]
-                 if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag]
-    manifests.append({**image.manifest.descriptor(),
-                      "annotations": {"org.opencontainers.image.ref.name": tag}})
+    index = (
+        json.loads(index_path.read_text())
+        if index_path.exists()
+        else {"schemaVersion": 2, "manifests": []}
+    )
+    manifests = [
+        m
+        for m in index["manifests"]
+        if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag
+    ]
+    manifests.append(
+        {**image.manifest.descriptor(), "annotations": {"org.opencontainers.image.ref.name": tag}}
+    )
     index["manifests"] = manifests
     tmp = index_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
@@ -450,8 +511,11 @@ def remove_from_layout(directory: Path, tag: str) -> bool:
     if not index_path.exists():
         return False
     index = json.loads(index_path.read_text())
-    kept = [m for m in index.get("manifests") or []
-            if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag]
+    kept = [
+        m
+        for m in index.get("manifests") or []
+        if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag
+    ]
     if len(kept) == len(index.get("manifests") or []):
         return False
     index["manifests"] = kept
@@ -485,25 +549,35 @@ def read_layout(directory: Path, *, tag: str | None = None) -> Image:
         raise NotFound(f"{directory} is not an OCI image layout (no index.json)") from exc
     manifests = index.get("manifests") or []
     if tag is not None:
-        manifests = [m for m in manifests
-                     if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == tag]
+        manifests = [
+            m
+            for m in manifests
+            if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == tag
+        ]
     if len(manifests) != 1:
-        raise NotFound(f"{directory} holds {len(manifests)} images matching tag {tag!r}; name one tag")
+        raise NotFound(
+            f"{directory} holds {len(manifests)} images matching tag {tag!r}; name one tag"
+        )
     blobs = directory / "blobs" / "sha256"
 
     def blob(desc: dict) -> Blob:
         path = blobs / digest_hex(check_digest(desc["digest"]))
         if not path.exists():
             raise NotFound(f"blob {desc['digest']} is missing from {directory}")
-        return Blob(digest=desc["digest"], size=int(desc["size"]), media_type=desc["mediaType"], path=path)
+        return Blob(
+            digest=desc["digest"], size=int(desc["size"]), media_type=desc["mediaType"], path=path
+        )
 
     manifest = blob(manifests[0])
     data = manifest.read()
     if sha256_digest(data) != manifest.digest:
         raise InvalidConfig(f"manifest {manifest.digest} in {directory} does not match its digest")
     body = json.loads(data)
-    return Image(manifest=attrs.evolve(manifest, data=data), config=blob(body["config"]),
-                 layers=tuple(blob(d) for d in body["layers"]))
+    return Image(
+        manifest=attrs.evolve(manifest, data=data),
+        config=blob(body["config"]),
+        layers=tuple(blob(d) for d in body["layers"]),
+    )
 
 
 # -- docker-archive (what `docker load` / `podman load` read) -----------------------------------
@@ -512,12 +586,15 @@ def read_layout(directory: Path, *, tag: str | None = None) -> Image:
 def write_docker_archive(image: Image, path: Path, *, repo_tags: Iterable[str] = ()) -> Path:
     """Write ``image`` as a ``docker save`` style tarball, loadable by docker and podman."""
     path = Path(path)
-    manifest = [{
-        "Config": digest_hex(image.config.digest) + ".json",
-        "RepoTags": list(repo_tags),
-        "Layers": [digest_hex(b.digest) + "/layer.tar" for b in image.layers],
-    }]
+    manifest = [
+        {
+            "Config": digest_hex(image.config.digest) + ".json",
+            "RepoTags": list(repo_tags),
+            "Layers": [digest_hex(b.digest) + "/layer.tar" for b in image.layers],
+        }
+    ]
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+
         def add(name: str, blob_or_bytes: Blob | bytes) -> None:
             info = tarfile.TarInfo(name)
             info.mode, info.mtime = 0o644, 0
@@ -551,15 +628,19 @@ def write_build_context(spec: PackageSpec, directory: Path, *, base_image: str) 
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    steps = [f"# Generated by aml_core.oci.write_build_context; build with: docker build {directory.name}",
-             f"FROM {base_image}"]
+    steps = [
+        f"# Generated by aml_core.oci.write_build_context; build with: docker build {directory.name}",
+        f"FROM {base_image}",
+    ]
     for index, (comment, builder) in enumerate(_content_builders(spec)):
         part = f"layer{index}"
         builder.write_tree(directory / part)
         steps.append(f"# {comment}")
         steps.append(f"COPY {part}/ /")
-    steps.append(f"RUN PYTHONPATH={RUNTIME_LIB} python3 -m aml_core.oci.requirements --install "
-                 f"{REQUIREMENTS_FILE} || python3 -m pip install -r {REQUIREMENTS_FILE}")
+    steps.append(
+        f"RUN PYTHONPATH={RUNTIME_LIB} python3 -m aml_core.oci.requirements --install "
+        f"{REQUIREMENTS_FILE} || python3 -m pip install -r {REQUIREMENTS_FILE}"
+    )
     env = _image_env(spec, [])
     for item in env:
         key, _, value = item.partition("=")
@@ -568,6 +649,11 @@ def write_build_context(spec: PackageSpec, directory: Path, *, base_image: str) 
     for key, value in sorted(_labels(spec, 0).items()):
         if key != LABEL_APP_LAYERS:
             steps.append(f"LABEL {_quote(key)}={_quote(value)}")
-    steps += [f"WORKDIR {APP_ROOT}", f"EXPOSE {PORT}", f"ENTRYPOINT {json.dumps(ENTRYPOINT)}", "CMD []"]
+    steps += [
+        f"WORKDIR {APP_ROOT}",
+        f"EXPOSE {PORT}",
+        f"ENTRYPOINT {json.dumps(ENTRYPOINT)}",
+        "CMD []",
+    ]
     (directory / "Dockerfile").write_text("\n".join(steps) + "\n")
     return directory

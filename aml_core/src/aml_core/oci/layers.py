@@ -42,7 +42,7 @@ class Blob:
     path: Path | None = attrs.field(default=None, eq=False)
 
     @classmethod
-    def from_bytes(cls, data: bytes, media_type: str) -> "Blob":
+    def from_bytes(cls, data: bytes, media_type: str) -> Blob:
         return cls(digest=sha256_digest(data), size=len(data), media_type=media_type, data=data)
 
     def read(self) -> bytes:
@@ -162,7 +162,9 @@ class LayerBuilder:
         while parent != "/":
             existing = self._entries.get(parent)
             if existing is not None and existing.kind != "dir":
-                raise InvalidConfig(f"{parent} is a file in the image, so {path} cannot go under it")
+                raise InvalidConfig(
+                    f"{parent} is a file in the image, so {path} cannot go under it"
+                )
             self._entries.setdefault(parent, _Entry("dir"))
             parent = posixpath.dirname(parent)
         existing = self._entries.get(path)
@@ -210,7 +212,11 @@ class LayerBuilder:
             elif entry.kind == "symlink":
                 target.symlink_to(entry.target)
             else:
-                data = entry.source if isinstance(entry.source, bytes) else Path(entry.source).read_bytes()
+                data = (
+                    entry.source
+                    if isinstance(entry.source, bytes)
+                    else Path(entry.source).read_bytes()
+                )
                 target.write_bytes(data)
                 target.chmod(0o755 if entry.executable else 0o644)
 
@@ -221,7 +227,9 @@ class LayerBuilder:
         return layer_from_tar(raw.getvalue(), comment=comment, media_type=media_type)
 
 
-def layer_from_tar(tar_bytes: bytes, *, comment: str = "", media_type: str = OCI_LAYER_GZIP) -> Layer:
+def layer_from_tar(
+    tar_bytes: bytes, *, comment: str = "", media_type: str = OCI_LAYER_GZIP
+) -> Layer:
     """Compress an uncompressed tar deterministically into a layer."""
     return Layer(
         blob=Blob.from_bytes(gzip_bytes(tar_bytes), media_type),
@@ -230,8 +238,9 @@ def layer_from_tar(tar_bytes: bytes, *, comment: str = "", media_type: str = OCI
     )
 
 
-def layer_from_tar_file(tar_path: Path, blob_path: Path, *, comment: str = "",
-                        media_type: str = OCI_LAYER_GZIP) -> Layer:
+def layer_from_tar_file(
+    tar_path: Path, blob_path: Path, *, comment: str = "", media_type: str = OCI_LAYER_GZIP
+) -> Layer:
     """Compress a large tar file into ``blob_path`` in a streaming way."""
     raw_hash, gz_hash = hashlib.sha256(), hashlib.sha256()
 
@@ -249,19 +258,29 @@ def layer_from_tar_file(tar_path: Path, blob_path: Path, *, comment: str = "",
 
     with open(blob_path, "wb") as fh:
         tee = _Tee(fh)
-        with gzip.GzipFile(fileobj=tee, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="") as gz:
-            with open(tar_path, "rb") as src:
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    raw_hash.update(chunk)
-                    gz.write(chunk)
-    blob = Blob(digest="sha256:" + gz_hash.hexdigest(), size=tee.size, media_type=media_type,
-                path=Path(blob_path))
+        with (
+            gzip.GzipFile(
+                fileobj=tee, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename=""
+            ) as gz,
+            open(tar_path, "rb") as src,
+        ):
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                raw_hash.update(chunk)
+                gz.write(chunk)
+    blob = Blob(
+        digest="sha256:" + gz_hash.hexdigest(),
+        size=tee.size,
+        media_type=media_type,
+        path=Path(blob_path),
+    )
     return Layer(blob=blob, diff_id="sha256:" + raw_hash.hexdigest(), comment=comment)
 
 
 def gzip_bytes(data: bytes) -> bytes:
     out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="") as gz:
+    with gzip.GzipFile(
+        fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename=""
+    ) as gz:
         gz.write(data)
     return out.getvalue()
 
@@ -275,4 +294,3 @@ def _norm(image_path: str) -> str:
     if path == "/":
         raise InvalidConfig("cannot add the image root itself")
     return path
-

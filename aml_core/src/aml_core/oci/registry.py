@@ -16,9 +16,9 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import attrs
 import requests
@@ -36,7 +36,9 @@ from aml_core.oci.media import (
 )
 
 NULL_GUID_USER = "00000000-0000-0000-0000-000000000000"
-_REPO = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
+_REPO = re.compile(
+    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
+)
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 #: blobs larger than this are uploaded in chunks of this size
@@ -63,9 +65,11 @@ class Reference:
     reference: str  # a tag or a digest
 
     @classmethod
-    def parse(cls, text: str, *, default_tag: str = "latest") -> "Reference":
+    def parse(cls, text: str, *, default_tag: str = "latest") -> Reference:
         if "://" in text:
-            raise InvalidConfig(f"image reference {text!r} must not carry a scheme (write host:port/repo:tag)")
+            raise InvalidConfig(
+                f"image reference {text!r} must not carry a scheme (write host:port/repo:tag)"
+            )
         if "@" in text:
             name, ref = text.split("@", 1)
             check_digest(ref)
@@ -75,7 +79,9 @@ class Reference:
             if ":" in last:
                 name, ref = text.rsplit(":", 1)
         if "/" not in name:
-            raise InvalidConfig(f"image reference {text!r} needs a registry host: host:port/repo:tag")
+            raise InvalidConfig(
+                f"image reference {text!r} needs a registry host: host:port/repo:tag"
+            )
         registry, repo = name.split("/", 1)
         check_repository(repo)
         if not ref.startswith("sha256:") and not _TAG.fullmatch(ref):
@@ -110,9 +116,17 @@ class RegistryClient:
         token as ``password`` for ACR's refresh-token flow.
     """
 
-    def __init__(self, base_url: str, *, username: str | None = None, password: str | None = None,
-                 verify: bool | str = True, timeout: float = 60.0,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        verify: bool | str = True,
+        timeout: float = 60.0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        session: requests.Session | None = None,
+    ) -> None:
         if "://" not in base_url:
             base_url = ("http://" if _is_loopback(base_url) else "https://") + base_url
         self.base_url = base_url.rstrip("/")
@@ -131,10 +145,13 @@ class RegistryClient:
 
     # -- plumbing -----------------------------------------------------------------------
     def _url(self, path: str) -> str:
-        return urljoin(self.base_url + "/", path.lstrip("/")) if not path.startswith("http") else path
+        return (
+            urljoin(self.base_url + "/", path.lstrip("/")) if not path.startswith("http") else path
+        )
 
-    def _request(self, method: str, path: str, *, scope: str = "", ok: Iterable[int] = (200,),
-                 **kwargs) -> requests.Response:
+    def _request(
+        self, method: str, path: str, *, scope: str = "", ok: Iterable[int] = (200,), **kwargs
+    ) -> requests.Response:
         url = self._url(path)
         headers = dict(kwargs.pop("headers", {}) or {})
         body = kwargs.get("data")
@@ -142,8 +159,15 @@ class RegistryClient:
             self._authorise(headers, scope)
             if hasattr(body, "seek"):
                 body.seek(0)
-            resp = self._session.request(method, url, headers=headers, timeout=self.timeout,
-                                         verify=self._verify, allow_redirects=True, **kwargs)
+            resp = self._session.request(
+                method,
+                url,
+                headers=headers,
+                timeout=self.timeout,
+                verify=self._verify,
+                allow_redirects=True,
+                **kwargs,
+            )
             if resp.status_code == 401 and attempt < 2 and self._handle_challenge(resp, scope):
                 continue
             break
@@ -178,14 +202,19 @@ class RegistryClient:
     def _fetch_token(self, realm: str, service: str, scope: str) -> tuple[str, float]:
         scopes = [s for s in scope.split(" ") if s]
         if self._username == NULL_GUID_USER:
-            form = {"grant_type": "refresh_token", "service": service,
-                    "refresh_token": self._password or "", "scope": " ".join(scopes)}
+            form = {
+                "grant_type": "refresh_token",
+                "service": service,
+                "refresh_token": self._password or "",
+                "scope": " ".join(scopes),
+            }
             resp = self._session.post(realm, data=form, timeout=self.timeout, verify=self._verify)
         else:
             query = [("service", service)] + [("scope", s) for s in scopes]
             auth = (self._username, self._password or "") if self._username is not None else None
-            resp = self._session.get(realm, params=query, auth=auth, timeout=self.timeout,
-                                     verify=self._verify)
+            resp = self._session.get(
+                realm, params=query, auth=auth, timeout=self.timeout, verify=self._verify
+            )
         if resp.status_code in (401, 403):
             raise AuthError(
                 f"the registry's token service {realm} refused the credentials for user "
@@ -210,7 +239,8 @@ class RegistryClient:
             messages = resp.text[:200]
         path = urlsplit(url).path
         text = f"{method} {path} on {self.registry} failed with HTTP {resp.status_code}" + (
-            f" ({messages})" if messages else "")
+            f" ({messages})" if messages else ""
+        )
         if resp.status_code in (401, 403):
             raise AuthError(text + ". Check the registry credentials and their scope.")
         if resp.status_code == 404:
@@ -242,8 +272,12 @@ class RegistryClient:
 
     # -- blobs ---------------------------------------------------------------------------
     def blob_exists(self, repo: str, digest: str) -> bool:
-        resp = self._request("HEAD", f"/v2/{check_repository(repo)}/blobs/{check_digest(digest)}",
-                             scope=self._scope(repo), ok=(200, 404))
+        resp = self._request(
+            "HEAD",
+            f"/v2/{check_repository(repo)}/blobs/{check_digest(digest)}",
+            scope=self._scope(repo),
+            ok=(200, 404),
+        )
         return resp.status_code == 200
 
     def push_blob(self, repo: str, blob: Blob, *, mount_from: str | None = None) -> None:
@@ -256,8 +290,13 @@ class RegistryClient:
         if mount_from:
             params = {"mount": blob.digest, "from": check_repository(mount_from)}
             scope = f"{scope} {self._scope(mount_from)}"
-        resp = self._request("POST", uploads + ("?" + urlencode(params) if params else ""),
-                             scope=scope, ok=(201, 202), headers={"Content-Length": "0"})
+        resp = self._request(
+            "POST",
+            uploads + ("?" + urlencode(params) if params else ""),
+            scope=scope,
+            ok=(201, 202),
+            headers={"Content-Length": "0"},
+        )
         if resp.status_code == 201:
             return  # mounted
         location = self._url(resp.headers["Location"]) if resp.headers.get("Location") else None
@@ -265,9 +304,17 @@ class RegistryClient:
             raise RegistryError(f"{self.registry} started an upload without a Location header")
         if blob.size <= self.chunk_size:
             data = blob.read()
-            self._request("PUT", _with_query(location, digest=blob.digest), scope=scope, ok=(201,),
-                          data=data, headers={"Content-Type": "application/octet-stream",
-                                              "Content-Length": str(len(data))})
+            self._request(
+                "PUT",
+                _with_query(location, digest=blob.digest),
+                scope=scope,
+                ok=(201,),
+                data=data,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(len(data)),
+                },
+            )
             return
         offset = 0
         with blob.open() as fh:
@@ -276,28 +323,51 @@ class RegistryClient:
                 if not chunk:
                     break
                 end = offset + len(chunk) - 1
-                resp = self._request("PATCH", location, scope=scope, ok=(202,), data=chunk, headers={
-                    "Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
-                    "Content-Range": f"{offset}-{end}"})
+                resp = self._request(
+                    "PATCH",
+                    location,
+                    scope=scope,
+                    ok=(202,),
+                    data=chunk,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(len(chunk)),
+                        "Content-Range": f"{offset}-{end}",
+                    },
+                )
                 location = self._url(resp.headers.get("Location") or location)
                 offset = end + 1
-        self._request("PUT", _with_query(location, digest=blob.digest), scope=scope, ok=(201,),
-                      headers={"Content-Length": "0"})
+        self._request(
+            "PUT",
+            _with_query(location, digest=blob.digest),
+            scope=scope,
+            ok=(201,),
+            headers={"Content-Length": "0"},
+        )
 
     def get_blob(self, repo: str, digest: str) -> bytes:
         """A blob's bytes, verified against ``digest``."""
-        resp = self._request("GET", f"/v2/{check_repository(repo)}/blobs/{check_digest(digest)}",
-                             scope=self._scope(repo))
+        resp = self._request(
+            "GET",
+            f"/v2/{check_repository(repo)}/blobs/{check_digest(digest)}",
+            scope=self._scope(repo),
+        )
         if sha256_digest(resp.content) != digest:
-            raise RegistryError(f"blob {digest} from {self.registry}/{repo} does not match its digest")
+            raise RegistryError(
+                f"blob {digest} from {self.registry}/{repo} does not match its digest"
+            )
         return resp.content
 
     def download_blob(self, repo: str, digest: str, path: Path) -> Path:
         """Stream a blob to ``path`` (written atomically, verified against ``digest``)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".part")
-        resp = self._request("GET", f"/v2/{check_repository(repo)}/blobs/{check_digest(digest)}",
-                             scope=self._scope(repo), stream=True)
+        resp = self._request(
+            "GET",
+            f"/v2/{check_repository(repo)}/blobs/{check_digest(digest)}",
+            scope=self._scope(repo),
+            stream=True,
+        )
         hasher = hashlib.sha256()
         with open(tmp, "wb") as fh:
             for chunk in resp.iter_content(1 << 20):
@@ -305,46 +375,79 @@ class RegistryClient:
                 fh.write(chunk)
         if "sha256:" + hasher.hexdigest() != digest:
             tmp.unlink()
-            raise RegistryError(f"blob {digest} from {self.registry}/{repo} does not match its digest")
+            raise RegistryError(
+                f"blob {digest} from {self.registry}/{repo} does not match its digest"
+            )
         tmp.replace(path)
         return path
 
     def delete_blob(self, repo: str, digest: str) -> None:
-        self._request("DELETE", f"/v2/{check_repository(repo)}/blobs/{check_digest(digest)}",
-                      scope=self._scope(repo, "delete"), ok=(202,))
+        self._request(
+            "DELETE",
+            f"/v2/{check_repository(repo)}/blobs/{check_digest(digest)}",
+            scope=self._scope(repo, "delete"),
+            ok=(202,),
+        )
 
     # -- manifests -----------------------------------------------------------------------
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         """Store a manifest under a tag or digest; returns its digest."""
         digest = sha256_digest(data)
-        resp = self._request("PUT", f"/v2/{check_repository(repo)}/manifests/{_ref(reference)}",
-                             scope=self._scope(repo, "pull,push"), ok=(201,), data=data,
-                             headers={"Content-Type": media_type})
+        resp = self._request(
+            "PUT",
+            f"/v2/{check_repository(repo)}/manifests/{_ref(reference)}",
+            scope=self._scope(repo, "pull,push"),
+            ok=(201,),
+            data=data,
+            headers={"Content-Type": media_type},
+        )
         served = resp.headers.get("Docker-Content-Digest")
         if served and served != digest:
-            raise RegistryError(f"{self.registry} stored the manifest as {served}, expected {digest}")
+            raise RegistryError(
+                f"{self.registry} stored the manifest as {served}, expected {digest}"
+            )
         return digest
 
     def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
         """(bytes, media type, digest) of a manifest or index; verified when pulled by digest."""
-        resp = self._request("GET", f"/v2/{check_repository(repo)}/manifests/{_ref(reference)}",
-                             scope=self._scope(repo), headers={"Accept": MANIFEST_ACCEPT})
+        resp = self._request(
+            "GET",
+            f"/v2/{check_repository(repo)}/manifests/{_ref(reference)}",
+            scope=self._scope(repo),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
         digest = sha256_digest(resp.content)
-        expected = reference if reference.startswith("sha256:") else resp.headers.get("Docker-Content-Digest")
+        expected = (
+            reference
+            if reference.startswith("sha256:")
+            else resp.headers.get("Docker-Content-Digest")
+        )
         if expected and expected != digest:
-            raise RegistryError(f"manifest {repo}:{reference} from {self.registry} does not match digest {expected}")
+            raise RegistryError(
+                f"manifest {repo}:{reference} from {self.registry} does not match digest {expected}"
+            )
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
         media_type = json.loads(resp.content).get("mediaType") or media_type
         return resp.content, media_type, digest
 
     def delete_manifest(self, repo: str, digest: str) -> None:
         """Delete a manifest by digest (tags pointing at it go with it)."""
-        self._request("DELETE", f"/v2/{check_repository(repo)}/manifests/{check_digest(digest)}",
-                      scope=self._scope(repo, "delete"), ok=(202,))
+        self._request(
+            "DELETE",
+            f"/v2/{check_repository(repo)}/manifests/{check_digest(digest)}",
+            scope=self._scope(repo, "delete"),
+            ok=(202,),
+        )
 
     # -- images --------------------------------------------------------------------------
-    def push_image(self, repo: str, image: Image, *, tags: Iterable[str] = ("latest",),
-                   mount_from: str | None = None) -> str:
+    def push_image(
+        self,
+        repo: str,
+        image: Image,
+        *,
+        tags: Iterable[str] = ("latest",),
+        mount_from: str | None = None,
+    ) -> str:
         """Push blobs (config and layers), then the manifest under each tag; returns its digest."""
         for blob in image.blobs():
             self.push_blob(repo, blob, mount_from=mount_from)
@@ -355,17 +458,26 @@ class RegistryClient:
             digest = self.put_manifest(repo, tag, data, image.manifest.media_type)
         return digest
 
-    def pull_image(self, repo: str, reference: str, *, blob_dir: Path | None = None,
-                   platform: tuple[str, str] = ("linux", "amd64")) -> Image:
+    def pull_image(
+        self,
+        repo: str,
+        reference: str,
+        *,
+        blob_dir: Path | None = None,
+        platform: tuple[str, str] = ("linux", "amd64"),
+    ) -> Image:
         """Fetch manifest, config and layers; layers go to ``blob_dir`` when given.
 
         An image index resolves to the manifest for ``platform``.
         """
         data, media_type, digest = self.get_manifest(repo, reference)
         if media_type in INDEX_TYPES:
-            wanted = [m for m in json.loads(data).get("manifests", [])
-                      if (m.get("platform") or {}).get("os", "linux") == platform[0]
-                      and (m.get("platform") or {}).get("architecture", "amd64") == platform[1]]
+            wanted = [
+                m
+                for m in json.loads(data).get("manifests", [])
+                if (m.get("platform") or {}).get("os", "linux") == platform[0]
+                and (m.get("platform") or {}).get("architecture", "amd64") == platform[1]
+            ]
             if not wanted:
                 raise NotFound(f"{repo}:{reference} has no image for {platform[0]}/{platform[1]}")
             data, media_type, digest = self.get_manifest(repo, wanted[0]["digest"])
@@ -373,22 +485,41 @@ class RegistryClient:
             raise RegistryError(f"{repo}:{reference} has unsupported manifest type {media_type!r}")
         body = json.loads(data)
         cfg = body["config"]
-        config = Blob(digest=cfg["digest"], size=int(cfg["size"]), media_type=cfg["mediaType"],
-                      data=self.get_blob(repo, cfg["digest"]))
+        config = Blob(
+            digest=cfg["digest"],
+            size=int(cfg["size"]),
+            media_type=cfg["mediaType"],
+            data=self.get_blob(repo, cfg["digest"]),
+        )
         layers = []
         for desc in body.get("layers") or []:
             if blob_dir is None:
-                layers.append(Blob(digest=desc["digest"], size=int(desc["size"]),
-                                   media_type=desc["mediaType"], data=self.get_blob(repo, desc["digest"])))
+                layers.append(
+                    Blob(
+                        digest=desc["digest"],
+                        size=int(desc["size"]),
+                        media_type=desc["mediaType"],
+                        data=self.get_blob(repo, desc["digest"]),
+                    )
+                )
                 continue
             path = Path(blob_dir) / digest_hex(desc["digest"])
             if not path.exists():
                 Path(blob_dir).mkdir(parents=True, exist_ok=True)
                 self.download_blob(repo, desc["digest"], path)
-            layers.append(Blob(digest=desc["digest"], size=int(desc["size"]),
-                               media_type=desc["mediaType"], path=path))
-        return Image(manifest=Blob(digest=digest, size=len(data), media_type=media_type, data=data),
-                     config=config, layers=tuple(layers))
+            layers.append(
+                Blob(
+                    digest=desc["digest"],
+                    size=int(desc["size"]),
+                    media_type=desc["mediaType"],
+                    path=path,
+                )
+            )
+        return Image(
+            manifest=Blob(digest=digest, size=len(data), media_type=media_type, data=data),
+            config=config,
+            layers=tuple(layers),
+        )
 
 
 def _ref(reference: str) -> str:

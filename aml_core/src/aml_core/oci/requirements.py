@@ -11,11 +11,11 @@ the base image lacks). Run as a module it checks or installs a requirements file
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as metadata
 import subprocess
 import sys
+from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
-from typing import Iterable
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -51,7 +51,9 @@ def unmet(requirements: Iterable[str], *, search_path: list[str] | None = None) 
         if req.marker is not None and not req.marker.evaluate():
             continue
         version = installed.get(canonicalize_name(req.name))
-        if version is None or (req.specifier and not req.specifier.contains(version, prereleases=True)):
+        if version is None or (
+            req.specifier and not req.specifier.contains(version, prereleases=True)
+        ):
             missing.append(text)
     return missing
 

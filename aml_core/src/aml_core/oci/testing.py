@@ -15,8 +15,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import requests
 
@@ -46,15 +46,18 @@ def wait_http(url: str, *, timeout: float = 20.0, ok=(200, 401)) -> None:
 
 
 @contextlib.contextmanager
-def reference_registry(workdir: Path, *, htpasswd: str | None = None,
-                       extra_config: str = "") -> Iterator[str]:
+def reference_registry(
+    workdir: Path, *, htpasswd: str | None = None, extra_config: str = ""
+) -> Iterator[str]:
     """Start ``docker-registry``; yields ``http://127.0.0.1:<port>``; stops it afterwards.
 
     :param htpasswd: the content of an htpasswd file (bcrypt entries) to require Basic auth.
     :param extra_config: YAML appended to the configuration (e.g. an ``auth: token:`` section).
     :raises NotFound: the binary is missing (``apt-get install docker-registry``).
     """
-    binary = shutil.which(BINARY) or (f"/usr/bin/{BINARY}" if Path(f"/usr/bin/{BINARY}").exists() else None)
+    binary = shutil.which(BINARY) or (
+        f"/usr/bin/{BINARY}" if Path(f"/usr/bin/{BINARY}").exists() else None
+    )
     if binary is None:
         raise NotFound("docker-registry is not installed; run: apt-get install docker-registry")
     workdir = Path(workdir)
@@ -73,8 +76,9 @@ def reference_registry(workdir: Path, *, htpasswd: str | None = None,
         f"http:\n  addr: 127.0.0.1:{port}\n" + auth + extra_config
     )
     log = open(workdir / "registry.log", "wb")
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/v2/")

@@ -27,8 +27,9 @@ import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import attrs
 
@@ -95,7 +96,7 @@ def unpack_image(image, cache_dir: Path, *, top_layers: int | None = None) -> Un
     :raises InvalidConfig: a blob does not match its digest or uses an unknown compression.
     """
     cache_dir = Path(cache_dir)
-    layers = image.layers if top_layers is None else image.layers[len(image.layers) - top_layers:]
+    layers = image.layers if top_layers is None else image.layers[len(image.layers) - top_layers :]
     key = digest_hex(image.digest) + ("" if top_layers is None else f"-top{top_layers}")
     final = cache_dir / key
     config = image.config_json()
@@ -149,7 +150,9 @@ def apply_layer(blob: Blob, rootfs: Path) -> None:
         while reader.read(1 << 20):  # hash whatever tar did not need to read
             pass
     if "sha256:" + reader.hash.hexdigest() != blob.digest or reader.size != blob.size:
-        raise InvalidConfig(f"layer blob does not match its digest {blob.digest}; re-pull the image")
+        raise InvalidConfig(
+            f"layer blob does not match its digest {blob.digest}; re-pull the image"
+        )
 
 
 def extract_tar(fileobj, destination: Path, *, archive: str = "", layer: bool = False) -> None:
@@ -170,7 +173,9 @@ def extract_tar(fileobj, destination: Path, *, archive: str = "", layer: bool = 
             _check_member(member, root, parent, archive)
             this_layer.add(name)
             target = parent / base
-            if os.path.lexists(target) and not (member.isdir() and target.is_dir() and not target.is_symlink()):
+            if os.path.lexists(target) and not (
+                member.isdir() and target.is_dir() and not target.is_symlink()
+            ):
                 # replace, never write through, whatever a lower layer left here
                 if target.is_dir() and not target.is_symlink():
                     shutil.rmtree(target)
@@ -178,7 +183,9 @@ def extract_tar(fileobj, destination: Path, *, archive: str = "", layer: bool = 
                     target.unlink()
             member.name = name
             if member.islnk():
-                member.linkname = _check_name(member.linkname, archive, entry=name, what="hard link to")
+                member.linkname = _check_name(
+                    member.linkname, archive, entry=name, what="hard link to"
+                )
             try:
                 if _HAS_DATA_FILTER:
                     tar.extract(member, root, set_attrs=True, filter="data")
@@ -198,7 +205,9 @@ def _check_name(name: str, archive: str, *, entry: str | None = None, what: str 
     if ".." in parts:
         raise UnsafeArchive(entry, what + "'..' path components are not allowed", archive)
     if "\\" in name or "\x00" in name:
-        raise UnsafeArchive(entry, what + "backslashes and NUL bytes are not allowed in names", archive)
+        raise UnsafeArchive(
+            entry, what + "backslashes and NUL bytes are not allowed in names", archive
+        )
     return "/".join(parts) or "."
 
 
@@ -220,7 +229,9 @@ def _check_member(member: tarfile.TarInfo, root: Path, parent: Path, archive: st
     if member.isfifo():
         raise UnsafeArchive(member.name, "FIFOs are not allowed", archive)
     if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-        raise UnsafeArchive(member.name, f"entries of tar type {member.type!r} are not allowed", archive)
+        raise UnsafeArchive(
+            member.name, f"entries of tar type {member.type!r} are not allowed", archive
+        )
     if member.mode & (stat.S_ISUID | stat.S_ISGID):
         raise UnsafeArchive(member.name, "setuid and setgid bits are not allowed", archive)
     if member.issym():
@@ -229,17 +240,23 @@ def _check_member(member: tarfile.TarInfo, root: Path, parent: Path, archive: st
             raise UnsafeArchive(member.name, f"symbolic link to absolute path {target!r}", archive)
         resolved = os.path.realpath(os.path.join(parent, target))
         if not _inside(root, resolved):
-            raise UnsafeArchive(member.name, f"symbolic link to {target!r} resolves outside the tree", archive)
+            raise UnsafeArchive(
+                member.name, f"symbolic link to {target!r} resolves outside the tree", archive
+            )
     if member.islnk():
         target = _check_name(member.linkname, archive, entry=member.name, what="hard link to")
         resolved = os.path.realpath(root / target)
         if not _inside(root, resolved) or not os.path.lexists(root / target):
             raise UnsafeArchive(
-                member.name, f"hard link to {member.linkname!r} is not an earlier entry inside the tree", archive
+                member.name,
+                f"hard link to {member.linkname!r} is not an earlier entry inside the tree",
+                archive,
             )
 
 
-def _whiteout(root: Path, parent: Path, base: str, this_layer: set[str], raw: str, archive: str) -> None:
+def _whiteout(
+    root: Path, parent: Path, base: str, this_layer: set[str], raw: str, archive: str
+) -> None:
     rel_parent = os.path.relpath(parent, root)
     rel_parent = "" if rel_parent == "." else rel_parent + "/"
     if base == OPAQUE:
@@ -249,7 +266,7 @@ def _whiteout(root: Path, parent: Path, base: str, this_layer: set[str], raw: st
                 if rel_parent + child.name not in this_layer:
                     _remove(child)
         return
-    victim = base[len(WHITEOUT):]
+    victim = base[len(WHITEOUT) :]
     if victim in ("", ".", "..") or "/" in victim:
         raise UnsafeArchive(raw, "whiteout must name one entry in its own folder", archive)
     path = parent / victim
