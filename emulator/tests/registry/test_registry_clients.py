@@ -166,3 +166,56 @@ def test_buildah_from_scratch_push(reg, engine_env, tmp_path, caplog):
     for desc in [manifest["config"], *manifest["layers"]]:
         blob = requests.get(f"{reg.url}/v2/built/tiny/blobs/{desc['digest']}", auth=auth, timeout=10)
         assert blob.status_code == 200 and len(blob.content) == desc["size"]
+
+
+def test_docker_sdk_pull_and_push_through_podman_socket(reg, layout, engine_env):
+    """The docker SDK, talking to podman's Docker-compatible API, pulls and pushes."""
+    need_binary("podman", "podman")
+    need_binary("skopeo", "skopeo")
+    docker = pytest.importorskip("docker", reason="the docker SDK is missing: pip install docker")
+    import time
+
+    podman, _, env = engine_env
+    src, digests = layout
+    run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", creds(reg),
+         f"oci:{src}:v1", f"docker://{reg.login_server}/team/hello:v1"])
+    # The compat API has no tls-verify switch: mark the loopback registry insecure instead.
+    Path(env["CONTAINERS_REGISTRIES_CONF"]).write_text(
+        f'unqualified-search-registries = []\n[[registry]]\nlocation = "{reg.login_server}"\ninsecure = true\n')
+    sockdir = Path(tempfile.mkdtemp(prefix="regdk-", dir="/tmp"))
+    sock = sockdir / "podman.sock"
+    proc = subprocess.Popen([*podman, "system", "service", "--time=0", f"unix://{sock}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "podman system service did not start"
+            time.sleep(0.05)
+        client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
+        auth = {"username": reg.credentials.username, "password": reg.credentials.passwords["password"]}
+        image = client.images.pull(f"{reg.login_server}/team/hello", tag="v1", auth_config=auth)
+        assert image.id == digests["config"]
+        image.tag(f"{reg.login_server}/team/sdk", "v2")
+        out = client.images.push(f"{reg.login_server}/team/sdk", tag="v2", auth_config=auth)
+        assert "digest: sha256:" in out
+        tags = requests.get(f"{reg.url}/v2/team/sdk/tags/list", auth=tuple(creds(reg).split(":", 1)),
+                            timeout=10).json()
+        assert tags["tags"] == ["v2"]
+        wrong = {"username": reg.credentials.username, "password": "wrong"}
+        image.tag(f"{reg.login_server}/team/denied", "v1")
+        try:
+            out = client.images.push(f"{reg.login_server}/team/denied", tag="v1", auth_config=wrong)
+        except docker.errors.APIError as exc:  # some engine versions raise, others report in the stream
+            out = str(exc)
+        assert "invalid username or password" in out
+        assert requests.get(f"{reg.url}/v2/team/denied/tags/list", auth=tuple(creds(reg).split(":", 1)),
+                            timeout=10).status_code == 404
+        client.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        shutil.rmtree(sockdir, ignore_errors=True)
