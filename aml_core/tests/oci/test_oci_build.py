@@ -12,6 +12,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 from aml_core.errors import InvalidConfig, NotFound
 from aml_core.oci import (
@@ -22,6 +23,7 @@ from aml_core.oci import (
     build_image,
     parse_layout_location,
     read_layout,
+    rebase,
     remove_from_layout,
     write_docker_archive,
     write_layout,
@@ -247,3 +249,33 @@ def test_base_image_layers_come_first(spec, tmp_path):
     cfg = image.config_json()
     assert len(cfg["rootfs"]["diff_ids"]) == len(image.layers)
     assert cfg["config"]["Labels"]["org.aml.app-layers"] == "3"
+
+
+def test_rebase_equals_building_on_the_base(spec, tmp_path):
+    base_a = build_image(make_spec(tmp_path))
+    (tmp_path / "other.txt").write_text("other base")
+    base_b = build_image(
+        PackageSpec(
+            app=spec.app,
+            environment=EnvironmentSpec(name="b", environment_variables={"PATH": "/base/bin"}),
+            models=[ModelFiles.from_path("other", 1, tmp_path / "other.txt")],
+            runtime_source=spec.runtime_source,
+        )
+    )
+    app_only = build_image(spec)
+    on_a = build_image(attrs.evolve(spec, base=base_a))
+    assert rebase(app_only, base_a).digest == on_a.digest
+    # rebasing again swaps the base and keeps the app's layers
+    on_b = rebase(on_a, base_b)
+    assert on_b.layers == base_b.layers + app_only.layers
+    env = dict(i.split("=", 1) for i in on_b.config_json()["config"]["Env"])
+    assert env["PATH"] == "/base/bin"  # the base's PATH wins
+    assert env["GREETING"] == "hello"
+
+
+def test_rebase_needs_the_app_layers_label(tmp_path):
+    from aml_core.oci import Image
+
+    plain = Image.assemble({"config": {}, "rootfs": {"type": "layers", "diff_ids": []}}, [])
+    with pytest.raises(InvalidConfig, match="org.aml.app-layers"):
+        rebase(plain, plain)

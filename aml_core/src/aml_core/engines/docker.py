@@ -22,7 +22,14 @@ import requests
 
 from aml_core.engines.base import Engine, RunningContainer
 from aml_core.errors import InvalidConfig, NotFound, ProvisioningFailed
-from aml_core.oci.image import LABEL_APP_LAYERS, PORT, write_docker_archive
+from aml_core.oci.image import (
+    LABEL_APP_LAYERS,
+    PORT,
+    Image,
+    app_layer_count,
+    rebase,
+    write_docker_archive,
+)
 from aml_core.oci.media import digest_hex
 from aml_core.oci.testing import free_port
 
@@ -38,6 +45,10 @@ def _docker():
             "the docker engine needs the docker SDK: pip install 'aml-core[docker]'"
         ) from exc
     return docker
+
+
+def _has_app_label(image: Image) -> bool:
+    return LABEL_APP_LAYERS in image.labels()
 
 
 class DockerContainer(RunningContainer):
@@ -90,12 +101,23 @@ class DockerEngine(Engine):
     """Runs images with Docker or podman's Docker-compatible API.
 
     :param base_url: ``unix:///path/podman.sock`` or ``tcp://...``; default ``DOCKER_HOST``.
+    :param base_image: what images built without a base (``Model.package``'s) are rebased
+        onto before they run (:func:`aml_core.oci.rebase`); it must provide ``python3`` and
+        the packages the images' environments need.
     """
 
     kind = "docker"
 
-    def __init__(self, *, base_url: str | None = None, timeout: int = 300, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        base_image: Image | None = None,
+        timeout: int = 300,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
+        self.base_image = base_image
         self.base_url = base_url
         self.timeout = timeout
         self._client = None
@@ -144,13 +166,15 @@ class DockerEngine(Engine):
         self, image, *, name: str, port: int | None = None, env: Mapping[str, str] | None = None
     ) -> DockerContainer:
         resolved = self.resolve(image)
-        labels = (resolved.config_json().get("config") or {}).get("Labels") or {}
-        if labels.get(LABEL_APP_LAYERS) == str(len(resolved.layers)):
-            raise InvalidConfig(
-                f"image {resolved.digest} has only the app's layers and no base with Python, so it "
-                "cannot run in a container; build it with PackageSpec(base=...) (see "
-                "scripts/build-base-image.sh) or run it with the process engine"
-            )
+        if _has_app_label(resolved) and app_layer_count(resolved) == len(resolved.layers):
+            if self.base_image is None:
+                raise InvalidConfig(
+                    f"image {resolved.digest} has only the app's layers and no base with Python, "
+                    "so it cannot run in a container; give DockerEngine(base_image=...) (see "
+                    "scripts/build-base-image.sh), build it with PackageSpec(base=...), or run it "
+                    "with the process engine"
+                )
+            resolved = rebase(resolved, self.base_image)
         tag = self.load(resolved)
         port = port or free_port()
         docker = _docker()

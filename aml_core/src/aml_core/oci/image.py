@@ -344,7 +344,7 @@ def _content_builders(spec: PackageSpec) -> list[tuple[str, LayerBuilder]]:
     return out
 
 
-def _image_env(spec: PackageSpec, base_env: list[str]) -> list[str]:
+def _image_env(spec: PackageSpec) -> list[str]:
     _, rel, _ = spec.app.resolve()
     ours = {
         "PYTHONPATH": RUNTIME_LIB,
@@ -356,13 +356,7 @@ def _image_env(spec: PackageSpec, base_env: list[str]) -> list[str]:
         "AZUREML_MODEL_DIR": _model_dir_env(spec.models),
         **spec.environment.environment_variables,
     }
-    env: dict[str, str] = {}
-    for item in base_env:
-        key, _, value = item.partition("=")
-        env[key] = value
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.update(ours)
-    return [f"{k}={v}" for k, v in env.items()]
+    return [f"{k}={v}" for k, v in {"PATH": DEFAULT_PATH, **ours}.items()]
 
 
 def _labels(spec: PackageSpec, app_layers: int) -> dict[str, str]:
@@ -379,44 +373,102 @@ def _labels(spec: PackageSpec, app_layers: int) -> dict[str, str]:
 
 
 def build_image(spec: PackageSpec) -> Image:
-    """Build the image in memory. Deterministic: same spec, same :attr:`Image.digest`."""
+    """Build the image in memory. Deterministic: same spec, same :attr:`Image.digest`.
+
+    With ``spec.base`` the result is :func:`rebase` of the app-only image onto that base.
+    """
     media = (
         OCI_LAYER_GZIP
         if not spec.docker_media_types
         else "application/vnd.docker.image.rootfs.diff.tar.gzip"
     )
     layers: list[Layer] = [b.build(comment=c, media_type=media) for c, b in _content_builders(spec)]
-    base_cfg = spec.base.config_json() if spec.base is not None else {}
-    base_layers = spec.base.layers if spec.base is not None else ()
-    base_inner = base_cfg.get("config") or {}
-    diff_ids = list((base_cfg.get("rootfs") or {}).get("diff_ids") or [])
-    if len(diff_ids) != len(base_layers):
-        raise InvalidConfig(
-            "the base image's config lists a different number of layers than its manifest"
-        )
     config = {
         "created": EPOCH,
-        "architecture": base_cfg.get("architecture", "amd64"),
-        "os": base_cfg.get("os", "linux"),
+        "architecture": "amd64",
+        "os": "linux",
         "config": {
-            "Env": _image_env(spec, base_inner.get("Env") or []),
+            "Env": _image_env(spec),
             "Entrypoint": ENTRYPOINT,
             "Cmd": [],
             "WorkingDir": APP_ROOT,
             "ExposedPorts": {f"{PORT}/tcp": {}},
-            "Labels": dict(
-                sorted({**(base_inner.get("Labels") or {}), **_labels(spec, len(layers))}.items())
-            ),
+            "Labels": dict(sorted(_labels(spec, len(layers)).items())),
         },
-        "rootfs": {"type": "layers", "diff_ids": diff_ids + [layer.diff_id for layer in layers]},
-        "history": list(base_cfg.get("history") or [])
-        + [
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        "history": [
             {"created": EPOCH, "created_by": "aml_core.oci", "comment": layer.comment}
             for layer in layers
         ],
     }
+    image = Image.assemble(config, [layer.blob for layer in layers], docker=spec.docker_media_types)
+    return rebase(image, spec.base) if spec.base is not None else image
+
+
+def app_layer_count(image: Image) -> int:
+    """How many of the image's last layers are the app's own (label ``org.aml.app-layers``)."""
+    labels = image.labels()
+    try:
+        count = int(labels[LABEL_APP_LAYERS])
+    except (KeyError, ValueError) as exc:
+        raise InvalidConfig(
+            f"image {image.digest} has no valid {LABEL_APP_LAYERS} label; "
+            "only images built by aml_core.oci.build_image can be rebased"
+        ) from exc
+    if not 0 < count <= len(image.layers):
+        raise InvalidConfig(
+            f"image {image.digest} claims {count} app layers of {len(image.layers)}"
+        )
+    return count
+
+
+def rebase(image: Image, base: Image) -> Image:
+    """Put ``image``'s app layers on top of ``base`` (replacing any base it had).
+
+    Only manifests and configs are rewritten; no layer is recompressed, so this is cheap.
+    The base's environment variables come first, the image's override them, except that the
+    base's ``PATH`` is kept. Labels merge the same way.
+    """
+    count = app_layer_count(image)
+    cfg = image.config_json()
+    inner = cfg.get("config") or {}
+    base_cfg = base.config_json()
+    base_inner = base_cfg.get("config") or {}
+    base_diff_ids = list((base_cfg.get("rootfs") or {}).get("diff_ids") or [])
+    if len(base_diff_ids) != len(base.layers):
+        raise InvalidConfig(
+            f"base image {base.digest} lists {len(base_diff_ids)} diff_ids for "
+            f"{len(base.layers)} layers; it is malformed"
+        )
+    env: dict[str, str] = {}
+    for item in base_inner.get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    for item in inner.get("Env") or []:
+        key, _, value = item.partition("=")
+        if not (key == "PATH" and "PATH" in env):
+            env[key] = value
+    labels = {**(base_inner.get("Labels") or {}), **(inner.get("Labels") or {})}
+    history = [h for h in cfg.get("history") or [] if not h.get("empty_layer")]
+    config = {
+        **cfg,
+        "architecture": base_cfg.get("architecture", cfg.get("architecture", "amd64")),
+        "os": base_cfg.get("os", cfg.get("os", "linux")),
+        "config": {
+            **inner,
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "Labels": dict(sorted(labels.items())),
+        },
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": base_diff_ids + cfg["rootfs"]["diff_ids"][-count:],
+        },
+        "history": list(base_cfg.get("history") or []) + history[-count:],
+    }
     return Image.assemble(
-        config, [*base_layers, *(layer.blob for layer in layers)], docker=spec.docker_media_types
+        config,
+        [*base.layers, *image.layers[-count:]],
+        docker=image.manifest.media_type == DOCKER_MANIFEST,
     )
 
 
@@ -641,7 +693,7 @@ def write_build_context(spec: PackageSpec, directory: Path, *, base_image: str) 
         f"RUN PYTHONPATH={RUNTIME_LIB} python3 -m aml_core.oci.requirements --install "
         f"{REQUIREMENTS_FILE} || python3 -m pip install -r {REQUIREMENTS_FILE}"
     )
-    env = _image_env(spec, [])
+    env = _image_env(spec)
     for item in env:
         key, _, value = item.partition("=")
         if key != "PATH":
