@@ -354,3 +354,39 @@ def test_blob_push_rejects_a_forged_digest(registry):
     )
     with pytest.raises(Exception, match="DIGEST_INVALID|400"):
         client.push_blob("aml/forged", forged)
+
+
+def _throttled_session(client, times: int):
+    """Answer the first ``times`` GETs with 429 + Retry-After: 0, then pass through."""
+    import requests as _requests
+
+    real = client._session.request
+    seen = []
+
+    def request(method, url, **kw):
+        seen.append(method)
+        if method == "GET" and len([m for m in seen if m == "GET"]) <= times:
+            resp = _requests.Response()
+            resp.status_code, resp.url = 429, url
+            resp.headers["Retry-After"] = "0"
+            resp._content = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'
+            return resp
+        return real(method, url, **kw)
+
+    client._session.request = request
+    return seen
+
+
+def test_throttled_reads_are_retried_a_bounded_number_of_times(registry, image):
+    from aml_core.oci.registry import RETRIES, RegistryError
+
+    RegistryClient(registry).push_image("aml/throttle", image)
+    client = RegistryClient(registry)
+    seen = _throttled_session(client, times=2)
+    assert client.list_tags("aml/throttle") == ["latest"]
+    assert seen.count("GET") == 3
+    stubborn = RegistryClient(registry)
+    seen = _throttled_session(stubborn, times=100)
+    with pytest.raises(RegistryError, match="TOOMANYREQUESTS") as info:
+        stubborn.list_tags("aml/throttle")
+    assert info.value.status == 429 and seen.count("GET") == RETRIES + 1

@@ -41,6 +41,12 @@ _REPO = re.compile(
 )
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+#: GET/HEAD are retried this many times on 429, 502-504 and connection errors
+RETRIES = 3
+_RETRY_STATUS = (429, 502, 503, 504)
+_IDEMPOTENT = ("GET", "HEAD")
+#: longest wait between retries, whatever Retry-After says
+MAX_BACKOFF = 5.0
 #: blobs larger than this are uploaded in chunks of this size
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 
@@ -155,20 +161,33 @@ class RegistryClient:
         url = self._url(path)
         headers = dict(kwargs.pop("headers", {}) or {})
         body = kwargs.get("data")
-        for attempt in range(3):
+        challenges = retries = 0
+        while True:  # bounded: at most 2 challenges and RETRIES retries
             self._authorise(headers, scope)
             if hasattr(body, "seek"):
                 body.seek(0)
-            resp = self._session.request(
-                method,
-                url,
-                headers=headers,
-                timeout=self.timeout,
-                verify=self._verify,
-                allow_redirects=True,
-                **kwargs,
-            )
-            if resp.status_code == 401 and attempt < 2 and self._handle_challenge(resp, scope):
+            try:
+                resp = self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    timeout=self.timeout,
+                    verify=self._verify,
+                    allow_redirects=True,
+                    **kwargs,
+                )
+            except requests.ConnectionError as exc:
+                if method in _IDEMPOTENT and retries < RETRIES:
+                    retries += 1
+                    time.sleep(_backoff(retries, None))
+                    continue
+                raise RegistryError(f"cannot reach registry {self.registry}: {exc}") from exc
+            if resp.status_code == 401 and challenges < 2 and self._handle_challenge(resp, scope):
+                challenges += 1
+                continue
+            if resp.status_code in _RETRY_STATUS and method in _IDEMPOTENT and retries < RETRIES:
+                retries += 1
+                time.sleep(_backoff(retries, resp.headers.get("Retry-After")))
                 continue
             break
         if resp.status_code not in tuple(ok):
@@ -520,6 +539,15 @@ class RegistryClient:
             config=config,
             layers=tuple(layers),
         )
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds to wait: the server's Retry-After (seconds form) or 0.25 * 2^attempt, capped."""
+    try:
+        wanted = float(retry_after) if retry_after is not None else 0.25 * 2**attempt
+    except ValueError:  # an HTTP date: not worth parsing for a capped wait
+        wanted = MAX_BACKOFF
+    return max(0.0, min(wanted, MAX_BACKOFF))
 
 
 def _ref(reference: str) -> str:
