@@ -306,8 +306,10 @@ def token_registry(tmp_path):
 
 def test_bearer_token_challenge(token_registry, image):
     url, server = token_registry
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthError, match="refused the credentials for user 'admin'"):
         RegistryClient(url, username="admin", password="wrong").ping()
+    with pytest.raises(AuthError, match="requires credentials and none were given"):
+        RegistryClient(url).list_tags("aml/tok")
     client = RegistryClient(url, username="admin", password="s3cret")
     client.push_image("aml/tok", image, tags=["1"])
     assert client.pull_image("aml/tok", "1").digest == image.digest

@@ -235,6 +235,12 @@ class RegistryClient:
                 realm, params=query, auth=auth, timeout=self.timeout, verify=self._verify
             )
         if resp.status_code in (401, 403):
+            if self._username is None:
+                raise AuthError(
+                    f"registry {self.registry} requires credentials and none were given; pass "
+                    "username and password (for ACR: az acr credential show, or the refresh "
+                    f"token with username {NULL_GUID_USER})"
+                )
             raise AuthError(
                 f"the registry's token service {realm} refused the credentials for user "
                 f"{self._username!r}; check the username and password (az acr credential show)"
