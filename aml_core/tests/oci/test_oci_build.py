@@ -279,3 +279,13 @@ def test_rebase_needs_the_app_layers_label(tmp_path):
     plain = Image.assemble({"config": {}, "rootfs": {"type": "layers", "diff_ids": []}}, [])
     with pytest.raises(InvalidConfig, match="org.aml.app-layers"):
         rebase(plain, plain)
+
+
+def test_conda_only_packages_are_recorded_but_never_installed():
+    env = EnvironmentSpec(
+        name="e", pip_requirements=["numpy"], conda_dependencies=["cudatoolkit=11"]
+    )
+    assert "numpy" in env.requirements()
+    assert not any("cudatoolkit" in r for r in env.requirements())
+    assert json.loads(env.to_label())["conda"] == ["cudatoolkit=11"]
+    assert EnvironmentSpec.from_label(env.to_label()).content_hash() == env.content_hash()

@@ -103,19 +103,6 @@ def _tuple(value: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(value or ())
 
 
-def _conda_to_pip(spec: str) -> str | None:
-    """``numpy=1.21`` → ``numpy==1.21.*``; python/pip/conda-only entries → None."""
-    name, _, version = spec.strip().partition("=")
-    name = name.split("::")[-1].strip()
-    if not name or name in {"python", "pip", "conda", "setuptools", "wheel"}:
-        return None
-    if version.startswith("="):
-        return f"{name}=={version[1:]}"
-    if version:
-        return f"{name}=={version}" if version.count(".") >= 2 else f"{name}=={version}.*"
-    return name
-
-
 @attrs.frozen(kw_only=True)
 class EnvironmentSpec:
     """The environment an image needs, as plain data (the core's Environment maps onto it)."""
@@ -124,21 +111,17 @@ class EnvironmentSpec:
     python_version: str = attrs.field(
         default=DEFAULT_PYTHON_VERSION, converter=lambda v: v or DEFAULT_PYTHON_VERSION
     )
+    #: what pip installs (conda packages with a pip twin belong here, already mapped)
     pip_requirements: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    #: conda-only packages: recorded in the image's labels, never installed by the engines
     conda_dependencies: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     environment_variables: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
     #: a stable hash of what the environment installs; computed when not given
     hash: str = attrs.field(default="")
 
     def requirements(self) -> tuple[str, ...]:
-        """Every pip requirement: the runtime's, then the user's, then conda's mapped to pip."""
-        conda = [p for p in (_conda_to_pip(c) for c in self.conda_dependencies) if p]
-        seen, out = set(), []
-        for req in (*runtime_requirements(), *self.pip_requirements, *conda):
-            if req not in seen:
-                seen.add(req)
-                out.append(req)
-        return tuple(out)
+        """Every pip requirement: the scoring runtime's, then the environment's own."""
+        return tuple(dict.fromkeys((*runtime_requirements(), *self.pip_requirements)))
 
     def content_hash(self) -> str:
         """``hash`` if given, else sha256 of the python version and the requirement list."""
