@@ -287,7 +287,7 @@ def test_ctrl_c_during_deploy_exits_130_and_leaves_a_consistent_service(aml, app
             seen.append(line)
             if len(seen) == 2:  # two progress steps in: the provider is at work
                 proc.send_signal(signal.SIGINT)
-            if line.startswith("Interrupted."):
+            if line.startswith("Ctrl-C: finishing the operation in progress first"):
                 break
         latch.touch()
         rest = proc.communicate(timeout=120)[1]
@@ -297,7 +297,8 @@ def test_ctrl_c_during_deploy_exits_130_and_leaves_a_consistent_service(aml, app
             proc.kill()
     stderr = "".join(seen) + rest
     assert proc.returncode == 130, stderr
-    assert "Interrupted. Finishing the operation in progress first" in stderr
+    assert "Ctrl-C: finishing the operation in progress first" in stderr
+    assert stderr.rstrip().endswith("Interrupted.")
     # the deployment was allowed to finish and was recorded: the service is usable
     assert aml.json("service", "show", "cli-slow")["state"] == "running"
     assert aml.json("service", "run", "cli-slow", "--data", '{"data": [1]}') == [5.0]  # latest: factor:2

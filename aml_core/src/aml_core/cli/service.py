@@ -6,10 +6,12 @@ import contextlib
 import inspect
 import json
 import queue
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 from rich.table import Table
@@ -88,20 +90,58 @@ def deployment_config(kind: str, settings: dict[str, Any]) -> Any:
 # -- progress -------------------------------------------------------------------------------
 
 
+INTERRUPT_NOTE = (
+    "Ctrl-C: finishing the operation in progress first, so the workspace records what the provider did; "
+    "the command then exits with status 130 ..."
+)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[list[float]]:
+    """Turn Ctrl-C into a flag while an operation runs, instead of a KeyboardInterrupt.
+
+    The provider works in a (non-daemon) thread that must finish its step for the
+    workspace to stay consistent. Letting KeyboardInterrupt land in ``Thread.join``
+    is worse than useless on CPython 3.11: the interrupted join marks the still-running
+    thread as stopped, so the interpreter exits under it and a half-started service is
+    never recorded.
+    """
+    pressed: list[float] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        pressed.append(time.time())
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def follow(state: State, service: Any, label: str) -> None:
     """Show an operation's progress on stderr until it ends; re-raise its error.
 
     On an interactive terminal: a spinner with the latest step, each step also printed
     above it. Otherwise (a pipe, a file, ``TERM=dumb``, ``TTY_INTERACTIVE=0``): one
     timestamped line per step and no cursor movement, so CI logs stay readable.
+    Ctrl-C is noted and honoured once the operation has ended (exit status 130).
     """
     operation = getattr(service, "_operation", None)
     if operation is None:
         service.wait_for_deployment()
         return
     err = state.err
+    status = err.status(label, spinner="dots") if err.is_interactive else contextlib.nullcontext()
 
-    def drain(show: Callable[[float, str], None]) -> None:
+    def show(stamp: float, text: str) -> None:
+        err.print(Text.assemble((time.strftime("%H:%M:%S ", time.localtime(stamp)), "dim"), text), soft_wrap=True)
+        if status is not None and hasattr(status, "update"):
+            status.update(f"{label}: {text}")
+
+    def drain() -> None:
         while True:
             try:
                 stamp, text = operation.messages.get_nowait()
@@ -109,26 +149,19 @@ def follow(state: State, service: Any, label: str) -> None:
                 return
             show(stamp, text)
 
-    def line(stamp: float, text: str) -> Text:
-        return Text.assemble((time.strftime("%H:%M:%S ", time.localtime(stamp)), "dim"), text)
-
-    if err.is_interactive:
-        with err.status(label, spinner="dots") as status:
-            def show(stamp: float, text: str) -> None:
-                err.print(line(stamp, text), soft_wrap=True)
-                status.update(f"{label}: {text}")
-
-            while not operation.join(0.1):
-                drain(show)
-            drain(show)
-    else:
-        def show(stamp: float, text: str) -> None:
-            err.print(line(stamp, text), soft_wrap=True)
-
-        while not operation.join(0.2):
-            drain(show)
-        drain(show)
-    service.wait_for_deployment()
+    noted = 0
+    with _deferred_interrupt() as pressed, status:
+        while True:
+            done = operation.join(0.1)
+            drain()
+            if len(pressed) > noted:
+                noted = len(pressed)
+                err.print(Text(INTERRUPT_NOTE, style="yellow"), soft_wrap=True)
+            if done:
+                break
+    service.wait_for_deployment()  # the operation's error, if any, wins over the interrupt
+    if pressed:
+        raise KeyboardInterrupt
 
 
 # -- rendering ------------------------------------------------------------------------------
