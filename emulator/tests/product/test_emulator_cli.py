@@ -76,13 +76,15 @@ def test_status_without_an_emulator_exits_1_naming_the_fix(tmp_path: Path) -> No
     assert "aml emulator start" in result.output
 
 
-def test_start_prints_endpoints_writes_the_profile_and_stops_on_sigterm(tmp_path: Path, profile_dir: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_start_prints_endpoints_writes_the_profile_and_stops_on_a_signal(
+        tmp_path: Path, profile_dir: Path, signum: int) -> None:
     state = tmp_path / "state"
     profile_file = profile_dir / "ci.json"
 
     def stop_when_ready() -> None:
         _wait_for(lambda: (state / "run.json").exists(), 30, "the emulator to write run.json")
-        os.kill(os.getpid(), signal.SIGTERM)  # the command's handler turns this into a clean stop
+        os.kill(os.getpid(), signum)  # the command's handler turns this into a clean stop
 
     stopper = threading.Thread(target=stop_when_ready, daemon=True)
     stopper.start()
