@@ -102,9 +102,18 @@ def test_patch_types(k8s):
     assert again.metadata.generation == gen
 
 
+def _settled(apps, name: str) -> None:
+    """Wait until the deployment controller has observed the object (it writes status)."""
+    wait_for(lambda: (apps.read_namespaced_deployment(name, "default").status or client.V1DeploymentStatus()).observed_generation,
+             what="controller observed the deployment")
+    import time
+    time.sleep(0.3)
+
+
 def test_scale_subresource_with_strategic_merge_patch(k8s):
     apps = client.AppsV1Api(k8s)
     apps.create_namespaced_deployment("default", deployment("s", probe=False, replicas=0))
+    _settled(apps, "s")
     scale = apps.patch_namespaced_deployment_scale("s", "default", {"spec": {"replicas": 0}})
     assert scale.kind == "Scale" and scale.spec.replicas == 0 and scale.status.selector == "app=s"
     read = apps.read_namespaced_deployment_scale("s", "default")
@@ -119,6 +128,7 @@ def test_scale_subresource_with_strategic_merge_patch(k8s):
 def test_status_subresource_semantics(k8s):
     apps = client.AppsV1Api(k8s)
     apps.create_namespaced_deployment("default", deployment("st", probe=False, replicas=0))
+    _settled(apps, "st")
     d = apps.read_namespaced_deployment("st", "default")
     # a main-resource update ignores .status
     d.status = client.V1DeploymentStatus(replicas=42)
@@ -128,6 +138,7 @@ def test_status_subresource_semantics(k8s):
     body = apps.read_namespaced_deployment("st", "default")
     body.spec.replicas = 7
     body.status = client.V1DeploymentStatus(replicas=0, observed_generation=1, collision_count=3)
+    body.metadata.resource_version = None  # an unconditional status write
     out = apps.replace_namespaced_deployment_status("st", "default", body)
     assert out.spec.replicas == 0 and out.status.collision_count == 3 and out.metadata.generation == 1
 

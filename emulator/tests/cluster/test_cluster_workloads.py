@@ -21,7 +21,7 @@ from aml_emulator.cluster import ClusterService
 def _pids(v1, selector: str) -> dict[str, int]:
     out = {}
     for p in v1.list_namespaced_pod("default", label_selector=selector).items:
-        for cs in p.status.container_statuses or []:
+        for cs in (p.status and p.status.container_statuses) or []:
             if cs.container_id and cs.state.running:
                 out[p.metadata.name] = int(cs.container_id.rsplit("/", 1)[1])
     return out
@@ -135,7 +135,8 @@ def test_crashing_container_backs_off_with_logs(k8s, cluster):
         {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", CRASHER]}]}})
 
     def backing_off():
-        cs = (v1.read_namespaced_pod("crash", "default").status.container_statuses or [None])[0]
+        st = v1.read_namespaced_pod("crash", "default").status
+        cs = ((st and st.container_statuses) or [None])[0]
         return cs if cs and cs.restart_count >= 2 and cs.state.waiting and cs.state.waiting.reason == "CrashLoopBackOff" else None
     cs = wait_for(backing_off, timeout=20, what="CrashLoopBackOff")
     assert cs.last_state.terminated.exit_code == 3 and cs.last_state.terminated.reason == "Error"
@@ -157,9 +158,10 @@ def test_liveness_probe_failure_restarts_container(k8s, cluster):
          "ports": [{"containerPort": 9000}],
          "livenessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 1, "failureThreshold": 2,
                            "initialDelaySeconds": 0}}]}})
-    wait_for(lambda: v1.read_namespaced_pod("live", "default").status.container_statuses[0].restart_count >= 1
-             if v1.read_namespaced_pod("live", "default").status.container_statuses else False,
-             timeout=20, what="liveness restart")
+    def restarted() -> bool:
+        st = v1.read_namespaced_pod("live", "default").status
+        return bool(st and st.container_statuses and st.container_statuses[0].restart_count >= 1)
+    wait_for(restarted, timeout=20, what="liveness restart")
     events = v1.list_namespaced_event("default", field_selector="involvedObject.name=live").items
     assert any(e.reason == "Unhealthy" for e in events)
 
@@ -174,16 +176,19 @@ def test_env_from_secret_and_configmap(k8s, cluster):
          "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
                  {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
                  {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]}})
-    wait_for(lambda: "pw s3cr3t mode fast ns default" in v1.read_namespaced_pod_log("env", "default")
-             if v1.read_namespaced_pod("env", "default").status.phase == "Running" else False,
-             timeout=15, what="env resolved")
+    def logged() -> bool:
+        st = v1.read_namespaced_pod("env", "default").status
+        return bool(st and st.phase == "Running") and "pw s3cr3t mode fast ns default" in v1.read_namespaced_pod_log("env", "default")
+    wait_for(logged, timeout=15, what="env resolved")
     # a missing key keeps the container waiting with the reason kubectl shows
     v1.create_namespaced_pod("default", {"metadata": {"name": "noenv"}, "spec": {"containers": [
         {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", script],
          "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "nope"}}}]}]}})
-    wait_for(lambda: (v1.read_namespaced_pod("noenv", "default").status.container_statuses or [None])[0] is not None
-             and v1.read_namespaced_pod("noenv", "default").status.container_statuses[0].state.waiting.reason
-             == "CreateContainerConfigError", timeout=10, what="CreateContainerConfigError")
+    def config_error() -> bool:
+        st = v1.read_namespaced_pod("noenv", "default").status
+        cs = st.container_statuses if st else None
+        return bool(cs and cs[0].state.waiting and cs[0].state.waiting.reason == "CreateContainerConfigError")
+    wait_for(config_error, timeout=10, what="CreateContainerConfigError")
 
 
 class FakeClock:

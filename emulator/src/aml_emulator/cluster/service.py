@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import socket
 import shutil
 import tempfile
 import time
@@ -97,7 +98,13 @@ class ClusterService:
                               bookmark_interval=self._bookmark_interval)
         self.ca_path, crt, key = tls.generate(work / "tls", self.host)
         self.server = BackgroundServer(self.api, host=self.host, name="aml-cluster",
-                                       certfile=str(crt), keyfile=str(key)).start()
+                                       certfile=str(crt), keyfile=str(key))
+        # Accepted sockets inherit TCP_NODELAY from the listener on Linux; without it every
+        # keep-alive response (headers and body written separately) waits ~40 ms on Nagle.
+        listener = getattr(self.server, "_sock", None)
+        if listener is not None:
+            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.start()
         self.balancers = ServiceBalancers(self.store, host=self.host)
         self.balancers.start()
         self.controllers = ControllerManager(self.store, clock=self.clock, period=self._controller_period,
