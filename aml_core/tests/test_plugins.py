@@ -114,3 +114,21 @@ def test_docs_have_one_section_per_hook_with_its_signature():
     for name, fn in vars(hookspecs).items():
         if name.startswith("aml_") and callable(fn):
             assert f"## `{name}{inspect.signature(fn)}`" in text, f"docs/hooks.md lacks a section for {name}"
+
+
+def test_a_provider_that_fails_to_import_is_named_with_the_fix(tmp_path, monkeypatch):
+    import sys
+
+    from aml_core.errors import AmlError
+
+    dist = tmp_path / "aml_provider_broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: aml-provider-broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[aml.providers]\nbroken = aml_provider_broken\n")
+    (tmp_path / "aml_provider_broken.py").write_text("raise RuntimeError('missing native library')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(AmlError, match="missing native library.*AML_DISABLE_PLUGINS"):
+        get_plugin_manager()
+    monkeypatch.setenv("AML_DISABLE_PLUGINS", "broken")
+    assert "local" in Hooks(get_plugin_manager()).kinds
+    sys.modules.pop("aml_provider_broken", None)

@@ -44,6 +44,8 @@ class Model:
                  tags: Any = None, properties: Any = None, version: int | None = None) -> None:
         if id is not None:
             name, _, ver = id.partition(":")
+            if ver and not ver.isdigit():
+                raise InvalidConfig(f"Model id {id!r} is not NAME:VERSION with a whole-number version.")
             version = int(ver) if ver else version
         if not name:
             raise InvalidConfig("Model(): give a name (and optionally version) or an id 'name:version'.")

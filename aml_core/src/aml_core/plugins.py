@@ -16,7 +16,7 @@ import pluggy
 
 from aml_core import hookspecs
 from aml_core.capabilities import OPERATION_CAPABILITY
-from aml_core.errors import Conflict, NoProviderError, NotSupported
+from aml_core.errors import AmlError, Conflict, NoProviderError, NotSupported
 from aml_core.records import TargetKind
 
 ENTRY_POINT_GROUP = "aml.providers"
@@ -44,7 +44,13 @@ def get_plugin_manager(
         module = __import__(module_name, fromlist=["_"])
         pm.register(module, name=module_name)
     if load_entrypoints:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as exc:  # a provider that fails to import must not hide which one it was
+            raise AmlError(
+                f"A provider in the {ENTRY_POINT_GROUP!r} entry-point group failed to load: "
+                f"{type(exc).__name__}: {exc}. Reinstall it, or block it with AML_DISABLE_PLUGINS=<name>."
+            ) from exc
     # A misspelled hook name in any provider fails here, at start-up, not silently later.
     pm.check_pending()
     if os.environ.get("AML_TRACE_PLUGINS"):

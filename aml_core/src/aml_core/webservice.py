@@ -166,6 +166,7 @@ class Operation:
         self.messages: "queue.Queue[tuple[float, str]]" = queue.Queue()
         self.result: ServiceRecord | None = None
         self.error: BaseException | None = None
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(work,), name=f"aml-{label}", daemon=False)
 
     def progress(self, text: str) -> None:
@@ -180,14 +181,21 @@ class Operation:
             self.result = work(self.progress)
         except BaseException as exc:  # reported to whoever waits on the operation
             self.error = exc
+        finally:
+            self._done.set()
 
     def join(self, timeout: float | None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        # Wait on an Event, not Thread.join(timeout): on Python 3.11 a Ctrl-C that lands in
+        # join(timeout) marks the still-running thread as finished, and the interpreter
+        # would then exit under the provider, leaving the service half-recorded.
+        if not self._done.wait(timeout):
+            return False
+        self._thread.join()
+        return True
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return not self._done.is_set()
 
 
 # -- the handle --------------------------------------------------------------------------
