@@ -182,12 +182,13 @@ def cli() -> None:
 
 
 def _register_builtin_commands() -> None:
+    from aml_core.cli.image import image
     from aml_core.cli.model import model
     from aml_core.cli.providers import plugins, providers
     from aml_core.cli.service import service
     from aml_core.cli.workspace import workspace
 
-    for command in (workspace, model, service, providers, plugins):
+    for command in (workspace, model, image, service, providers, plugins):
         cli.add_command(command)
 
 
