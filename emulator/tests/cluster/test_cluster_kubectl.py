@@ -99,11 +99,23 @@ def _configmap(name: str) -> str:
     return yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
 
 
-def test_typed_protobuf_bodies_are_refused_by_name(kubectl):
-    # kubectl's typed "create <kind>" helpers send protobuf, which the emulator does not
-    # decode: the refusal is a 415 that names the media type, never a silent success.
-    r = kubectl.run("create", "configmap", "proto", "--from-literal=a=1", check=False)
-    assert r.returncode != 0 and "application/vnd.kubernetes.protobuf" in r.stderr
+def test_typed_create_helpers_send_protobuf_and_work(kubectl, cluster):
+    kubectl.run("create", "namespace", "team")
+    kubectl.run("create", "configmap", "cfg", "--from-literal=a=1", "-n", "team")
+    kubectl.run("create", "secret", "generic", "creds", "--from-literal=password=xyz")
+    kubectl.run("create", "secret", "docker-registry", "regcred", "--docker-server=127.0.0.1:5000",
+                "--docker-username=u", "--docker-password=p")
+    kubectl.run("create", "deployment", "sleeper", "--image=python:3.11", "--replicas=1", "--", "sleep", "30")
+    kubectl.run("expose", "deployment", "sleeper", "--port=80", "--target-port=8080")
+    kubectl.run("autoscale", "deployment", "sleeper", "--max=3", "--cpu-percent=50")
+    assert kubectl.json("get", "configmap", "cfg", "-n", "team")["data"] == {"a": "1"}
+    assert kubectl.json("get", "secret", "creds")["data"] == {"password": "eHl6"}
+    assert kubectl.json("get", "secret", "regcred")["type"] == "kubernetes.io/dockerconfigjson"
+    d = kubectl.json("get", "deployment", "sleeper")
+    assert d["spec"]["template"]["spec"]["containers"][0]["command"] == ["sleep", "30"]
+    assert kubectl.json("get", "service", "sleeper")["spec"]["ports"][0]["targetPort"] == 8080
+    hpa = kubectl.json("get", "hpa.v2.autoscaling", "sleeper")
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
 
 
 def test_get_watch_streams_table_rows(kubectl, cluster):

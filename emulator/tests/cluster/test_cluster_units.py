@@ -124,3 +124,16 @@ def test_implementation_coverage_file_is_current():
     from aml_emulator.cluster.coverage import render
     checked_in = (Path(pkg.__file__).parent / "IMPLEMENTATION_COVERAGE.md").read_text()
     assert checked_in == render(), "regenerate with: python -m aml_emulator.cluster.coverage"
+
+
+def test_protobuf_envelope_for_an_unknown_kind_is_refused_by_name():
+    from aml_emulator.cluster import protobuf
+
+    def field(num: int, payload: bytes) -> bytes:
+        return bytes([num << 3 | 2, len(payload)]) + payload
+    body = protobuf.MAGIC + field(1, field(1, b"batch/v1") + field(2, b"Job")) + field(2, b"")
+    with pytest.raises(err.ApiError) as e:
+        protobuf.decode(body)
+    assert e.value.code == 415 and "batch/v1 Job" in e.value.message
+    cm = protobuf.MAGIC + field(1, field(1, b"v1") + field(2, b"ConfigMap")) + field(2, field(1, field(1, b"c")) + field(2, field(1, b"k") + field(2, b"v")))
+    assert protobuf.decode(cm) == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}

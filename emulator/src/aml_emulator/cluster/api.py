@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from aml_emulator.cluster import exceptions as err
-from aml_emulator.cluster import conversion, fields, openapi, patch as patchlib, strategies, tables
+from aml_emulator.cluster import conversion, fields, openapi, protobuf, patch as patchlib, strategies, tables
 from aml_emulator.cluster.models import (GROUP_VERSIONS, RESOURCES, ResourceType, by_kind,
                                          is_terminating, lookup, resources_of)
 from aml_emulator.cluster.selectors import (label_selector_object, parse_field_selector,
@@ -414,6 +414,8 @@ class ClusterAPI:
                 return yaml.safe_load(raw.decode() or "null")
             if ctype in ("application/json", "", patchlib.JSON_PATCH, patchlib.MERGE_PATCH, patchlib.STRATEGIC_PATCH):
                 return json.loads(raw or b"null")
+            if ctype == protobuf.PROTOBUF and req.method in ("POST", "PUT"):
+                return protobuf.decode(raw)
         except (ValueError, yaml.YAMLError) as e:
             raise err.bad_request(f"the body of the request could not be decoded: {e}")
         raise err.unsupported_media_type(ctype)

@@ -10,8 +10,8 @@ from aml_emulator.cluster.api import UNIMPLEMENTED_SUBRESOURCES
 from aml_emulator.cluster.models import RESOURCES
 
 NOT_SERVED = [
-    ("protobuf request bodies (`application/vnd.kubernetes.protobuf`)",
-     "415 UnsupportedMediaType naming the type; kubectl's typed `create <kind>` helpers send it, `kubectl create -f`/`apply` do not"),
+    ("protobuf request bodies for kinds other than ConfigMap, Secret, Namespace, Service, Deployment and autoscaling/v1 HPA",
+     "415 UnsupportedMediaType naming the kind (kubectl's typed `create <kind>` helpers send protobuf; `apply`/`create -f` send JSON); responses are always JSON"),
     ("CBOR bodies", "415 UnsupportedMediaType"),
     ("aggregated discovery (`apidiscovery.k8s.io/v2`)", "legacy discovery is served; kubectl falls back to it"),
     ("`/openapi/v2`", "404; kubectl tolerates it"),
