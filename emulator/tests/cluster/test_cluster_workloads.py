@@ -264,7 +264,10 @@ def test_workloads_come_back_after_a_restart(tmp_path):
     try:
         k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
         apps, v1 = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
-        apps.create_namespaced_deployment("default", deployment("web", replicas=2))
+        d = deployment("web", replicas=2)
+        # a window after each start in which the pod cannot be ready yet
+        d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["initialDelaySeconds"] = 2
+        apps.create_namespaced_deployment("default", d)
         v1.create_namespaced_service("default", service("web"))
         wait_for(_ready(apps, "web", 2), timeout=30, what="ready")
         url = _service_url(v1, "web")
