@@ -290,3 +290,62 @@ def test_workloads_come_back_after_a_restart(tmp_path):
         k8s.close()
     finally:
         c.stop()
+
+
+class PullingRuntime:
+    """A runtime in the shape of the image-based one: sees the pod's image and decoded pull
+    secrets, fails the first pull, then runs the container as a process."""
+
+    def __init__(self) -> None:
+        from aml_emulator.cluster import ProcessRuntime
+        self.inner = ProcessRuntime()
+        self.calls: list[tuple[str, dict]] = []
+
+    def start(self, pod, container, *, env, ports, log, workdir, pull_auth):
+        from aml_emulator.cluster import ImagePullError
+        self.calls.append((container["image"], pull_auth))
+        if len(self.calls) == 1:
+            raise ImagePullError(f"manifest unknown: {container['image']}")
+        return self.inner.start(pod, container, env=env, ports=ports, log=log, workdir=workdir, pull_auth=pull_auth)
+
+    def poll(self, handle):
+        return self.inner.poll(handle)
+
+    def kill(self, handle, grace):
+        self.inner.kill(handle, grace)
+
+    def logs(self, handle):
+        return self.inner.logs(handle)
+
+
+def test_pod_runtime_seam_gets_image_and_pull_secrets(tmp_path):
+    import base64
+    import json as _json
+
+    from aml_emulator.cluster import PodRuntime, ProcessRuntime
+    assert isinstance(ProcessRuntime(), PodRuntime)
+    runtime = PullingRuntime()
+    assert isinstance(runtime, PodRuntime)
+    c = ClusterService(pod_runtime=runtime, backoff_base=0.3).start()
+    try:
+        from kubernetes import config
+        k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
+        v1 = client.CoreV1Api(k8s)
+        dockercfg = {"auths": {"127.0.0.1:5000": {"auth": base64.b64encode(b"puller:pw").decode()}}}
+        v1.create_namespaced_secret("default", {"metadata": {"name": "regcred"}, "type": "kubernetes.io/dockerconfigjson",
+                                                "data": {".dockerconfigjson": base64.b64encode(_json.dumps(dockercfg).encode()).decode()}})
+        v1.create_namespaced_pod("default", {"metadata": {"name": "img"}, "spec": {
+            "imagePullSecrets": [{"name": "regcred"}],
+            "containers": [{"name": "app", "image": "127.0.0.1:5000/models/scorer:3",
+                            "command": [sys.executable, "-c", "import time; print('ok', flush=True); time.sleep(30)"]}]}})
+
+        def reason():
+            st = v1.read_namespaced_pod("img", "default").status
+            cs = st.container_statuses if st else None
+            return cs and (cs[0].state.waiting.reason if cs[0].state.waiting else "running" if cs[0].state.running else None)
+        wait_for(lambda: reason() == "ErrImagePull", timeout=10, what="ErrImagePull")
+        wait_for(lambda: reason() == "running", timeout=10, what="running after the retry")
+        assert runtime.calls[0] == ("127.0.0.1:5000/models/scorer:3", {"127.0.0.1:5000": {"username": "puller", "password": "pw"}})
+        k8s.close()
+    finally:
+        c.stop()

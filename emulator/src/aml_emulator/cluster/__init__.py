@@ -9,10 +9,10 @@ balancer per service.
 """
 
 from aml_emulator.cluster.exceptions import ApiError
-from aml_emulator.cluster.kubelet import (ContainerLog, PodRuntime, ProcessRuntime,
-                                          RunContainerError)
+from aml_emulator.cluster.kubelet import (ContainerLog, ImagePullError, PodRuntime,
+                                          ProcessRuntime, RunContainerError)
 from aml_emulator.cluster.service import ClusterService, MetricsSource
 from aml_emulator.cluster.store import StateFormatError
 
-__all__ = ["ApiError", "ClusterService", "ContainerLog", "MetricsSource", "PodRuntime",
+__all__ = ["ApiError", "ClusterService", "ContainerLog", "ImagePullError", "MetricsSource", "PodRuntime",
            "ProcessRuntime", "RunContainerError", "StateFormatError"]

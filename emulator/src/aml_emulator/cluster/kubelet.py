@@ -55,6 +55,11 @@ class RunContainerError(Exception):
     """The runtime could not start the container."""
 
 
+class ImagePullError(RunContainerError):
+    """The runtime could not pull the container's image (the pod shows ``ErrImagePull``,
+    then ``ImagePullBackOff`` while it retries with back-off)."""
+
+
 class ContainerLog:
     """A bounded log for one container instance: ``current.log`` rotated at ``max_bytes``
     into ``current.log.1`` (one generation kept), plus ``previous.log`` for the instance
@@ -118,13 +123,16 @@ class PodRuntime(Protocol):
     ``start`` receives the full pod object (``spec.containers[*].image``,
     ``spec.imagePullSecrets`` ...), the container to run, its resolved environment (``PORT``
     included), the port mapping ``{containerPort: hostPort}`` on 127.0.0.1, the log to write
-    output into and a scratch working directory. It returns an opaque handle, or raises
-    :class:`RunContainerError` (the pod then shows ``RunContainerError`` and is retried
-    with back-off).
+    output into, a scratch working directory, and ``pull_auth``: the pod's imagePullSecrets
+    already resolved and decoded, ``{registry host: {"username", "password"}}`` (what a
+    runtime that pulls images needs; others ignore it). It returns an opaque handle, or raises
+    :class:`RunContainerError` (shown as ``RunContainerError``) or :class:`ImagePullError`
+    (``ErrImagePull`` / ``ImagePullBackOff``); either is retried with back-off. ``start``
+    may block (a pull); only that pod waits.
     """
 
     def start(self, pod: dict, container: dict, *, env: dict[str, str], ports: dict[int, int],
-              log: ContainerLog, workdir: Path) -> Any: ...
+              log: ContainerLog, workdir: Path, pull_auth: dict[str, dict[str, str]]) -> Any: ...
 
     def poll(self, handle: Any) -> int | None:
         """The exit code once the container has exited (negative: killed by that signal),
@@ -165,7 +173,7 @@ class ProcessRuntime:
     """Runs ``command`` + ``args`` as a local process in its own process group."""
 
     def start(self, pod: dict, container: dict, *, env: dict[str, str], ports: dict[int, int],
-              log: ContainerLog, workdir: Path) -> _Process:
+              log: ContainerLog, workdir: Path, pull_auth: dict[str, dict[str, str]] | None = None) -> _Process:
         cmd = [expand_vars(str(a), env) for a in (container.get("command") or []) + (container.get("args") or [])]
         if not container.get("command"):
             raise RunContainerError(
@@ -407,6 +415,36 @@ class _PodWorker:
                 env[name] = ""
         return env
 
+    def _pull_auth(self, pod: dict) -> dict[str, dict[str, str]]:
+        """The pod's imagePullSecrets (kubernetes.io/dockerconfigjson or dockercfg),
+        decoded to ``{registry: {"username", "password"}}``. A missing secret is skipped,
+        as the real kubelet does (the pull may still work anonymously)."""
+        auths: dict[str, dict[str, str]] = {}
+        for ref in pod["spec"].get("imagePullSecrets") or []:
+            secret = self.kubelet.store.try_get(SECRETS, self.ns, ref.get("name", ""))
+            if secret is None:
+                continue
+            data = secret.get("data") or {}
+            raw = data.get(".dockerconfigjson") or data.get(".dockercfg")
+            if not raw:
+                continue
+            try:
+                cfg = json.loads(base64.b64decode(raw))
+            except ValueError:
+                continue
+            for registry, entry in (cfg.get("auths", cfg) or {}).items():
+                if not isinstance(entry, dict):
+                    continue
+                user, password = entry.get("username"), entry.get("password")
+                if (not user or password is None) and entry.get("auth"):
+                    try:
+                        user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                    except ValueError:
+                        continue
+                if user is not None:
+                    auths[registry] = {"username": user, "password": password or ""}
+        return auths
+
     # ------------------------------------------------------------- loop
     def start(self) -> None:
         self.thread.start()
@@ -506,11 +544,19 @@ class _PodWorker:
                 c.log.new_instance()
             try:
                 c.handle = k.runtime.start(pod, c.spec, env=c.env, ports=dict(self.ports),
-                                           log=c.log, workdir=self.workdir)
+                                           log=c.log, workdir=self.workdir, pull_auth=self._pull_auth(pod))
+            except ImagePullError as e:
+                again = c.state.get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff")
+                c.state = {"waiting": {"reason": "ImagePullBackOff" if again else "ErrImagePull", "message": str(e)}}
+                c.crashes += 1
+                c.next_start = k.clock() + k.backoff(c.crashes)
+                record_event(k.store, pod, "Pod", "v1", "Warning", "Failed",
+                             f'Failed to pull image "{c.spec.get("image")}": {e}', "kubelet")
+                return
             except RunContainerError as e:
                 c.state = {"waiting": {"reason": "RunContainerError", "message": str(e)}}
                 c.crashes += 1
-                c.next_start = now + k.backoff(c.crashes)
+                c.next_start = k.clock() + k.backoff(c.crashes)
                 return
             if c.instances > 0:
                 c.restart_count += 1
