@@ -299,3 +299,34 @@ def test_pod_spec_is_immutable_except_image(k8s, cluster):
     with pytest.raises(ApiException) as e:
         v1.patch_namespaced_pod("imm", "default", {"spec": {"containers": [{"name": "c", "command": ["true"]}]}})
     assert e.value.status == 422 and "pod updates may not change fields" in _status(e.value)["message"]
+
+
+def test_delete_collection_by_label(k8s):
+    v1 = client.CoreV1Api(k8s)
+    for name, tier in (("a", "x"), ("b", "x"), ("c", "y")):
+        v1.create_namespaced_config_map("default", {"metadata": {"name": name, "labels": {"tier": tier}}})
+    v1.delete_collection_namespaced_config_map("default", label_selector="tier=x")
+    assert sorted(i.metadata.name for i in v1.list_namespaced_config_map("default").items) == ["c"]
+
+
+def test_watch_sends_periodic_bookmarks(cluster):
+    code, resp = api_request(cluster, "GET", "/api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true"
+                             "&resourceVersion=0&timeoutSeconds=2", stream=True)
+    assert code == 200
+    lines = [json.loads(l) for l in resp.read().splitlines() if l.strip()]
+    bookmarks = [l for l in lines if l["type"] == "BOOKMARK"]
+    assert bookmarks and all(b["object"]["metadata"]["resourceVersion"] for b in bookmarks)
+
+
+def test_load_balancer_service_reports_ingress(k8s, cluster):
+    v1 = client.CoreV1Api(k8s)
+    v1.create_namespaced_service("default", {"metadata": {"name": "lb"}, "spec": {
+        "type": "LoadBalancer", "selector": {"app": "lb"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+
+    def ingress():
+        st = v1.read_namespaced_service("lb", "default").status
+        return st and st.load_balancer and st.load_balancer.ingress
+    ing = wait_for(ingress, timeout=10, what="ingress")
+    svc = v1.read_namespaced_service("lb", "default")
+    assert ing[0].ip == "127.0.0.1"
+    assert svc.metadata.annotations["emulator.aml/url"] == f"http://127.0.0.1:{ing[0].ports[0].port}"

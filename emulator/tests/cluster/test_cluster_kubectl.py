@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import yaml
 from cluster_testing import deployment, service, wait_for
@@ -182,3 +183,23 @@ def test_rollout_status_fails_past_the_progress_deadline(kubectl):
     kubectl.run("apply", "-f", "-", input=yaml.safe_dump(d))
     r = kubectl.run("rollout", "status", "deployment/stuck", "--timeout=30s", check=False)
     assert r.returncode != 0 and "exceeded its progress deadline" in r.stderr
+
+
+def test_logs_follow_ends_when_the_pod_goes(kubectl, cluster):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker"}, "spec": {"containers": [
+        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c",
+         "import time\nfor i in range(100):\n    print('line', i, flush=True)\n    time.sleep(0.1)\n"]}]}}
+    kubectl.run("apply", "-f", "-", input=yaml.safe_dump(pod))
+    kubectl.run("wait", "--for=condition=Ready", "pod/talker", "--timeout=20s")
+    proc = subprocess.Popen(["kubectl", "--kubeconfig", str(kubectl.kubeconfig), "--cache-dir", str(kubectl.cache_dir),
+                             "logs", "-f", "talker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+        time.sleep(1.0)
+        kubectl.run("delete", "pod", "talker")
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    numbers = [int(l.split()[1]) for l in out.splitlines() if l.startswith("line")]
+    assert numbers[:3] == [0, 1, 2] and len(numbers) >= 8
