@@ -282,10 +282,12 @@ def measure(args) -> dict:
             for server in servers:
                 run_wrk(server.url, 8, min(2, args.duration), lua)
             samples: dict[tuple, list[dict]] = {}
-            points = [(server, c) for server in servers for c in args.connections]
             for round_index in range(args.rounds):
-                shift = round_index % len(points)
-                for server, connections in points[shift:] + points[:shift]:
+                # the servers take turns at each connection count (their order rotates every
+                # round), so each round compares them under the same background load
+                shift = round_index % len(servers)
+                order = servers[shift:] + servers[:shift]
+                for server, connections in [(s, c) for c in args.connections for s in order]:
                     sample = run_wrk(server.url, connections, args.duration, lua)
                     samples.setdefault((server.name, connections), []).append(sample)
                     print(f"round {round_index + 1} w={workers} c={connections:<2} {server.name:<12} "
@@ -329,20 +331,24 @@ def report(results: dict) -> str:
             row += [f"{info.get('cold_start_s', 0):.1f} s", f"{info.get('rss_mib', 0):.0f} MiB"]
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    lines.append("Ratios: aml-runtime over the other server, the median of the per-round ratios")
+    lines.append("(each round runs the servers back to back, so a ratio compares like with like).")
+    lines.append("")
     lines.append("| ratio | workers | " + " | ".join(f"c={c}" for c in conns) + " |")
     lines.append("|---|---|" + "---|" * len(conns))
     for w in workers:
-        for other, label in (("azmlinfsrv", "req/s vs azmlinfsrv"), ("bare-asgi", "req/s vs bare ASGI"),
-                             ("azmlinfsrv", "p99 vs azmlinfsrv")):
+        for other, label, key in (("azmlinfsrv", "req/s vs azmlinfsrv", "rps"),
+                                  ("bare-asgi", "req/s vs bare ASGI", "rps"),
+                                  ("azmlinfsrv", "p99 vs azmlinfsrv", "p99_ms"),
+                                  ("bare-asgi", "p99 vs bare ASGI", "p99_ms")):
             cells = []
             for c in conns:
                 ours, theirs = points.get(("aml-runtime", w, c)), points.get((other, w, c))
                 if not ours or not theirs:
                     cells.append("-")
-                elif label.startswith("p99"):
-                    cells.append(f"{ours['p99_ms'] / theirs['p99_ms']:.2f}×")
-                else:
-                    cells.append(f"{ours['rps'] / theirs['rps']:.2f}×")
+                    continue
+                ratios = [a[key] / b[key] for a, b in zip(ours["runs"], theirs["runs"]) if b[key]]
+                cells.append(f"{statistics.median(ratios):.2f}×" if ratios else "-")
             lines.append(f"| {label} | {w} | " + " | ".join(cells) + " |")
     bad = [p for p in results["points"] if p["non_2xx"]]
     if bad:

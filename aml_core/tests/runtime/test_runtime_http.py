@@ -28,7 +28,11 @@ MAX_BODY = 64 * 1024
 def servers(module_server, model_dir):
     diabetes = module_server(DIABETES_SCORE, model_dir)
     features = module_server(
-        FEATURES_SCORE, model_dir, scoring_timeout_ms=TIMEOUT_MS, max_body_bytes=MAX_BODY
+        FEATURES_SCORE,
+        model_dir,
+        scoring_timeout_ms=TIMEOUT_MS,
+        max_body_bytes=MAX_BODY,
+        env={"SERVICE_PATH_PREFIX": "api/v1"},
     )
     return diabetes.wait_ready(), features.wait_ready()
 
@@ -72,7 +76,7 @@ def test_get_score_parses_query_values_as_json(diabetes, expected_predictions):
 
 
 def test_get_score_repeated_key_becomes_a_list(features):
-    # run() echoes request headers when "headers" is present; the parsed query shows in it
+    # run() returns payload["text"]: the query parsed as {"text": [1, "x", [1, 2]]}
     response = requests.get(
         f"{features.url}/score?text=1&text=x&text=%5B1%2C2%5D", timeout=10
     )
@@ -89,6 +93,20 @@ def test_other_methods_on_score_are_405(diabetes, method):
     response = requests.request(method, f"{diabetes.url}/score", timeout=10)
     assert response.status_code == 405
     assert "not allowed" in response.json()["message"]
+
+
+def test_routes_also_answer_under_the_service_path_prefix(features, expected_predictions):
+    assert requests.get(f"{features.url}/api/v1/", timeout=10).text == "Healthy"
+    response = requests.post(f"{features.url}/api/v1/score", json={"data": SAMPLE}, timeout=10)
+    assert response.json() == pytest.approx(expected_predictions)
+    assert requests.get(f"{features.url}/api/v2/score", timeout=10).status_code == 404
+
+
+def test_body_at_the_limit_is_accepted(features):
+    envelope = len(json.dumps({"text": ""}))
+    body = json.dumps({"text": "x" * (MAX_BODY - envelope)})
+    assert len(body) == MAX_BODY
+    assert requests.post(f"{features.url}/score", data=body, timeout=10).status_code == 200
 
 
 def test_unknown_path_is_404(diabetes):

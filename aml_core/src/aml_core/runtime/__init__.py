@@ -15,6 +15,6 @@ Run a service with ``python -m aml_core.runtime serve`` (see :mod:`aml_core.runt
 for the process and state-file contract).
 """
 
-from aml_core.runtime.http import AMLRequest, AMLResponse, rawhttp
+from aml_core.runtime.raw import AMLRequest, AMLResponse, rawhttp
 
 __all__ = ["AMLRequest", "AMLResponse", "rawhttp"]

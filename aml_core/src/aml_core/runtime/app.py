@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from aml_core.runtime import logs
-from aml_core.runtime.http import AMLRequest, AMLResponse, Headers, is_json_mimetype
+from aml_core.runtime.raw import AMLRequest, AMLResponse, Headers, is_json_mimetype
 from aml_core.runtime.script import UserScript, describe_exception
 from aml_core.runtime.swagger import SwaggerDocs, SwaggerNotFound
 

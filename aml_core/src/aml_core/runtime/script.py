@@ -6,7 +6,7 @@ The rules follow ``azureml-inference-server-http``:
   module with its own ``run`` is called instead (generated driver scripts);
 * ``run()`` takes no ``*args``, ``**kwargs`` or positional-only parameters and at least one
   data parameter; an optional ``request_headers`` parameter receives the request headers;
-* ``@rawhttp`` passes an :class:`~aml_core.runtime.http.AMLRequest` as the first parameter;
+* ``@rawhttp`` passes an :class:`~aml_core.runtime.raw.AMLRequest` as the first parameter;
   inference-schema's ``@input_schema`` passes the JSON body's keys as keyword arguments; an
   undecorated ``run()`` gets the body as a string. ``@rawhttp`` with ``@input_schema`` is an error.
 """
@@ -20,7 +20,7 @@ import sys
 import types
 from typing import Any, Callable, Iterator
 
-from aml_core.runtime import http as _http
+from aml_core.runtime import raw as _http
 
 #: process exit status when the script cannot be loaded or ``init()`` fails (as the Azure server)
 EXIT_SCRIPT_FAILED = 3

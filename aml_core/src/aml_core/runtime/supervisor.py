@@ -195,7 +195,9 @@ class Supervisor:
         """Fork a worker. Forking (not exec) skips interpreter start-up and re-imports."""
         assert self.sock is not None and self.config is not None
         status_r, status_w = os.pipe()
-        worker_config = dict(self.config, parent_pid=os.getpid(), generation=generation)
+        worker_config = dict(
+            self.config, parent_pid=os.getpid(), generation=generation, workers=self.count
+        )
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()

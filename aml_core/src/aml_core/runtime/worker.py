@@ -36,6 +36,8 @@ from aml_core.runtime.script import (
 
 DRAIN_SECONDS = float(os.environ.get("AML_RUNTIME_DRAIN_SECONDS", "0.5"))
 GRACEFUL_TIMEOUT_SECONDS = int(os.environ.get("AML_RUNTIME_GRACEFUL_TIMEOUT", "30"))
+ACCEPT_DELAY_PER_CONNECTION = 0.0003  # seconds per connection this worker already holds
+ACCEPT_DELAY_MAX = 0.005
 _PR_SET_PDEATHSIG = 1
 
 logger = logging.getLogger(logs.LOGGER_NAME)
@@ -150,7 +152,7 @@ def main(sock: socket.socket, status_fd: int, config: dict) -> int:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     gc.collect()
     gc.freeze()  # the model and libraries stay out of every later collection
-    server = _make_server(app, status)
+    server = _make_server(app, status, balance=int(config.get("workers") or 1) > 1)
     server.run(sockets=[sock])
     return 0
 
@@ -167,7 +169,7 @@ def _log_model_dir(model_dir: str | None) -> None:
         logger.info("%s", line)
 
 
-def _make_server(app, status: _StatusPipe):
+def _make_server(app, status: _StatusPipe, balance: bool):
     import uvicorn
 
     uvicorn_logger = logging.getLogger("uvicorn.error")
@@ -194,19 +196,107 @@ def _make_server(app, status: _StatusPipe):
     )
 
     class WorkerServer(uvicorn.Server):
+        acceptor: "_Acceptor | None" = None
+
         async def startup(self, sockets=None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:
-                logger.info("Worker with pid %d ready for serving traffic", os.getpid())
-                status.send(status="ready", pid=os.getpid())
+            # uvicorn's own startup would hand the socket to loop.create_server, whose accept
+            # loop (libuv) takes every pending connection at once: with several workers on one
+            # socket, one of them often ends up with all of a client's keep-alive connections
+            await self.lifespan.startup()
+            loop = asyncio.get_running_loop()
+
+            def create_protocol(_loop=None):
+                return config.http_protocol_class(
+                    config=config,
+                    server_state=self.server_state,
+                    app_state=self.lifespan.state,
+                    _loop=_loop,
+                )
+
+            self.servers = []
+            self.acceptor = _Acceptor(
+                loop, sockets[0], create_protocol, self.server_state.connections, balance
+            )
+            self.acceptor.start()
+            self.started = True
+            logger.info("Worker with pid %d ready for serving traffic", os.getpid())
+            status.send(status="ready", pid=os.getpid())
 
         async def shutdown(self, sockets=None) -> None:
             app.draining = True
-            for server in getattr(self, "servers", []):
-                server.close()
+            if self.acceptor is not None:
+                self.acceptor.close()
             # from here on this worker accepts no connection: the supervisor may say so
             status.send(status="draining", pid=os.getpid(), close=True)
             await asyncio.sleep(DRAIN_SECONDS)
             await super().shutdown(sockets=sockets)
 
     return WorkerServer(config)
+
+
+class _Acceptor:
+    """Accept connections one at a time, letting less loaded sibling workers go first.
+
+    All workers wait on the same listening socket. A worker with ``n`` open connections waits
+    ``n`` × :data:`ACCEPT_DELAY_PER_CONNECTION` before taking a pending connection, so an idle
+    sibling (or one with fewer connections) wins it; a worker busy inside ``run()`` is not
+    polling at all. With one worker there is no delay.
+    """
+
+    def __init__(self, loop, sock: socket.socket, protocol_factory, connections, balance: bool):
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.protocol_factory = protocol_factory
+        self.connections = connections
+        self.balance = balance
+        self.closed = False
+        self.waiting = False
+        self.connecting = 0  # accepted, transport not made yet (not in ``connections``)
+        sock.setblocking(False)
+
+    def start(self) -> None:
+        self.loop.add_reader(self.fd, self._readable)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if not self.waiting:
+                self.loop.remove_reader(self.fd)
+
+    def _readable(self) -> None:
+        open_connections = len(self.connections) + self.connecting
+        if self.balance and open_connections:
+            self.loop.remove_reader(self.fd)
+            self.waiting = True
+            delay = min(ACCEPT_DELAY_PER_CONNECTION * open_connections, ACCEPT_DELAY_MAX)
+            self.loop.call_later(delay, self._resume)
+            return
+        self._accept_one()
+
+    def _resume(self) -> None:
+        self.waiting = False
+        if self.closed:
+            return
+        self._accept_one()
+        self.loop.add_reader(self.fd, self._readable)
+
+    def _accept_one(self) -> None:
+        try:
+            conn, _addr = self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # a sibling took it
+        except OSError as exc:  # EMFILE and friends: log, keep serving the open connections
+            logger.error("accept() failed: %s", exc)
+            return
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connecting += 1
+        self.loop.create_task(self._connect(conn))
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.protocol_factory, sock=conn)
+        except OSError:
+            conn.close()
+        finally:
+            self.connecting -= 1
