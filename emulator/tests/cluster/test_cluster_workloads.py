@@ -349,3 +349,18 @@ def test_pod_runtime_seam_gets_image_and_pull_secrets(tmp_path):
         k8s.close()
     finally:
         c.stop()
+
+
+def test_reset_returns_to_a_fresh_cluster(k8s, cluster):
+    apps, v1 = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
+    apps.create_namespaced_deployment("default", deployment("r", replicas=2, probe=False))
+    v1.create_namespace({"metadata": {"name": "extra"}})
+    groups = wait_for(lambda: cluster.kubelet.process_groups() if len(cluster.kubelet.process_groups()) == 2 else None,
+                      timeout=15, what="pods running")
+    rv = int(v1.list_namespace().metadata.resource_version)
+    cluster.reset()
+    assert not any(group_alive(g) for g in groups)
+    assert apps.list_namespaced_deployment("default").items == []
+    assert v1.list_namespaced_pod("default").items == []
+    assert sorted(n.metadata.name for n in v1.list_namespace().items) == ["default", "kube-node-lease", "kube-public", "kube-system"]
+    assert int(v1.list_namespace().metadata.resource_version) > rv

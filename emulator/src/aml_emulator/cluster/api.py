@@ -475,12 +475,15 @@ class ClusterAPI:
         obj = conversion.to_internal(rt, obj, None)
         self._check_namespace(rt, obj["metadata"].get("namespace"))
         m = obj["metadata"]
+        used: set[str] = set()
+        if rt.kind == "Service":
+            used = {(s.get("spec") or {}).get("clusterIP") for s in self.store.list(rt)[0]} - {None}
         if not m.get("name") and m.get("generateName"):
             m["name"] = m["generateName"] + "xxxxx"
-            strategies.prepare(rt, obj, None)
+            strategies.prepare(rt, obj, None, used_ips=used)
             m["name"] = ""
         else:
-            strategies.prepare(rt, obj, None)
+            strategies.prepare(rt, obj, None, used_ips=used)
         for f in ("resourceVersion", "uid", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
             m.pop(f, None)
         if rt.has_status and rt.kind != "Namespace":

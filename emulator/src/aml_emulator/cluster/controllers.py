@@ -43,6 +43,7 @@ PORT_ANNOTATION = "emulator.aml/port"
 PORTS_ANNOTATION = "emulator.aml/ports"
 MAX_EVENTS = 1000
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_event_count = [0]  # events are pruned to MAX_EVENTS every 50 creations
 
 
 def record_event(store: Store, obj: dict, kind: str, api_version: str, type_: str, reason: str,
@@ -59,6 +60,9 @@ def record_event(store: Store, obj: dict, kind: str, api_version: str, type_: st
           "reportingComponent": component, "reportingInstance": "emulator-node"}
     try:
         store.create(EVENTS, ev)
+        _event_count[0] += 1
+        if _event_count[0] % 50:
+            return
         events, _ = store.list(EVENTS)
         if len(events) > MAX_EVENTS:
             events.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))

@@ -831,6 +831,18 @@ class Kubelet:
             if w.thread.is_alive():
                 w.thread.join(20)
 
+    def wait_idle(self, timeout: float) -> None:
+        """Wait until no pod worker runs (every process of every pod has been killed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sync()
+            with self._lock:
+                busy = [w for w in self.workers.values() if not w.finished.is_set()]
+            if not busy:
+                return
+            busy[0].finished.wait(0.1)
+        raise TimeoutError(f"pods still running after {timeout}s")
+
     # ------------------------------------------------------------- for the API server
     def _container(self, namespace: str, pod: str, container: str) -> _Container | None:
         with self._lock:

@@ -146,6 +146,21 @@ class ClusterService:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def reset(self, timeout: float = 30.0) -> None:
+        """Return to a fresh cluster (only the built-in namespaces and node): every object
+        is removed and every pod's processes are killed. For a long-lived cluster shared
+        by tests, called between them; resourceVersions keep increasing."""
+        if self.store is None or self.kubelet is None:
+            raise RuntimeError("the cluster is not started; call start() first")
+        order = ["horizontalpodautoscalers", "deployments", "replicasets", "pods"]
+        objs = sorted(self.store.all_objects(), key=lambda ro: order.index(ro[0].plural) if ro[0].plural in order else len(order))
+        for rt, obj in objs:
+            self.store.remove_now(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        self.kubelet.wait_idle(timeout)
+        for rt, obj in self.store.all_objects():  # whatever a controller wrote meanwhile
+            self.store.remove_now(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        self._bootstrap()
+
     def set_metrics_source(self, source: MetricsSource | None) -> None:
         """Feed the HPA controller: ``source(namespace, deployment_name)`` returns the
         current average utilization in percent of the target's resource (or ``None`` when

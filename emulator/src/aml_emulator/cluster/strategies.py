@@ -7,7 +7,6 @@ import base64
 import copy
 import ipaddress
 import re
-import threading
 from typing import Any
 
 from aml_emulator.cluster import exceptions as err
@@ -16,8 +15,16 @@ from aml_emulator.cluster.selectors import label_selector_object
 
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_cluster_ip_lock = threading.Lock()
-_next_ip = [10]
+
+
+def allocate_cluster_ip(used: set[str]) -> str:
+    """The first free fake ClusterIP from 10.96.0.10 on (10.96.0.1 is the apiserver's)."""
+    base = ipaddress.IPv4Address("10.96.0.0")
+    for n in range(10, 1 << 16):
+        ip = str(base + n)
+        if ip not in used:
+            return ip
+    raise err.ApiError(500, "InternalError", "the fake service IP range 10.96.0.0/16 is exhausted")
 
 
 def _container_defaults(c: dict) -> None:
@@ -104,8 +111,9 @@ def _validate_name(rt: ResourceType, obj: dict) -> list[tuple[str, str]]:
     return []
 
 
-def prepare(rt: ResourceType, obj: dict, old: dict | None) -> None:
-    """Default and validate ``obj`` in place; ``old`` is the stored object on update."""
+def prepare(rt: ResourceType, obj: dict, old: dict | None, *, used_ips: set[str] | None = None) -> None:
+    """Default and validate ``obj`` in place; ``old`` is the stored object on update;
+    ``used_ips`` are the ClusterIPs already taken (for a new Service)."""
     kind = rt.kind
     spec = obj.get("spec")
     if kind == "Pod" and isinstance(spec, dict):
@@ -134,10 +142,7 @@ def prepare(rt: ResourceType, obj: dict, old: dict | None) -> None:
             spec["clusterIP"] = old["spec"]["clusterIP"]
             spec["clusterIPs"] = [spec["clusterIP"]]
         elif not spec.get("clusterIP"):
-            with _cluster_ip_lock:
-                n = _next_ip[0]
-                _next_ip[0] += 1
-            spec["clusterIP"] = str(ipaddress.IPv4Address("10.96.0.0") + n)
+            spec["clusterIP"] = allocate_cluster_ip(used_ips or set())
             spec["clusterIPs"] = [spec["clusterIP"]]
         spec.setdefault("ipFamilies", ["IPv4"])
         spec.setdefault("ipFamilyPolicy", "SingleStack")
