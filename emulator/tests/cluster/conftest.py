@@ -3,13 +3,12 @@ official kubernetes client configured from its kubeconfig."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from cluster_testing import Kubectl
-
 from aml_emulator.cluster import ClusterService
+from cluster_testing import Kubectl
 
 
 @pytest.fixture
@@ -31,7 +30,7 @@ def kubectl(cluster: ClusterService, tmp_path: Path) -> Kubectl:
 @pytest.fixture
 def k8s(cluster: ClusterService):
     """The official client, loaded from the generated kubeconfig (CA data + bearer token)."""
-    from kubernetes import client, config
+    from kubernetes import config
 
     api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig_path))
     try:

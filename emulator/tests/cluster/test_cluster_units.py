@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
 from aml_emulator.cluster import exceptions as err
 from aml_emulator.cluster import patch as p
 from aml_emulator.cluster.models import lookup
-from aml_emulator.cluster.selectors import (label_selector_object, parse_field_selector,
-                                            parse_label_selector, selector_to_string)
+from aml_emulator.cluster.selectors import (
+    label_selector_object,
+    parse_field_selector,
+    parse_label_selector,
+    selector_to_string,
+)
 from aml_emulator.cluster.store import Store
 
 POD = {"spec": {"containers": [

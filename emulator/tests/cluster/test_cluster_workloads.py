@@ -11,11 +11,9 @@ import threading
 import time
 import urllib.error
 
-import pytest
-from cluster_testing import (CRASHER, deployment, group_alive, http_get, service, wait_for)
-from kubernetes import client
-
 from aml_emulator.cluster import ClusterService
+from cluster_testing import CRASHER, deployment, group_alive, http_get, service, wait_for
+from kubernetes import client
 
 
 def _pids(v1, selector: str) -> dict[str, int]:

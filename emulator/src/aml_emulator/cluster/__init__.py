@@ -9,8 +9,13 @@ balancer per service.
 """
 
 from aml_emulator.cluster.exceptions import ApiError
-from aml_emulator.cluster.kubelet import (ContainerLog, ImagePullError, PodRuntime,
-                                          ProcessRuntime, RunContainerError)
+from aml_emulator.cluster.kubelet import (
+                                          ContainerLog,
+                                          ImagePullError,
+                                          PodRuntime,
+                                          ProcessRuntime,
+                                          RunContainerError,
+)
 from aml_emulator.cluster.service import ClusterService, MetricsSource
 from aml_emulator.cluster.store import StateFormatError
 

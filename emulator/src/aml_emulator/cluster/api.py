@@ -13,18 +13,27 @@ import base64
 import copy
 import hmac
 import json
-import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import yaml
 
+from aml_emulator.cluster import conversion, fields, openapi, protobuf, strategies, tables
 from aml_emulator.cluster import exceptions as err
-from aml_emulator.cluster import conversion, fields, openapi, protobuf, patch as patchlib, strategies, tables
-from aml_emulator.cluster.models import (GROUP_VERSIONS, RESOURCES, ResourceType, by_kind,
-                                         is_terminating, lookup, resources_of)
-from aml_emulator.cluster.selectors import (label_selector_object, parse_field_selector,
-                                            parse_label_selector, selector_to_string)
+from aml_emulator.cluster import patch as patchlib
+from aml_emulator.cluster.models import (
+    GROUP_VERSIONS,
+    ResourceType,
+    is_terminating,
+    lookup,
+    resources_of,
+)
+from aml_emulator.cluster.selectors import (
+    parse_field_selector,
+    parse_label_selector,
+    selector_to_string,
+)
 from aml_emulator.cluster.store import Event, Store
 
 MAX_BODY = 8 << 20
@@ -367,7 +376,7 @@ class ClusterAPI:
                         break
                 try:
                     ev = await asyncio.wait_for(watcher.queue.get(), timeout=max(0.0, min(wait, 0.5)))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if loop.time() >= next_bookmark:
                         if bookmarks:
                             await emit("BOOKMARK", bookmark(self.store.resource_version if last_rv is None else max(last_rv, 0)))
@@ -635,7 +644,7 @@ class ClusterAPI:
 
     async def _deletecollection(self, req, send, rt: ResourceType, ns, name, sub) -> None:
         opts = await self._delete_options(req)
-        items, rv = self.store.list(rt, ns, self._predicate(req, rt))
+        items, _ = self.store.list(rt, ns, self._predicate(req, rt))
         out = []
         for o in items:
             try:

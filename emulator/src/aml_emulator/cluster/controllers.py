@@ -17,11 +17,18 @@ import math
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aml_emulator.cluster import exceptions as err
-from aml_emulator.cluster.models import (controller_ref, is_terminating, lookup, now_rfc3339,
-                                         pod_is_active, pod_is_ready)
+from aml_emulator.cluster.models import (
+    controller_ref,
+    is_terminating,
+    lookup,
+    now_rfc3339,
+    pod_is_active,
+    pod_is_ready,
+)
 from aml_emulator.cluster.selectors import label_selector_object
 from aml_emulator.cluster.store import Store
 from aml_emulator.cluster.strategies import default_pod_spec
@@ -177,7 +184,7 @@ class ControllerManager:
                     self._delete(rt, o, "Background")
                     continue
                 for r in alive:
-                    ort, owner = by_uid[r["uid"]]
+                    _, owner = by_uid[r["uid"]]
                     if "foregroundDeletion" in (owner["metadata"].get("finalizers") or []):
                         self._delete(rt, o, "Foreground")
                         break
@@ -347,7 +354,7 @@ class ControllerManager:
         # scale down old replica sets within maxUnavailable
         min_available = replicas - unavail
         total = sum(r["spec"].get("replicas", 0) for r in all_rs)
-        new_active, new_avail = self._counts(new_rs)
+        _, new_avail = self._counts(new_rs)
         new_unavailable = new_rs["spec"].get("replicas", 0) - new_avail
         max_scaled_down = total - min_available - new_unavailable
         if max_scaled_down <= 0:

@@ -29,8 +29,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from aml_emulator.cluster import exceptions as err
 from aml_emulator.cluster.controllers import PORT_ANNOTATION, PORTS_ANNOTATION, record_event
@@ -312,7 +313,7 @@ class _Container:
 
 
 class _PodWorker:
-    def __init__(self, kubelet: "Kubelet", pod: dict) -> None:
+    def __init__(self, kubelet: Kubelet, pod: dict) -> None:
         self.kubelet = kubelet
         self.ns = pod["metadata"]["namespace"]
         self.name = pod["metadata"]["name"]
@@ -862,5 +863,5 @@ class Kubelet:
     def process_groups(self) -> list[int]:
         """The process group ids of every running container (for orphan checks)."""
         with self._lock:
-            return [getattr(c.handle, "pgid") for w in self.workers.values() for c in w.containers
+            return [c.handle.pgid for w in self.workers.values() for c in w.containers
                     if c.handle is not None and hasattr(c.handle, "pgid")]

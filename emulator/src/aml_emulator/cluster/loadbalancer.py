@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import threading
-from typing import Any
 
 from aml_emulator.cluster.models import lookup
 from aml_emulator.cluster.store import Event, Store
@@ -84,7 +83,7 @@ class ServiceBalancers:
                 log.exception("service load balancer reconcile failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
         for lst in self._listeners.values():
@@ -128,7 +127,7 @@ class ServiceBalancers:
             previous = int(json.loads((svc["metadata"].get("annotations") or {}).get(LB_PORTS_ANNOTATION, "{}")).get(str(key[2]), 0))
         except (ValueError, TypeError, AttributeError):
             previous = 0
-        handler = lambda r, w, k=key: self._handle(r, w, k)  # noqa: E731
+        handler = lambda r, w, k=key: self._handle(r, w, k)
         if previous and previous not in {lst.port for lst in self._listeners.values()}:
             try:
                 return await asyncio.start_server(handler, self.host, previous)
@@ -191,7 +190,7 @@ class ServiceBalancers:
                 try:
                     upstream = await asyncio.wait_for(asyncio.open_connection(host, port), self.connect_timeout)
                     break
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     continue
         if upstream is None:
             writer.close()

@@ -8,7 +8,6 @@ JSON dicts, exactly as they travel on the wire; the store keeps them keyed by
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
 
 import attrs
 
@@ -107,7 +106,7 @@ def resources_of(group: str, version: str) -> list[ResourceType]:
 # ---------------------------------------------------------------- object helpers
 
 def now_rfc3339() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(text: str | None) -> float | None:
@@ -115,7 +114,7 @@ def parse_rfc3339(text: str | None) -> float | None:
         return None
     try:
         return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=_dt.timezone.utc).timestamp()
+            tzinfo=_dt.UTC).timestamp()
     except ValueError:
         return None
 

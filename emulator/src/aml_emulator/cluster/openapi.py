@@ -34,8 +34,9 @@ def gv_document(group: str, version: str) -> dict:
         ns_param = [{"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}}] if rt.namespaced else []
         name_param = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
 
-        def op(action: str, verb: str, extra: list[str], sub: str = "", kind: dict = gvk) -> dict:
-            return {"operationId": f"{verb}{rt.kind}{sub}", "x-kubernetes-action": action,
+        def op(action: str, verb: str, extra: list[str], sub: str = "", kind: dict = gvk,
+               rt_kind: str = rt.kind) -> dict:
+            return {"operationId": f"{verb}{rt_kind}{sub}", "x-kubernetes-action": action,
                     "x-kubernetes-group-version-kind": kind, "parameters": _params(extra),
                     "responses": {"200": {"description": "OK"}}}
         paths[f"{base}{ns}/{rt.plural}"] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from aml_emulator.cluster.exceptions import bad_request, ApiError
+from aml_emulator.cluster.exceptions import ApiError, bad_request
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"

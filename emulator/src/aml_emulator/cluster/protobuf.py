@@ -193,7 +193,7 @@ def _decode(buf: bytes, schema: dict, where: str) -> dict:
         elif kind == "time":
             f = {n: v for n, _, v in _fields(val)}
             if f.get(1):
-                out[name] = dt.datetime.fromtimestamp(_signed(f[1]), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                out[name] = dt.datetime.fromtimestamp(_signed(f[1]), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for k in [k for k, v in out.items() if v == {} and k in ("metadata",)]:
         pass
     return out

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aml_emulator.cluster.exceptions import bad_request
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import secrets
-import socket
 import shutil
+import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -76,7 +77,7 @@ class ClusterService:
             raise RuntimeError("the cluster is not started; call start() first")
         return self.server.url
 
-    def start(self) -> "ClusterService":
+    def start(self) -> ClusterService:
         from aml_emulator.cluster.controllers import ControllerManager
         from aml_emulator.cluster.kubelet import Kubelet, ProcessRuntime
         from aml_emulator.cluster.loadbalancer import ServiceBalancers
@@ -140,7 +141,7 @@ class ClusterService:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def __enter__(self) -> "ClusterService":
+    def __enter__(self) -> ClusterService:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

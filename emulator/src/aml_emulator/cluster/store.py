@@ -16,14 +16,19 @@ import os
 import random
 import threading
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
 
 import attrs
 
 from aml_emulator.cluster import exceptions as err
-from aml_emulator.cluster.models import (RESOURCES, ResourceType, by_store_key, is_terminating,
-                                         now_rfc3339)
+from aml_emulator.cluster.models import (
+    RESOURCES,
+    ResourceType,
+    by_store_key,
+    is_terminating,
+    now_rfc3339,
+)
 
 FORMAT_VERSION = 1
 # After a restart, RVs jump this far ahead of the last persisted one, so an RV handed out
@@ -382,9 +387,8 @@ class Store:
             replay: list[Event] = []
             snapshot: list[dict] = []
             if since_rv is not None:
-                if since_rv < self._history_floor or since_rv > self._rv + 0:
-                    if since_rv < self._history_floor:
-                        raise err.gone(f"too old resource version: {since_rv} ({self._history_floor + 1})")
+                if since_rv < self._history_floor:
+                    raise err.gone(f"too old resource version: {since_rv} ({self._history_floor + 1})")
                 replay = [e for e in self._history if e.rv > since_rv and e.key == rt.store_key
                           and (namespace is None or e.obj["metadata"].get("namespace") == namespace)]
             else:

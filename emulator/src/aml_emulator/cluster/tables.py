@@ -4,9 +4,10 @@ the real apiserver prints for each kind."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from aml_emulator.cluster.models import ResourceType, parse_rfc3339, pod_is_ready
+from aml_emulator.cluster.models import ResourceType, parse_rfc3339
 from aml_emulator.cluster.selectors import selector_to_string
 
 

@@ -25,9 +25,9 @@ def generate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path
     ca_path, crt_path, key_path = directory / "ca.crt", directory / "server.crt", directory / "server.key"
     if ca_path.exists() and crt_path.exists() and key_path.exists():
         cert = x509.load_pem_x509_certificate(crt_path.read_bytes())
-        if cert.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1):
+        if cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1):
             return ca_path, crt_path, key_path
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("aml-emulator-cluster-ca")).issuer_name(_name("aml-emulator-cluster-ca"))
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
