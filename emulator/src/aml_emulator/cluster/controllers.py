@@ -564,8 +564,9 @@ class ControllerManager:
                 key = "addresses" if pod_is_ready(p) else "notReadyAddresses"
                 subsets.append({key: [addr], "ports": ports})
             current = self.store.try_get(ENDPOINTS, ns, name)
-            body = {"metadata": {"name": name, "namespace": ns, "labels": svc["metadata"].get("labels") or {}},
-                    "subsets": subsets}
+            body = {"metadata": {"name": name, "namespace": ns}, "subsets": subsets}
+            if svc["metadata"].get("labels"):
+                body["metadata"]["labels"] = svc["metadata"]["labels"]
             if not subsets:
                 body.pop("subsets")
             if current is None:
