@@ -330,3 +330,33 @@ def test_load_balancer_service_reports_ingress(k8s, cluster):
     svc = v1.read_namespaced_service("lb", "default")
     assert ing[0].ip == "127.0.0.1"
     assert svc.metadata.annotations["emulator.aml/url"] == f"http://127.0.0.1:{ing[0].ports[0].port}"
+
+
+def test_racing_creates_give_exactly_one_201(cluster):
+    import threading
+    codes: list[int] = []
+
+    def create() -> None:
+        code, _ = api_request(cluster, "POST", "/api/v1/namespaces/default/configmaps", body={"metadata": {"name": "race"}})
+        codes.append(code)
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(codes) == [201] + [409] * 7
+
+
+def test_an_idle_cluster_does_not_churn_resource_versions(k8s, cluster):
+    apps = client.AppsV1Api(k8s)
+    apps.create_namespaced_deployment("default", deployment("idle", replicas=1))
+    client.AutoscalingV2Api(k8s).create_namespaced_horizontal_pod_autoscaler("default", {
+        "metadata": {"name": "idle"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "idle"},
+                                               "maxReplicas": 2}})
+    wait_for(lambda: (apps.read_namespaced_deployment("idle", "default").status or client.V1DeploymentStatus()).ready_replicas == 1,
+             timeout=20, what="ready")
+    import time
+    time.sleep(1.0)
+    rv = cluster.store.resource_version
+    time.sleep(1.5)
+    assert cluster.store.resource_version == rv

@@ -140,3 +140,16 @@ def test_protobuf_envelope_for_an_unknown_kind_is_refused_by_name():
     assert e.value.code == 415 and "batch/v1 Job" in e.value.message
     cm = protobuf.MAGIC + field(1, field(1, b"v1") + field(2, b"ConfigMap")) + field(2, field(1, field(1, b"c")) + field(2, field(1, b"k") + field(2, b"v")))
     assert protobuf.decode(cm) == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}
+
+
+def test_container_log_is_bounded_and_rotated(tmp_path):
+    from aml_emulator.cluster import ContainerLog
+    log = ContainerLog(tmp_path / "c", max_bytes=1000)
+    for i in range(500):
+        log.write(f"line {i:04d}\n".encode())
+    data = log.read()
+    assert len(data) <= 2000 and data.endswith(b"line 0499\n")
+    log.new_instance()
+    log.write(b"fresh\n")
+    assert log.read() == b"fresh\n" and log.read_previous().endswith(b"line 0499\n")
+    log.close()
