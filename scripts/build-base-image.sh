@@ -45,6 +45,13 @@ fi
 mirror=${mirror:-http://deb.debian.org/debian}
 
 mkdir -p "$cache"
+# One build at a time (parallel test workers all ask for it); the others then find it.
+exec 9>"$cache/.build.lock"
+flock 9
+if [ -s "$out" ]; then
+  echo "$out"
+  exit 0
+fi
 work=$(mktemp -d "$cache/.build-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root="$work/rootfs"

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import aml_core
 from aml_core.oci import AppSpec, EnvironmentSpec, ModelFiles, PackageSpec, cached_image_from_rootfs
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -48,7 +50,20 @@ def quickstart(tmp_path_factory) -> dict:
     model = Ridge().fit(x, y)
     joblib.dump(model, root / "sklearn_regression_model.pkl")
     sample = x[:2].tolist()
-    return {"root": root, "sample": sample, "expected": model.predict(x[:2]).tolist()}
+    # a snapshot of the runtime's source, so every image built in this session carries the
+    # same runtime layer even while aml_core's files are being edited
+    runtime = root / "runtime-snapshot" / "aml_core"
+    shutil.copytree(
+        Path(aml_core.__file__).parent,
+        runtime,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    return {
+        "root": root,
+        "sample": sample,
+        "expected": model.predict(x[:2]).tolist(),
+        "runtime": runtime,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +87,7 @@ def _spec(quickstart: dict, base) -> PackageSpec:
             )
         ],
         base=base,
+        runtime_source=quickstart["runtime"],
     )
 
 

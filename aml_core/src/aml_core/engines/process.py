@@ -73,6 +73,26 @@ class ProcessContainer(RunningContainer):
                 self.process.wait(timeout=10)
         # workers that outlived the supervisor are in the same group: make sure they are gone
         _signal_group(self.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while group_members(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group ``pgid``, read from /proc on Linux."""
+    members = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                # pid (comm) state ppid pgrp ...; comm may hold spaces, so split after ')'
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
 
 
 def _signal_group(pgid: int, sig: int) -> None:
