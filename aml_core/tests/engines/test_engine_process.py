@@ -188,3 +188,21 @@ def test_get_engine_names_the_choices():
     assert isinstance(get_engine("process"), ProcessEngine)
     with pytest.raises(InvalidConfig, match="'process' or 'docker'"):
         get_engine("kubelet")
+
+
+def test_runs_in_a_cached_venv_when_told_not_to_use_this_interpreter(tmp_path):
+    if shutil.which("uv") is None and not Path(os.sys.executable).with_name("uv").exists():
+        pytest.skip("uv is not available to build the venv quickly (pip install uv)")
+    image = build_image(
+        tiny_spec(
+            tmp_path,
+            "import sys\ndef init():\n    pass\ndef run(raw):\n    return sys.executable\n",
+        )
+    )
+    engine = ProcessEngine(cache_dir=tmp_path / "cache", allow_current_interpreter=False)
+    with engine.run(image, name="venv") as container:
+        container.wait_ready(timeout=120)
+        python = requests.post(container.url + "/score", data="{}", timeout=30).json()
+    envs = tmp_path / "cache" / "envs"
+    assert python.startswith(str(envs)) and python != os.sys.executable
+    assert len([p for p in envs.iterdir() if p.is_dir()]) == 1
