@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 SERVICES = lookup("", "v1", "services")
 ENDPOINTS = lookup("", "v1", "endpoints")
 URL_ANNOTATION = "emulator.aml/url"
+RETRY_BUFFER = 64 * 1024  # client bytes kept to replay on another replica if one dies unanswered
 LB_PORTS_ANNOTATION = "emulator.aml/ports"
 
 
@@ -178,46 +179,98 @@ class ServiceBalancers:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       key: tuple[str, str, int]) -> None:
+        """Proxy one client connection. A backend that refuses the connection, or closes it
+        before sending a single byte back (a replica that died under the request), is
+        retried on the next ready endpoint with the bytes the client sent so far, as long as
+        they fit in ``RETRY_BUFFER``; once a backend has answered, the connection is its."""
         self.connections += 1
         lst = self._listeners.get(key)
         backends = self.backends(*key)
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        if lst is not None and backends:
+        sent = bytearray()
+        state = {"client_eof": False, "overflow": False}
+        try:
+            if lst is None or not backends:
+                return
             start = lst.next % len(backends)
             lst.next += 1
             for i in range(len(backends)):
                 host, port = backends[(start + i) % len(backends)]
                 try:
-                    upstream = await asyncio.wait_for(asyncio.open_connection(host, port), self.connect_timeout)
-                    break
-                except (TimeoutError, OSError):
+                    ur, uw = await asyncio.wait_for(asyncio.open_connection(host, port), self.connect_timeout)
+                except (OSError, asyncio.TimeoutError):
                     continue
-        if upstream is None:
-            writer.close()
-            return
-        ur, uw = upstream
+                answered = await self._relay(reader, writer, ur, uw, sent, state)
+                if answered or state["overflow"]:
+                    return
+        finally:
+            try:
+                writer.close()
+            except OSError:
+                pass
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     ur: asyncio.StreamReader, uw: asyncio.StreamWriter, sent: bytearray,
+                     state: dict) -> bool:
+        """Pipe both ways until the backend closes; True once it has answered anything."""
+        answered = False
+        try:
+            if sent:
+                uw.write(bytes(sent))
+                await uw.drain()
+            if state["client_eof"] and uw.can_write_eof():
+                uw.write_eof()
+        except OSError:
+            uw.close()
+            return False
+
+        async def client_to_upstream() -> None:
             try:
                 while True:
-                    data = await src.read(65536)
+                    data = await reader.read(65536)
                     if not data:
-                        break
-                    dst.write(data)
-                    await dst.drain()
-            except (OSError, asyncio.CancelledError):
-                pass
-            finally:
-                try:
-                    if dst.can_write_eof():
-                        dst.write_eof()
-                except OSError:
-                    pass
+                        state["client_eof"] = True
+                        if uw.can_write_eof():
+                            uw.write_eof()
+                        return
+                    if not answered:
+                        if len(sent) + len(data) <= RETRY_BUFFER:
+                            sent.extend(data)
+                        else:
+                            state["overflow"] = True
+                    uw.write(data)
+                    await uw.drain()
+            except OSError:
+                return
+
+        pump = asyncio.create_task(client_to_upstream())
         try:
-            await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
-        finally:
-            for w in (writer, uw):
+            while True:
                 try:
-                    w.close()
+                    data = await ur.read(65536)
                 except OSError:
+                    break
+                if not data:
+                    break
+                answered = True
+                writer.write(data)
+                try:
+                    await writer.drain()
+                except OSError:
+                    break
+            if answered:
+                # the backend is done: let the client side finish, then close
+                await asyncio.wait_for(asyncio.shield(pump), 0.1) if not pump.done() else None
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if not pump.done():
+                pump.cancel()
+                try:
+                    await pump
+                except (asyncio.CancelledError, OSError):
                     pass
+            try:
+                uw.close()
+            except OSError:
+                pass
+        return answered
