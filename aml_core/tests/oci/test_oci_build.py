@@ -289,3 +289,22 @@ def test_conda_only_packages_are_recorded_but_never_installed():
     assert not any("cudatoolkit" in r for r in env.requirements())
     assert json.loads(env.to_label())["conda"] == ["cudatoolkit=11"]
     assert EnvironmentSpec.from_label(env.to_label()).content_hash() == env.content_hash()
+
+
+def test_concurrent_writers_keep_every_tag(spec, tmp_path):
+    import threading
+
+    image = build_image(spec)
+    layout = tmp_path / "layout"
+    threads = [
+        threading.Thread(target=write_layout, args=(image, layout), kwargs={"tag": str(i)})
+        for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    index = json.loads((layout / "index.json").read_text())
+    tags = sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"])
+    assert tags == [str(i) for i in range(8)]
+    assert not list((layout / "blobs" / "sha256").glob("*.tmp"))

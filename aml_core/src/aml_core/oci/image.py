@@ -19,9 +19,11 @@ materialise it. Same inputs give the same manifest digest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
 import posixpath
 import re
 import sys
@@ -44,6 +46,7 @@ from aml_core.oci.media import (
     digest_hex,
     sha256_digest,
 )
+from aml_core.oci.unpack import file_lock
 
 APP_ROOT = "/var/azureml-app"
 MODELS_ROOT = f"{APP_ROOT}/azureml-models"
@@ -170,9 +173,7 @@ class ModelFiles:
     def from_path(cls, name: str, version: int | str, path: Path) -> ModelFiles:
         """A registered file or folder; its basename is kept (``<dir>/<basename>``)."""
         path = Path(path)
-        if path.is_file() and not path.is_symlink():
-            return cls(name=name, version=version, files={path.name: path})
-        if path.is_dir() and not path.is_symlink():
+        if (path.is_file() or path.is_dir()) and not path.is_symlink():
             return cls(name=name, version=version, files={path.name: path})
         raise NotFound(
             f"model path {path} does not exist (or is a link); register a file or folder"
@@ -490,8 +491,6 @@ def cached_image_from_rootfs(tar_path: Path) -> Image:
     layout = tar_path.with_name(tar_path.name + ".oci")
     if (layout / "index.json").exists():
         return read_layout(layout)
-    from aml_core.oci.unpack import file_lock
-
     with file_lock(tar_path.with_name(tar_path.name + ".lock")):
         if (layout / "index.json").exists():
             return read_layout(layout)
@@ -503,8 +502,35 @@ def cached_image_from_rootfs(tar_path: Path) -> Image:
 # -- OCI image layout -------------------------------------------------------------------------
 
 
+_REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def _tagged(descriptor: dict, tag: str) -> bool:
+    return (descriptor.get("annotations") or {}).get(_REF_NAME) == tag
+
+
+@contextlib.contextmanager
+def _editing_index(directory: Path):
+    """Yield a layout's index for editing; it is written back atomically, under a lock."""
+    index_path = directory / "index.json"
+    with file_lock(directory / ".index.lock"):
+        index = (
+            json.loads(index_path.read_text())
+            if index_path.exists()
+            else {"schemaVersion": 2, "manifests": []}
+        )
+        yield index
+        tmp = index_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+        tmp.replace(index_path)
+
+
 def write_layout(image: Image, directory: Path, *, tag: str = "latest") -> Path:
-    """Write (or add to) an OCI image layout directory; blobs already present are kept."""
+    """Write (or add to) an OCI image layout directory; blobs already present are kept.
+
+    Safe for concurrent writers: blobs are renamed into place, the index is edited under a
+    lock, and ``tag`` moves to this image.
+    """
     directory = Path(directory)
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
@@ -512,28 +538,14 @@ def write_layout(image: Image, directory: Path, *, tag: str = "latest") -> Path:
     for blob in (image.manifest, *image.blobs()):
         target = blobs / digest_hex(blob.digest)
         if not target.exists():
-            tmp = target.with_suffix(".tmp")
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             with blob.open() as src, open(tmp, "wb") as dst:
                 dst.writelines(iter(lambda: src.read(1 << 20), b""))
             tmp.replace(target)
-    index_path = directory / "index.json"
-    index = (
-        json.loads(index_path.read_text())
-        if index_path.exists()
-        else {"schemaVersion": 2, "manifests": []}
-    )
-    manifests = [
-        m
-        for m in index["manifests"]
-        if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag
-    ]
-    manifests.append(
-        {**image.manifest.descriptor(), "annotations": {"org.opencontainers.image.ref.name": tag}}
-    )
-    index["manifests"] = manifests
-    tmp = index_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-    tmp.replace(index_path)
+    with _editing_index(directory) as index:
+        index["manifests"] = [m for m in index["manifests"] if not _tagged(m, tag)] + [
+            {**image.manifest.descriptor(), "annotations": {_REF_NAME: tag}}
+        ]
     return directory
 
 
@@ -542,22 +554,13 @@ def remove_from_layout(directory: Path, tag: str) -> bool:
 
     :returns: whether the tag was there.
     """
-    index_path = Path(directory) / "index.json"
-    if not index_path.exists():
+    directory = Path(directory)
+    if not (directory / "index.json").exists():
         return False
-    index = json.loads(index_path.read_text())
-    kept = [
-        m
-        for m in index.get("manifests") or []
-        if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag
-    ]
-    if len(kept) == len(index.get("manifests") or []):
-        return False
-    index["manifests"] = kept
-    tmp = index_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-    tmp.replace(index_path)
-    return True
+    with _editing_index(directory) as index:
+        before = index.get("manifests") or []
+        index["manifests"] = [m for m in before if not _tagged(m, tag)]
+    return len(index["manifests"]) != len(before)
 
 
 def parse_layout_location(location: str) -> tuple[Path, str | None]:
@@ -584,11 +587,7 @@ def read_layout(directory: Path, *, tag: str | None = None) -> Image:
         raise NotFound(f"{directory} is not an OCI image layout (no index.json)") from exc
     manifests = index.get("manifests") or []
     if tag is not None:
-        manifests = [
-            m
-            for m in manifests
-            if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == tag
-        ]
+        manifests = [m for m in manifests if _tagged(m, tag)]
     if len(manifests) != 1:
         raise NotFound(
             f"{directory} holds {len(manifests)} images matching tag {tag!r}; name one tag"
