@@ -145,7 +145,15 @@ def test_a_hostile_image_is_refused_before_anything_runs(tmp_path):
         info.size = 2
         tar.addfile(info, io.BytesIO(b"hi"))
     blob = Blob.from_bytes(gzip_bytes(raw.getvalue()), OCI_LAYER_GZIP)
-    image = Image.assemble({"config": {"Entrypoint": ["/bin/true"], "Labels": {}}}, [blob])
+    image = Image.assemble(
+        {
+            "config": {
+                "Entrypoint": ["/bin/true"],
+                "Labels": {"org.aml.environment": EnvironmentSpec(name="e").to_label()},
+            }
+        },
+        [blob],
+    )
     with pytest.raises(InvalidConfig, match=r"\.\./\.\./escape\.sh"):
         ProcessEngine(cache_dir=tmp_path / "cache").run(image, name="evil")
     assert not (tmp_path / "escape.sh").exists()

@@ -30,6 +30,7 @@ from aml_core.oci.image import (
     LABEL_ENVIRONMENT,
     LABEL_PATH_ENV,
     EnvironmentSpec,
+    app_layer_count,
 )
 from aml_core.oci.testing import free_port
 from aml_core.oci.unpack import unpack_image
@@ -122,13 +123,13 @@ class ProcessEngine(Engine):
         config = image.config_json()
         inner = config.get("config") or {}
         labels = inner.get("Labels") or {}
-        top = int(labels[LABEL_APP_LAYERS]) if LABEL_APP_LAYERS in labels else None
-        unpacked = unpack_image(image, self.cache_dir / "images", top_layers=top)
         if LABEL_ENVIRONMENT not in labels:
             raise InvalidConfig(
                 f"image {image.digest} has no {LABEL_ENVIRONMENT} label, so the process engine "
                 "cannot tell which Python packages it needs; build it with aml_core.oci.build_image"
             )
+        top = app_layer_count(image) if LABEL_APP_LAYERS in labels else None
+        unpacked = unpack_image(image, self.cache_dir / "images", top_layers=top)
         python = materialise(
             EnvironmentSpec.from_label(labels[LABEL_ENVIRONMENT]),
             self.cache_dir,
