@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import requests
 from aml_core.engines.docker import DockerContainer, DockerEngine
-from aml_core.errors import InvalidConfig, ProvisioningFailed
+from aml_core.errors import Conflict, InvalidConfig, ProvisioningFailed
 from aml_core.oci import build_image, write_build_context
 from aml_core.oci.testing import free_port
 
@@ -45,6 +45,8 @@ def test_runs_and_scores_the_quickstart_image_in_a_container(
         attrs = container.container.attrs
         assert attrs["Config"]["Labels"]["org.aml.entry-script"] == "score.py"
         assert "/var/azureml-app/src/score.py" in container.logs()  # the image's own paths
+        with pytest.raises(Conflict, match="already running"):
+            rebasing.run(image, name="quickstart-docker")
     assert container.wait(timeout=0) is not None  # stopped and removed
     # what ran is exactly the image build_image makes when given the base up front
     with_base = build_image(quickstart_spec(base=base_image))

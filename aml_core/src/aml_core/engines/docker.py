@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 from aml_core.engines.base import Engine, RunningContainer
-from aml_core.errors import InvalidConfig, NotFound, ProvisioningFailed
+from aml_core.errors import Conflict, InvalidConfig, NotFound, ProvisioningFailed
 from aml_core.oci.image import (
     LABEL_APP_LAYERS,
     PORT,
@@ -181,9 +181,15 @@ class DockerEngine(Engine):
         client = self.client()
         try:
             old = client.containers.get(name)
-            old.remove(force=True)
         except docker.errors.NotFound:
-            pass
+            old = None
+        if old is not None and old.status == "running":
+            raise Conflict(
+                f"a container named {name!r} is already running ({old.id[:12]}); stop it first "
+                "or choose another name"
+            )
+        if old is not None:
+            old.remove(force=True)  # a leftover of an earlier run that exited
         try:
             container = client.containers.run(
                 tag,
