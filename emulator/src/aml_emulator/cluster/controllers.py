@@ -142,10 +142,18 @@ class ControllerManager:
             self._thread.join(10)
 
     def _run(self) -> None:
+        last_rv, last_full = -1, 0.0
         while not self._stop.is_set():
             rv = self.store.resource_version
             try:
-                self.reconcile_once()
+                # Level-triggered, but an unchanged store needs a full pass only now and then
+                # (time-based conditions such as the progress deadline); the autoscaler has
+                # its own period.
+                if rv != last_rv or time.monotonic() - last_full >= 1.0:
+                    last_rv, last_full = rv, time.monotonic()
+                    self.reconcile_once()
+                else:
+                    self.autoscale()
             except Exception:  # pragma: no cover - a controller bug must not kill the loop
                 log.exception("controller loop failed")
             if self._stop.is_set():

@@ -197,7 +197,7 @@ class ServiceBalancers:
                 host, port = backends[(start + i) % len(backends)]
                 try:
                     ur, uw = await asyncio.wait_for(asyncio.open_connection(host, port), self.connect_timeout)
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     continue
                 answered = await self._relay(reader, writer, ur, uw, sent, state)
                 if answered or state["overflow"]:
@@ -260,7 +260,7 @@ class ServiceBalancers:
             if answered:
                 # the backend is done: let the client side finish, then close
                 await asyncio.wait_for(asyncio.shield(pump), 0.1) if not pump.done() else None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             if not pump.done():

@@ -44,7 +44,7 @@ class ClusterService:
                  backoff_base: float = 10.0, *, backoff_cap: float = 300.0,
                  metrics_source: MetricsSource | None = None, hpa_sync_period: float = 15.0,
                  hpa_downscale_window: float | None = None, controller_period: float = 0.2,
-                 kubelet_period: float = 0.1, drain_delay: float = 0.3,
+                 kubelet_period: float = 0.2, drain_delay: float = 0.3,
                  bookmark_interval: float = 5.0, token: str | None = None) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.host = host
