@@ -139,6 +139,8 @@ def test_crashing_container_backs_off_with_logs(k8s, cluster):
     assert "back-off" in cs.state.waiting.message
     logs = v1.read_namespaced_pod_log("crash", "default", container="app")
     assert "Traceback" in logs and "starting and then failing" in logs
+    previous = v1.read_namespaced_pod_log("crash", "default", container="app", previous=True)
+    assert "Traceback" in previous  # the instance before the last restart (kubectl logs -p)
     # the back-off doubles: base 0.3 s → 0.3, 0.6, 1.2 ...
     kubelet = cluster.kubelet
     assert [kubelet.backoff(n) for n in (1, 2, 3, 4)] == [0.3, 0.6, 1.2, 2.4]
