@@ -22,11 +22,17 @@ import attrs
 
 from aml_core.errors import NotFound, ProvisioningFailed
 
+#: runc + cgroupfs work without systemd; tmp_dir and network_config_dir are private so that
+#: cleaning up (``podman system reset``) never touches another podman user's state
 CONTAINERS_CONF = """\
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+tmp_dir = "{workdir}/tmp"
+
+[network]
+network_config_dir = "{workdir}/networks"
 
 [containers]
 netns = "host"
@@ -76,7 +82,7 @@ def podman_service(
             raise NotFound(f"{tool} is not installed; run: apt-get install podman runc")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "containers.conf").write_text(CONTAINERS_CONF)
+    (workdir / "containers.conf").write_text(CONTAINERS_CONF.format(workdir=workdir))
     (workdir / "storage.conf").write_text(
         f'[storage]\ndriver = "{storage_driver}"\n'
         f'graphroot = "{workdir / "storage"}"\nrunroot = "{workdir / "run"}"\n'
