@@ -214,3 +214,20 @@ def test_runs_in_a_cached_venv_when_told_not_to_use_this_interpreter(tmp_path):
     envs = tmp_path / "cache" / "envs"
     assert python.startswith(str(envs)) and python != os.sys.executable
     assert len([p for p in envs.iterdir() if p.is_dir()]) == 1
+
+
+@pytest.mark.slow
+def test_without_uv_the_environment_is_built_with_venv_and_pip(tmp_path, monkeypatch):
+    import aml_core.engines.environments as environments
+
+    monkeypatch.setattr(environments, "find_uv", lambda: None)
+    env = EnvironmentSpec(name="pip-path")
+    python = Path(materialise(env, tmp_path, allow_current=False))
+    assert python.parent.parent == tmp_path / "envs" / env.content_hash()
+    import subprocess
+
+    subprocess.run([str(python), "-c", "import uvicorn, yaml, rich"], check=True, timeout=60)
+    pip_list = subprocess.run(
+        [str(python), "-m", "pip", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "uvicorn" in pip_list  # installed by pip into the venv
