@@ -404,3 +404,15 @@ def test_load_balancer_replays_a_request_a_backend_dropped_unanswered(k8s, clust
             stop.set()
             t.join(5)
             srv.close()
+
+
+def test_min_ready_seconds_delays_availability(k8s, cluster):
+    apps = client.AppsV1Api(k8s)
+    d = deployment("slow", replicas=1, probe=False)
+    d["spec"]["minReadySeconds"] = 2
+    apps.create_namespaced_deployment("default", d)
+    wait_for(lambda: (apps.read_namespaced_deployment("slow", "default").status or client.V1DeploymentStatus()).ready_replicas == 1,
+             timeout=20, what="ready")
+    assert not (apps.read_namespaced_deployment("slow", "default").status.available_replicas or 0)
+    wait_for(lambda: apps.read_namespaced_deployment("slow", "default").status.available_replicas == 1,
+             timeout=10, what="available after minReadySeconds")

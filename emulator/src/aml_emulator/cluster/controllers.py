@@ -22,6 +22,7 @@ from typing import Any
 
 from aml_emulator.cluster import exceptions as err
 from aml_emulator.cluster.models import (
+    parse_rfc3339,
     controller_ref,
     is_terminating,
     lookup,
@@ -262,10 +263,24 @@ class ControllerManager:
         uid = rs["metadata"]["uid"]
         return [p for p in self.store.list(PODS, rs["metadata"]["namespace"])[0] if _owned_by(p, uid)]
 
+    @staticmethod
+    def _available(pod: dict, min_ready: int) -> bool:
+        """Ready for at least ``minReadySeconds`` (by the Ready condition's transition time)."""
+        if not pod_is_ready(pod):
+            return False
+        if min_ready <= 0:
+            return True
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Ready":
+                since = parse_rfc3339(c.get("lastTransitionTime"))
+                return since is not None and time.time() - since >= min_ready
+        return False
+
     def _counts(self, rs: dict) -> tuple[int, int]:
         """(active pods, available pods) of a replica set, straight from the pods."""
         active = [p for p in self._rs_pods(rs) if pod_is_active(p)]
-        return len(active), sum(1 for p in active if pod_is_ready(p))
+        min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
+        return len(active), sum(1 for p in active if self._available(p, min_ready))
 
     def _set_rs_replicas(self, rs: dict, n: int, d: dict, surge: int) -> None:
         if rs["spec"].get("replicas") == n:
@@ -411,14 +426,15 @@ class ControllerManager:
         replicas = int(spec.get("replicas", 1))
         rss = self._owned_rs(d)
         h = template_hash(spec["template"])
-        total = updated = ready = 0
+        total = updated = ready = available = 0
+        min_ready = int(spec.get("minReadySeconds") or 0)
         for r in rss:
             pods = [p for p in self._rs_pods(r) if pod_is_active(p)]
             total += len(pods)
             ready += sum(1 for p in pods if pod_is_ready(p))
+            available += sum(1 for p in pods if self._available(p, min_ready))
             if r["metadata"].get("labels", {}).get(HASH_LABEL) == h:
                 updated = len(pods)
-        available = ready
         ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
         unavail = resolve_int_or_percent(ru.get("maxUnavailable", "25%"), replicas, False)
         old = d.get("status") or {}
@@ -489,10 +505,11 @@ class ControllerManager:
                              f"Deleted pod: {p['metadata']['name']}", "replicaset-controller")
             active = [p for p in self._rs_pods(rs) if pod_is_active(p)]
         ready = sum(1 for p in active if pod_is_ready(p))
+        min_ready = int(rs["spec"].get("minReadySeconds") or 0)
         sel = label_selector_object(rs["spec"].get("selector"))
         status = {"replicas": len(active),
                   "fullyLabeledReplicas": sum(1 for p in active if sel(p["metadata"].get("labels") or {})),
-                  "readyReplicas": ready, "availableReplicas": ready,
+                  "readyReplicas": ready, "availableReplicas": sum(1 for p in active if self._available(p, min_ready)),
                   "observedGeneration": rs["metadata"].get("generation", 1)}
         for k in ("readyReplicas", "availableReplicas", "fullyLabeledReplicas"):
             if status[k] == 0:
