@@ -252,8 +252,11 @@ def test_state_persists_across_restart(tmp_path):
         rv1 = int(cm["metadata"]["resourceVersion"])
     finally:
         c.stop()
+    first_url, first_token = c.url, c.token
     c = ClusterService(state_dir=state).start()
     try:
+        # same address and token: a kubeconfig written before the restart still works
+        assert (c.url, c.token) == (first_url, first_token)
         code, got = api_request(c, "GET", "/api/v1/namespaces/default/configmaps/keep")
         assert code == 200 and got["data"] == {"a": "1"}
         code, cm2 = api_request(c, "POST", "/api/v1/namespaces/default/configmaps", body={"metadata": {"name": "next"}})

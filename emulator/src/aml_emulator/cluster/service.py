@@ -4,6 +4,8 @@ started and stopped together."""
 from __future__ import annotations
 
 import base64
+import json
+import os
 import secrets
 import shutil
 import socket
@@ -51,6 +53,7 @@ class ClusterService:
         self.clock = clock or time.monotonic
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self._explicit_token = token
         self.token = token or secrets.token_urlsafe(32)
         self._pod_runtime = pod_runtime
         self._metrics_source = metrics_source
@@ -87,6 +90,7 @@ class ClusterService:
             self._tmp = Path(tempfile.mkdtemp(prefix="aml-cluster-"))
             work = self._tmp
         work.mkdir(parents=True, exist_ok=True)
+        endpoint = self._load_endpoint()
         self.store = Store(self.state_dir)
         self.store.start()
         self._bootstrap()
@@ -98,8 +102,7 @@ class ClusterService:
         self.api = ClusterAPI(self.store, self.token, logs=self.kubelet,
                               bookmark_interval=self._bookmark_interval)
         self.ca_path, crt, key = tls.generate(work / "tls", self.host)
-        self.server = BackgroundServer(self.api, host=self.host, name="aml-cluster",
-                                       certfile=str(crt), keyfile=str(key))
+        self.server = self._bind(endpoint.get("port", 0), crt, key)
         # Accepted sockets inherit TCP_NODELAY from the listener on Linux; without it every
         # keep-alive response (headers and body written separately) waits ~40 ms on Nagle.
         listener = getattr(self.server, "_sock", None)
@@ -116,7 +119,43 @@ class ClusterService:
         self.kubelet.start()
         self.kubeconfig_path = work / "kubeconfig"
         self.write_kubeconfig(self.kubeconfig_path)
+        self._save_endpoint()
         return self
+
+    # With a state dir, the API port and the token survive a restart, so a kubeconfig (and a
+    # client holding it) written before the restart keeps working.
+    def _endpoint_file(self) -> Path | None:
+        return self.state_dir / "cluster-endpoint.json" if self.state_dir is not None else None
+
+    def _load_endpoint(self) -> dict:
+        path = self._endpoint_file()
+        if path is None or not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            return {}
+        if self._explicit_token is None and isinstance(data.get("token"), str):
+            self.token = data["token"]
+        return data if isinstance(data.get("port"), int) else {}
+
+    def _save_endpoint(self) -> None:
+        path = self._endpoint_file()
+        if path is None or self.server is None:
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"port": self.server.port, "token": self.token}, fh)
+
+    def _bind(self, port: int, crt: Path, key: Path) -> BackgroundServer:
+        try:
+            return BackgroundServer(self.api, host=self.host, port=port, name="aml-cluster",
+                                    certfile=str(crt), keyfile=str(key))
+        except OSError:
+            if port == 0:
+                raise
+            return BackgroundServer(self.api, host=self.host, port=0, name="aml-cluster",
+                                    certfile=str(crt), keyfile=str(key))
 
     def stop(self) -> None:
         """Stop everything; every pod's process group is killed."""
