@@ -28,6 +28,7 @@ import posixpath
 import re
 import sys
 import tarfile
+import tempfile
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -538,10 +539,11 @@ def write_layout(image: Image, directory: Path, *, tag: str = "latest") -> Path:
     for blob in (image.manifest, *image.blobs()):
         target = blobs / digest_hex(blob.digest)
         if not target.exists():
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            with blob.open() as src, open(tmp, "wb") as dst:
+            fd, tmp = tempfile.mkstemp(dir=blobs, prefix=f".{target.name}.", suffix=".tmp")
+            with blob.open() as src, os.fdopen(fd, "wb") as dst:
                 dst.writelines(iter(lambda: src.read(1 << 20), b""))
-            tmp.replace(target)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; blobs are content, not secrets
+            os.replace(tmp, target)
     with _editing_index(directory) as index:
         index["manifests"] = [m for m in index["manifests"] if not _tagged(m, tag)] + [
             {**image.manifest.descriptor(), "annotations": {_REF_NAME: tag}}
