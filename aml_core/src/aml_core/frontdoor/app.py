@@ -1,0 +1,380 @@
+"""The front door ASGI app: admin API, auth, traffic split, per-replica limits, proxying.
+
+A raw ASGI callable, like the scoring runtime (``aml_core.runtime.app``), because its
+per-request cost adds to every scoring call. Backends are reached through one pooled aiohttp
+session (keep-alive, ``TCP_NODELAY`` set by aiohttp on every connection), created lazily on
+the serving event loop.
+
+Routes::
+
+    GET  /                                    the front door's own health
+    POST|GET|OPTIONS /api/v1/service/{name}/score   proxied to a replica's /score
+    GET  /api/v1/service/{name}/swagger.json  proxied to a replica's /swagger.json
+    PUT|GET|DELETE /-/services/{name}         admin: the service's routing entry
+    GET  /-/services                          admin: the names
+    POST /-/services/{name}/token             admin: a token for auth "token"
+    GET  /-/metrics                           admin: per version load, for the autoscaler
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aml_core.frontdoor.config import ConfigError, ServiceEntry, Version
+from aml_core.frontdoor.pool import Pool, Replica
+from aml_core.frontdoor.tokens import DEFAULT_GRACE_S, DEFAULT_REFRESH_AFTER_S, TokenIssuer
+
+logger = logging.getLogger("aml_core.frontdoor")
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+SCORE_PREFIX = "/api/v1/service/"
+ADMIN_PREFIX = "/-/services"
+DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
+
+_JSON = [(b"content-type", b"application/json")]
+# not forwarded either way: hop-by-hop headers, the client's credentials (user code in the
+# replica never sees the service key or token), and what the two HTTP stacks set themselves
+_DROP_REQUEST = frozenset({b"host", b"connection", b"keep-alive", b"transfer-encoding", b"te",
+                           b"upgrade", b"proxy-connection", b"content-length", b"authorization",
+                           b"expect", b"trailer"})
+_DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
+                            "upgrade", "proxy-connection", "trailer", "date", "server"})
+
+
+class _Routed:
+    """A service's current entry with its pools and cumulative traffic thresholds."""
+
+    __slots__ = ("default", "entry", "pools", "thresholds")
+
+    def __init__(self, entry: ServiceEntry, pools: dict[str, Pool]) -> None:
+        self.entry = entry
+        self.pools = pools
+        self.default = entry.default_version
+        thresholds: list[tuple[float, Version]] = []
+        acc = 0
+        for version in entry.versions:
+            if version.traffic_percentile:
+                acc += version.traffic_percentile
+                thresholds.append((acc, version))
+        self.thresholds = thresholds
+
+    def choose(self, rng: random.Random) -> Version:
+        if not self.thresholds:
+            return self.default
+        x = rng.random() * 100.0
+        for limit, version in self.thresholds:
+            if x < limit:
+                return version
+        return self.default  # the unassigned remainder
+
+
+def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
+    return status, json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+class FrontDoor:
+    """The router in front of cluster-hosted scoring services (Azure ML's front end).
+
+    :param admin_token: the bearer token of the admin API (``/-/...``).
+    :param clock: seconds clock for token issue and expiry (moved by tests); its offset to
+        the epoch is fixed at construction.
+    :param token_refresh_after_s: a token's ``refreshAfter`` is issue time plus this.
+    :param token_grace_s: a token stays valid this long after ``refreshAfter``.
+    :param max_body_bytes: larger request bodies get 413 without reaching a replica.
+    """
+
+    def __init__(self, admin_token: str, *, clock: Callable[[], float] = time.monotonic,
+                 token_refresh_after_s: float = DEFAULT_REFRESH_AFTER_S,
+                 token_grace_s: float = DEFAULT_GRACE_S,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        if not admin_token:
+            raise ValueError("the front door needs a non-empty admin token")
+        self._admin = admin_token.encode()
+        self._clock = clock
+        offset = time.time() - clock()
+        self.tokens = TokenIssuer(lambda: clock() + offset, refresh_after_s=token_refresh_after_s,
+                                  grace_s=token_grace_s)
+        self.max_body_bytes = max_body_bytes
+        self._services: dict[str, _Routed] = {}
+        self._rng = random.Random()
+        self._session: Any = None
+
+    def __repr__(self) -> str:
+        return f"FrontDoor(services={sorted(self._services)!r})"
+
+    # ------------------------------------------------------------------ public helpers
+    def metrics(self) -> dict:
+        """``{"services": {name: {"versions": {version: {...}}}}}``; safe from any thread."""
+        out: dict[str, Any] = {}
+        for name, routed in list(self._services.items()):
+            out[name] = {"versions": {v: pool.snapshot() for v, pool in list(routed.pools.items())}}
+        return {"services": out}
+
+    async def aclose(self) -> None:
+        """Close the pooled connections to the backends."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _client(self) -> Any:
+        if self._session is None:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5), skip_auto_headers=("User-Agent",))
+        return self._session
+
+    # ------------------------------------------------------------------ ASGI
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if path.startswith(SCORE_PREFIX):
+                await self._score(scope, receive, send, path)
+                return
+            if path.startswith("/-/"):
+                status, body = await self._admin_call(scope, receive, path)
+                await _respond(send, status, body)
+                return
+            if path == "/":
+                await _respond(send, 200, b'{"status": "Healthy"}')
+                return
+            await _respond(send, *_error(404, "NotFound", f"no route for {path}"))
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    # ------------------------------------------------------------------ admin API
+    def _is_admin(self, scope: dict) -> bool:
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                given = value
+                break
+        scheme, _, token = given.partition(b" ")
+        ok = hmac.compare_digest(token.strip(), self._admin)
+        return ok and scheme.lower() == b"bearer"
+
+    async def _admin_call(self, scope: dict, receive: Receive, path: str) -> tuple[int, bytes]:
+        if not self._is_admin(scope):
+            return _error(401, "Unauthorized", "the admin API needs 'Authorization: Bearer <admin token>'")
+        method = scope["method"]
+        if path == "/-/metrics":
+            if method != "GET":
+                return _error(405, "MethodNotAllowed", "use GET")
+            return 200, json.dumps(self.metrics()).encode()
+        if path in (ADMIN_PREFIX, ADMIN_PREFIX + "/"):
+            if method != "GET":
+                return _error(405, "MethodNotAllowed", "use GET")
+            return 200, json.dumps({"services": sorted(self._services)}).encode()
+        if not path.startswith(ADMIN_PREFIX + "/"):
+            return _error(404, "NotFound", f"no admin route {path}")
+        rest = path[len(ADMIN_PREFIX) + 1:].split("/")
+        name = rest[0]
+        if len(rest) == 2 and rest[1] == "token":
+            if method != "POST":
+                return _error(405, "MethodNotAllowed", "use POST")
+            routed = self._services.get(name)
+            if routed is None:
+                return _error(404, "NotFound", f"no service named {name!r}")
+            if routed.entry.auth != "token":
+                return _error(400, "BadRequest", f"token auth is not enabled for service {name!r}")
+            return 200, json.dumps(self.tokens.issue(name)).encode()
+        if len(rest) != 1 or not name:
+            return _error(404, "NotFound", f"no admin route {path}")
+        if method == "PUT":
+            raw, too_big = await _read_body(receive, 1 << 20)
+            if too_big:
+                return _error(413, "PayloadTooLarge", "the service entry is larger than 1 MiB")
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError as exc:
+                return _error(400, "BadRequest", f"the body is not valid JSON: {exc}")
+            try:
+                entry = ServiceEntry.from_payload(name, body)
+            except ConfigError as exc:
+                return _error(400, "InvalidConfig", str(exc))
+            self._store(entry)
+            return 200, json.dumps(entry.to_dict()).encode()
+        if method == "GET":
+            routed = self._services.get(name)
+            if routed is None:
+                return _error(404, "NotFound", f"no service named {name!r}")
+            return 200, json.dumps(routed.entry.to_dict()).encode()
+        if method == "DELETE":
+            if self._services.pop(name, None) is None:
+                return _error(404, "NotFound", f"no service named {name!r}")
+            self.tokens.forget(name)
+            return 204, b""
+        return _error(405, "MethodNotAllowed", "use PUT, GET or DELETE")
+
+    def _store(self, entry: ServiceEntry) -> None:
+        old = self._services.get(entry.name)
+        known = old.pools if old is not None else {}
+        pools = {}
+        for version in entry.versions:
+            pool = known.get(version.name) or Pool()
+            pool.update(version.backends, entry.max_concurrent_requests_per_replica)
+            pools[version.name] = pool
+        self.tokens.ensure_secret(entry.name)
+        # one assignment: a request reads either the old or the new entry, never a mix
+        self._services[entry.name] = _Routed(entry, pools)
+
+    # ------------------------------------------------------------------ scoring
+    def _authorized(self, entry: ServiceEntry, scope: dict) -> str | None:
+        """``None`` if the request may pass, else why not."""
+        if entry.auth == "none":
+            return None
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                given = value
+                break
+        scheme, _, credential = given.decode("latin-1").partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            return "missing 'Authorization: Bearer <key or token>' header"
+        if entry.auth == "key":
+            primary = bool(entry.primary_key) & hmac.compare_digest(credential.encode(), entry.primary_key.encode())
+            secondary = bool(entry.secondary_key) & hmac.compare_digest(credential.encode(), entry.secondary_key.encode())
+            return None if primary | secondary else "invalid key"
+        return self.tokens.check(entry.name, credential)
+
+    async def _score(self, scope: dict, receive: Receive, send: Send, path: str) -> None:
+        name, _, tail = path[len(SCORE_PREFIX):].partition("/")
+        routed = self._services.get(name)
+        if routed is None:
+            await _respond(send, *_error(404, "NotFound", f"no service named {name!r}"))
+            return
+        method = scope["method"]
+        if tail == "score":
+            if method not in ("POST", "GET", "OPTIONS"):
+                await _respond(send, *_error(405, "MethodNotAllowed", "use POST, GET or OPTIONS"))
+                return
+            backend_path = "/score"
+        elif tail == "swagger.json" and method == "GET":
+            backend_path = "/swagger.json"
+        else:
+            await _respond(send, *_error(404, "NotFound", f"no route for {path}"))
+            return
+        entry = routed.entry
+        if backend_path == "/score":
+            denied = self._authorized(entry, scope)
+            if denied is not None:
+                await _respond(send, *_error(401, "Unauthorized", denied),
+                               extra=[(b"www-authenticate", b"Bearer")])
+                return
+        body, too_big = await _read_body(receive, self.max_body_bytes)
+        if too_big:
+            await _respond(send, *_error(413, "PayloadTooLarge",
+                                         f"the request body is larger than {self.max_body_bytes} bytes"))
+            return
+        version = routed.choose(self._rng)
+        pool = routed.pools[version.name]
+        pool.requests += 1
+        replica = await pool.acquire(entry.max_queue_wait_ms / 1000.0)
+        if replica is None:
+            pool.rejected_503 += 1
+            await _respond(send, *_error(503, "ServiceUnavailable",
+                                         f"no replica of {name}/{version.name} was free within "
+                                         f"{entry.max_queue_wait_ms} ms"), version=version.name)
+            return
+        query = scope.get("query_string") or b""
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
+                   if k not in _DROP_REQUEST]
+        held = [replica]  # the replica this request counts against; _forward may swap it
+        try:
+            async with asyncio.timeout(entry.scoring_timeout_ms / 1000.0):
+                result = await self._forward(pool, held, method, backend_path, query, headers,
+                                             body, entry)
+        except TimeoutError:
+            pool.timeouts_504 += 1
+            result = (*_error(504, "GatewayTimeout", f"scoring took longer than {entry.scoring_timeout_ms} ms"), _JSON)
+        finally:
+            if held[0] is not None:
+                pool.release(held[0])
+        status, payload, raw_headers = result
+        await _respond(send, status, payload, version=version.name, headers=raw_headers)
+
+    async def _forward(self, pool: Pool, held: list[Replica | None], method: str, path: str,
+                       query: bytes, headers: list, body: bytes, entry: ServiceEntry) -> tuple:
+        """``(status, body, raw headers)`` from a replica, trying a second one once if the
+        first cannot be reached. ``held[0]`` is always the replica counted as busy (or None)."""
+        import aiohttp
+
+        session = self._client()
+        suffix = path + ("?" + query.decode("latin-1") if query else "")
+        failed = held[0]
+        assert failed is not None
+        try:
+            return await _call(session, method, failed.url + suffix, headers, body)
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            logger.warning("replica %s of %s failed (%s); trying another", failed.url, entry.name,
+                           type(exc).__name__)
+        held[0] = None
+        pool.release(failed)
+        if not any(r is not failed for r in pool.replicas):
+            return _error(502, "BadGateway", f"the replica of {entry.name} could not be reached") + (_JSON,)
+        retry = await pool.acquire(entry.max_queue_wait_ms / 1000.0, exclude=failed)
+        held[0] = retry
+        if retry is None:
+            return _error(502, "BadGateway", f"a replica of {entry.name} could not be reached "
+                                             "and no other was free") + (_JSON,)
+        try:
+            return await _call(session, method, retry.url + suffix, headers, body)
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            return _error(502, "BadGateway", f"no replica of {entry.name} could be reached") + (_JSON,)
+
+
+async def _call(session: Any, method: str, url: str, headers: list, body: bytes) -> tuple:
+    async with session.request(method, url, headers=headers, data=body or None,
+                               allow_redirects=False) as resp:
+        payload = await resp.read()
+        raw = [(k, v) for k, v in resp.raw_headers if k.decode("latin-1").lower() not in _DROP_RESPONSE]
+        return resp.status, payload, raw
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body, len(body) > limit
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+    return b"".join(chunks), False
+
+
+async def _respond(send: Send, status: int, body: bytes, *, version: str | None = None,
+                   headers: list | None = None, extra: list | None = None) -> None:
+    out = list(headers) if headers is not None else list(_JSON)
+    if extra:
+        out.extend(extra)
+    if version is not None:
+        out.append((b"x-ms-version", version.encode("latin-1")))
+    out.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})
