@@ -250,9 +250,9 @@ def test_state_persists_across_restart(tmp_path):
         code, cm = api_request(c, "POST", "/api/v1/namespaces/default/configmaps", body={"metadata": {"name": "keep"}, "data": {"a": "1"}})
         assert code == 201
         rv1 = int(cm["metadata"]["resourceVersion"])
+        first_url, first_token = c.url, c.token
     finally:
         c.stop()
-    first_url, first_token = c.url, c.token
     c = ClusterService(state_dir=state).start()
     try:
         # same address and token: a kubeconfig written before the restart still works

@@ -121,7 +121,6 @@ class ClusterAPI:
         self.token = token
         self.logs = logs
         self.bookmark_interval = bookmark_interval
-        self.closing = asyncio.Event()
         self._closed = False
 
     def shutdown(self) -> None:

@@ -81,6 +81,8 @@ class ClusterService:
         return self.server.url
 
     def start(self) -> ClusterService:
+        if self.server is not None:
+            raise RuntimeError("the cluster is already started")
         from aml_emulator.cluster.controllers import ControllerManager
         from aml_emulator.cluster.kubelet import Kubelet, ProcessRuntime
         from aml_emulator.cluster.loadbalancer import ServiceBalancers
@@ -158,7 +160,7 @@ class ClusterService:
                                     certfile=str(crt), keyfile=str(key))
 
     def stop(self) -> None:
-        """Stop everything; every pod's process group is killed."""
+        """Stop everything; every pod's process group is killed. Safe to call twice."""
         if self.api is not None:
             self.api.shutdown()
         if self.controllers is not None:
@@ -176,6 +178,7 @@ class ClusterService:
             if uv is not None:
                 uv.force_exit = True
             self.server.stop()
+        self.api = self.controllers = self.kubelet = self.balancers = self.store = self.server = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
