@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
+
 from aml_core.engines.base import Engine, RunningContainer
 from aml_core.engines.environments import materialise
 from aml_core.errors import InvalidConfig, ProvisioningFailed
@@ -37,6 +39,16 @@ from aml_core.oci.unpack import unpack_image
 
 #: host variables a process keeps (the image's own Env replaces the rest)
 PASSTHROUGH = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "LOGNAME")
+
+
+@attrs.frozen
+class LaunchPlan:
+    """An unpacked image ready to start: argv, environment and working directory."""
+
+    argv: list[str]
+    env: dict[str, str] = attrs.field(repr=False)
+    cwd: str | None
+    image_digest: str
 
 
 class ProcessContainer(RunningContainer):
@@ -116,9 +128,14 @@ class ProcessEngine(Engine):
         super().__init__(**kwargs)
         self.allow_current_interpreter = allow_current_interpreter
 
-    def run(
-        self, image, *, name: str, port: int | None = None, env: Mapping[str, str] | None = None
-    ) -> ProcessContainer:
+    def prepare(
+        self, image, *, port: int, env: Mapping[str, str] | None = None
+    ) -> LaunchPlan:
+        """Unpack ``image`` and materialise its environment; what to execute, not yet started.
+
+        For callers that supervise the process themselves (the emulator's kubelet keeps
+        its own logs and restart policy); :meth:`run` is ``prepare`` plus ``Popen``.
+        """
         image = self.resolve(image)
         config = image.config_json()
         inner = config.get("config") or {}
@@ -135,7 +152,6 @@ class ProcessEngine(Engine):
             self.cache_dir,
             allow_current=self.allow_current_interpreter,
         )
-        port = port or free_port()
         process_env = self._environment(inner, labels, unpacked.rootfs, python, port, env or {})
         argv = list(inner.get("Entrypoint") or []) + list(inner.get("Cmd") or [])
         if not argv:
@@ -143,6 +159,17 @@ class ProcessEngine(Engine):
                 f"image {image.digest} has neither Entrypoint nor Cmd; nothing to run"
             )
         cwd = _remap(inner.get("WorkingDir") or "/", unpacked.rootfs)
+        return LaunchPlan(
+            argv=argv, env=process_env, cwd=cwd if os.path.isdir(cwd) else None,
+            image_digest=image.digest,
+        )
+
+    def run(
+        self, image, *, name: str, port: int | None = None, env: Mapping[str, str] | None = None
+    ) -> ProcessContainer:
+        port = port or free_port()
+        plan = self.prepare(image, port=port, env=env)
+        argv, process_env, cwd = plan.argv, plan.env, plan.cwd
         logs = self.cache_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{name}-{int(time.time() * 1000)}.log"
@@ -151,7 +178,7 @@ class ProcessEngine(Engine):
                 process = subprocess.Popen(
                     argv,
                     env=process_env,
-                    cwd=cwd if os.path.isdir(cwd) else None,
+                    cwd=cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -164,7 +191,7 @@ class ProcessEngine(Engine):
         return ProcessContainer(
             name=name,
             url=f"http://127.0.0.1:{port}",
-            image_digest=image.digest,
+            image_digest=plan.image_digest,
             process=process,
             log_path=log_path,
         )
