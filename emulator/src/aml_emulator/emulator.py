@@ -252,9 +252,11 @@ class Emulator:
             self.services["arm"] = arm.start()
         if "cluster" in self.wanted:
             from aml_emulator.cluster import ClusterService
+            from aml_emulator.cluster.imageruntime import ImagePodRuntime
 
+            # Pods with an image pull it from a registry and run it; command-only pods run as before.
             cluster = ClusterService(self.state_dir / "cluster", host=self.host,
-                                     token=self._secrets["cluster_token"])
+                                     token=self._secrets["cluster_token"], pod_runtime=ImagePodRuntime())
             self.services["cluster"] = cluster.start()
 
     def _validate_arm_token(self, token: str, tenant: str | None) -> str | None:
