@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the admin token file is empty", file=sys.stderr)
         return 2
 
+    import socket
+
     import uvicorn
 
     from aml_core.frontdoor import FrontDoor
@@ -34,9 +36,17 @@ def main(argv: list[str] | None = None) -> int:
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
-    uvicorn.run(FrontDoor(token), host=args.host, port=args.port, loop=loop, http="httptools",
-                lifespan="on", log_level="warning", access_log=False, server_header=False,
-                timeout_keep_alive=30)
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted sockets inherit TCP_NODELAY; without it keep-alive answers wait on Nagle
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(1024)
+    print(f"front door listening on {args.host}:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(FrontDoor(token), loop=loop, http="httptools", lifespan="on",
+                            log_level="warning", access_log=False, server_header=False,
+                            timeout_keep_alive=30)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
