@@ -177,3 +177,12 @@ def test_replacing_the_entry_lets_in_flight_requests_finish_on_the_old_one(front
     # the one on the old replica finished there; the queued one moved to the new replica
     assert sorted(a.json()["backend"] for a in answers) == ["new", "old"]
     assert old.calls == 1 and new.calls == 2
+
+
+def test_utilization_by_deployment_follows_the_naming_convention(frontdoor, backends):
+    _, url = backends("b")
+    frontdoor.put_ok("plain", plain("plain", [url]))
+    frontdoor.put_ok("ep", {"auth": "none", "versions": {
+        "v1": {"backends": [url], "traffic_percentile": 100, "is_default": True},
+        "v2": {"backends": [], "traffic_percentile": 0}}})
+    assert frontdoor.app.utilization_by_deployment() == {"plain": 0.0, "ep-v1": 0.0, "ep-v2": 0.0}

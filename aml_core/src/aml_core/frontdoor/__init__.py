@@ -10,7 +10,7 @@ In the emulator it runs in-process; on a real cluster it runs as a pod::
     python -m aml_core.frontdoor --host 0.0.0.0 --port 8080 --admin-token-file /secrets/admin
 """
 
-from aml_core.frontdoor.app import FrontDoor
+from aml_core.frontdoor.app import FrontDoor, deployment_name
 from aml_core.frontdoor.config import ConfigError, ServiceEntry, Version
 
-__all__ = ["ConfigError", "FrontDoor", "ServiceEntry", "Version"]
+__all__ = ["ConfigError", "FrontDoor", "ServiceEntry", "Version", "deployment_name"]

@@ -77,6 +77,12 @@ class _Routed:
         return self.default  # the unassigned remainder
 
 
+def deployment_name(service: str, version: str) -> str:
+    """The Kubernetes Deployment that runs ``version`` of ``service``: the service's name for
+    a plain service (one version named like it), ``<endpoint>-<version>`` for an endpoint."""
+    return service if version == service else f"{service}-{version}"
+
+
 def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
     return status, json.dumps({"error": {"code": code, "message": message}}).encode()
 
@@ -107,6 +113,7 @@ class FrontDoor:
         self._services: dict[str, _Routed] = {}
         self._rng = random.Random()
         self._session: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"FrontDoor(services={sorted(self._services)!r})"
@@ -119,15 +126,36 @@ class FrontDoor:
             out[name] = {"versions": {v: pool.snapshot() for v, pool in list(routed.pools.items())}}
         return {"services": out}
 
+    def utilization_by_deployment(self) -> dict[str, float]:
+        """Utilization percent per Kubernetes Deployment name (see :func:`deployment_name`),
+        for an autoscaler; safe from any thread."""
+        out: dict[str, float] = {}
+        for name, routed in list(self._services.items()):
+            for version, pool in list(routed.pools.items()):
+                out[deployment_name(name, version)] = pool.snapshot()["utilization"]
+        return out
+
     async def aclose(self) -> None:
         """Close the pooled connections to the backends."""
         session, self._session = self._session, None
         if session is not None:
             await session.close()
 
+    def close(self, timeout: float = 5.0) -> None:
+        """:meth:`aclose` from another thread, while the serving loop still runs."""
+        loop = self._loop
+        if self._session is None or loop is None or loop.is_closed() or not loop.is_running():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout)
+        except Exception:  # noqa: BLE001 - best effort on shutdown
+            logger.debug("closing the front door's client session failed", exc_info=True)
+
     def _client(self) -> Any:
         if self._session is None:
             import aiohttp
+
+            self._loop = asyncio.get_running_loop()
 
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
