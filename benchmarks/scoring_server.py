@@ -174,6 +174,19 @@ class Server:
                 continue
         return total / 1024
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server's live processes."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in _tree(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except (FileNotFoundError, IndexError, ValueError):
+                continue
+        return total / ticks
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -253,11 +266,13 @@ def run_wrk(url: str, connections: int, duration: int, lua: Path) -> dict:
     cmd = [WRK, "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(lua), f"{url}/score"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests_done = int(re.search(r"(\d+) requests in", out).group(1))
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
+        "requests": requests_done,
         "rps": rps,
         "p50_ms": p50,
         "p99_ms": p99,
@@ -288,11 +303,15 @@ def measure(args) -> dict:
                 shift = round_index % len(servers)
                 order = servers[shift:] + servers[:shift]
                 for server, connections in [(s, c) for c in args.connections for s in order]:
+                    cpu_before = server.cpu_seconds()
                     sample = run_wrk(server.url, connections, args.duration, lua)
+                    cpu = server.cpu_seconds() - cpu_before
+                    sample["cpu_us_per_request"] = cpu / max(sample["requests"], 1) * 1e6
                     samples.setdefault((server.name, connections), []).append(sample)
                     print(f"round {round_index + 1} w={workers} c={connections:<2} {server.name:<12} "
                           f"{sample['rps']:8.0f} req/s  p50 {sample['p50_ms']:6.2f} ms  "
-                          f"p99 {sample['p99_ms']:6.2f} ms", flush=True)
+                          f"p99 {sample['p99_ms']:6.2f} ms  cpu {sample['cpu_us_per_request']:5.0f} us/req",
+                          flush=True)
             for server in servers:
                 results["servers"][f"{server.name}/w{workers}"]["rss_mib"] = server.rss_mib()
             for (name, connections), runs in samples.items():
@@ -303,6 +322,7 @@ def measure(args) -> dict:
                     "rps": statistics.median(r["rps"] for r in runs),
                     "p50_ms": statistics.median(r["p50_ms"] for r in runs),
                     "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                    "cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in runs),
                     "non_2xx": sum(r["non_2xx"] for r in runs),
                     "runs": runs,
                 })
@@ -318,8 +338,9 @@ def report(results: dict) -> str:
     conns = sorted({p["connections"] for p in results["points"]})
     names = ["aml-runtime", "azmlinfsrv", "bare-asgi"]
     lines = ["| server | workers | " + " | ".join(f"req/s c={c}" for c in conns)
-             + " | " + " | ".join(f"p50 / p99 ms c={c}" for c in conns) + " | cold start | RSS |",
-             "|---|---|" + "---|" * (2 * len(conns) + 2)]
+             + " | " + " | ".join(f"p50 / p99 ms c={c}" for c in conns)
+             + " | " + " | ".join(f"CPU µs/req c={c}" for c in conns) + " | cold start | RSS |",
+             "|---|---|" + "---|" * (3 * len(conns) + 2)]
     for w in workers:
         for name in names:
             if (name, w, conns[0]) not in points:
@@ -328,6 +349,7 @@ def report(results: dict) -> str:
             row = [name, str(w)]
             row += [f"{points[(name, w, c)]['rps']:.0f}" for c in conns]
             row += [f"{points[(name, w, c)]['p50_ms']:.2f} / {points[(name, w, c)]['p99_ms']:.2f}" for c in conns]
+            row += [f"{points[(name, w, c)]['cpu_us_per_request']:.0f}" for c in conns]
             row += [f"{info.get('cold_start_s', 0):.1f} s", f"{info.get('rss_mib', 0):.0f} MiB"]
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
@@ -340,7 +362,8 @@ def report(results: dict) -> str:
         for other, label, key in (("azmlinfsrv", "req/s vs azmlinfsrv", "rps"),
                                   ("bare-asgi", "req/s vs bare ASGI", "rps"),
                                   ("azmlinfsrv", "p99 vs azmlinfsrv", "p99_ms"),
-                                  ("bare-asgi", "p99 vs bare ASGI", "p99_ms")):
+                                  ("bare-asgi", "p99 vs bare ASGI", "p99_ms"),
+                                  ("bare-asgi", "CPU per request vs bare ASGI", "cpu_us_per_request")):
             cells = []
             for c in conns:
                 ours, theirs = points.get(("aml-runtime", w, c)), points.get((other, w, c))

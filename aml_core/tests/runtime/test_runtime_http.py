@@ -313,6 +313,20 @@ def test_user_output_is_prefixed_with_the_request_id(features):
     assert "00000000-0000-0000-0000-000000000000 | features init done" in log
 
 
+def test_requests_are_logged_with_status_and_time(diabetes):
+    response = requests.get(f"{diabetes.url}/score?marker=access-log-test", timeout=10)
+    assert response.status_code == 200 or response.status_code == 500
+    pattern = re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} I \[\d+\] aml_core\.runtime - "
+        rf"GET /score\?marker=access-log-test {response.status_code} [\d.]+ms \d+$",
+        re.M,
+    )
+    deadline = time.monotonic() + 5
+    while not pattern.search(diabetes.log()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pattern.search(diabetes.log())
+
+
 def test_keep_alive_requests_are_not_delayed_by_nagle(diabetes):
     # Without TCP_NODELAY every keep-alive response waits ~40 ms for the delayed ACK.
     with requests.Session() as session:

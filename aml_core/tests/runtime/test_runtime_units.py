@@ -165,7 +165,10 @@ def test_access_log_line_format(tmp_path):
     path = tmp_path / "access.log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
-        logs.AccessLog(fd).write("POST", "/score?x=1", 200, 1.23456, 39)
+        access = logs.AccessLog(fd, background=False)
+        access.write("POST", "/score?x=1", 200, 1.23456, 39)
+        assert path.read_text() == ""  # nothing is written on the request path
+        access.flush()
     finally:
         os.close(fd)
     line = path.read_text()

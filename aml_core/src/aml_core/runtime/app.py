@@ -43,6 +43,7 @@ Scope = dict
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
+_PLAIN_RESULTS = frozenset({list, dict, str, int, float, bool, type(None), tuple})
 _JSON = b"application/json"
 _HTML = b"text/html; charset=utf-8"
 _FALSE = b"False"
@@ -449,7 +450,9 @@ class ScoringApp:
             logs.current_request_id = logs.NULL_REQUEST_ID
         elapsed_ms = f"{(time.perf_counter() - started) * 1000:.3f}".encode()
 
-        if isinstance(result, AMLResponse) or _is_response_like(result):
+        if result.__class__ not in _PLAIN_RESULTS and (
+            isinstance(result, AMLResponse) or _is_response_like(result)
+        ):
             return self._passthrough(result, echo, elapsed_ms)
         try:
             payload = _encode_result(result)

@@ -230,6 +230,8 @@ def _make_server(app, status: _StatusPipe, balance: bool):
             status.send(status="draining", pid=os.getpid(), close=True)
             await asyncio.sleep(DRAIN_SECONDS)
             await super().shutdown(sockets=sockets)
+            if app.access_log is not None:
+                app.access_log.flush()
 
     return WorkerServer(config)
 
