@@ -171,9 +171,11 @@ class ControllerManager:
             self.sync_deployment(d)
         for rs in self.store.list(REPLICASETS)[0]:
             self.sync_replicaset(rs)
+        # endpoints before deployment status: whoever sees a deployment Ready can already
+        # reach its ready pods through the service
+        self.endpoints()
         for d in self.store.list(DEPLOYMENTS)[0]:
             self.deployment_status(d)
-        self.endpoints()
         self.autoscale()
 
     # ------------------------------------------------------------------ garbage collector
