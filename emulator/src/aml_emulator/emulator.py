@@ -258,6 +258,10 @@ class Emulator:
             cluster = ClusterService(self.state_dir / "cluster", host=self.host,
                                      token=self._secrets["cluster_token"], pod_runtime=ImagePodRuntime())
             self.services["cluster"] = cluster.start()
+            if "arm" in self.services:  # managedClusters hand out this cluster's kubeconfig
+                import yaml
+
+                self.services["arm"].add_kubernetes(lambda: yaml.safe_dump(cluster.kubeconfig(), sort_keys=False))
 
     def _validate_arm_token(self, token: str, tenant: str | None) -> str | None:
         """Let ``/oauth2/exchange`` accept the ARM token, as ACR accepts an AAD token for ARM."""

@@ -14,6 +14,7 @@ import shutil
 import time
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from aml_emulator._http import BackgroundServer
 from aml_emulator.arm.app import PROVIDERS, ArmApp
@@ -75,6 +76,11 @@ class ArmService:
             subscription_id, resource_group, REGISTRIES,
             RegistryResource(name=name, service=service, location=location),
         )
+
+    def add_kubernetes(self, kubeconfig: Callable[[], str]) -> None:
+        """Back ``Microsoft.ContainerService/managedClusters`` with an emulated cluster:
+        ``kubeconfig()`` returns its kubeconfig YAML (what ``listClusterUserCredential`` hands out)."""
+        self.backend.kubeconfig = kubeconfig
 
     @property
     def ca_bundle(self) -> Path:

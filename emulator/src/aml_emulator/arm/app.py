@@ -16,14 +16,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aml_emulator.arm import containerregistry, exceptions
+from aml_emulator.arm import containerregistry, exceptions, managedclusters
 from aml_emulator.arm.models import ArmBackend
-from aml_emulator.arm.router import ArmRequest, ArmRouter, ResourceProvider, parse_path
+from aml_emulator.arm.router import ArmRequest, ArmResponse, ArmRouter, ResourceProvider, parse_path
 
 log = logging.getLogger(__name__)
 
 #: Every resource provider the emulator serves. Add new namespaces here.
-PROVIDERS: list[ResourceProvider] = [containerregistry.PROVIDER]
+PROVIDERS: list[ResourceProvider] = [containerregistry.PROVIDER, managedclusters.PROVIDER]
 
 #: ARM request bodies here are small JSON documents; anything bigger is refused unread
 MAX_BODY = 1 << 20
@@ -61,7 +61,14 @@ class ArmApp:
         headers = self._response_headers(request)
         try:
             payload = await self._handle(request)
-            response = _json(200, payload, headers)
+            if isinstance(payload, ArmResponse):
+                headers.update(payload.headers)
+                if payload.status == 204:
+                    response = Response(status_code=204, headers=headers)
+                else:
+                    response = _json(payload.status, payload.payload, headers)
+            else:
+                response = _json(200, payload, headers)
         except exceptions.ArmError as error:
             if error.status == 401:
                 headers["WWW-Authenticate"] = _CHALLENGE
@@ -136,5 +143,6 @@ class ArmApp:
         arm_request = ArmRequest(
             method=method, path=path, api_version=api_version,
             query=dict(request.query_params), body=body, backend=self.backend,
+            base_url=f"{request.url.scheme}://{request.url.netloc}",
         )
         return await handler(arm_request)

@@ -18,6 +18,7 @@ from aml_emulator.arm.app import PROVIDERS
 #: namespace -> (SDK distribution, its operations module)
 SDKS = {
     "Microsoft.ContainerRegistry": ("azure-mgmt-containerregistry", "azure.mgmt.containerregistry.operations"),
+    "Microsoft.ContainerService": ("azure-mgmt-containerservice", "azure.mgmt.containerservice.operations"),
 }
 
 

@@ -13,7 +13,7 @@ import datetime as _dt
 import hmac
 import secrets
 import threading
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import attrs
 
@@ -99,6 +99,10 @@ class ArmBackend:
         self.subscriptions: dict[str, Subscription] = {}
         self.tokens = TokenStore()
         self._lock = threading.Lock()
+        #: ``() -> kubeconfig YAML`` of the emulated cluster behind every managed cluster
+        self.kubeconfig: Callable[[], str] | None = None
+        #: long-running operations by id (``Azure-AsyncOperation`` status documents)
+        self.operations: dict[str, Any] = {}
 
     def subscription(self, subscription_id: str) -> Subscription | None:
         return self.subscriptions.get(subscription_id.lower())

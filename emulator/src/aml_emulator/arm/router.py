@@ -106,6 +106,17 @@ Handler = Callable[["ArmRequest"], Awaitable[Any]]
 
 
 @attrs.frozen
+class ArmResponse:
+    """A handler's answer when it is not a plain 200 (long-running operations: 201/202 with
+    ``Azure-AsyncOperation``; 204 for deleting what is not there). A handler may also
+    return the payload alone, which means 200."""
+
+    payload: Any
+    status: int = 200
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
 class ArmRequest:
     """What a handler receives: the parsed path, method, query and the raw body."""
 
@@ -115,6 +126,8 @@ class ArmRequest:
     query: dict[str, str]
     body: bytes
     backend: Any
+    #: ``https://host:port`` the client used, for URLs in answers (``Azure-AsyncOperation``)
+    base_url: str = ""
 
     def json(self) -> Any:
         import json
