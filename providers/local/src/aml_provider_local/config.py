@@ -8,7 +8,7 @@ import attrs
 
 from aml_core.errors import InvalidConfig
 
-ENGINES = ("process",)
+ENGINES = ("auto", "process", "docker")
 
 
 def _check_port(instance: Any, attribute: Any, value: int | None) -> None:
@@ -27,7 +27,9 @@ class LocalWebserviceDeploymentConfiguration:
 
     :param port: the port on 127.0.0.1; ``None`` picks a free one.
     :param engine: ``"process"`` runs the scoring runtime as a local process group (no
-        container engine needed).
+        container engine needed); ``"docker"`` runs the packaged image as a container through
+        ``DOCKER_HOST`` (Docker or podman), on the base image named by ``AML_BASE_IMAGE``;
+        ``"auto"`` (the default) picks docker when both are there, else process.
     :param workers: scoring worker processes (1 is enough for a test; use the core count
         for throughput).
     :param startup_timeout: seconds to wait for ``init()`` to finish.
@@ -36,7 +38,7 @@ class LocalWebserviceDeploymentConfiguration:
     kind = "local"
 
     port: int | None = attrs.field(default=None, validator=_check_port)
-    engine: str = attrs.field(default="process")
+    engine: str = attrs.field(default="auto")
     workers: int = attrs.field(default=1, validator=_check_workers)
     startup_timeout: float = 300.0
 

@@ -34,6 +34,8 @@ from aml_core.model import model_dir_layout
 from aml_core.records import DeploymentSpec, ServiceRecord, utcnow
 from aml_core.workspace import Workspace
 
+from aml_provider_local import container
+
 KIND = "local"
 LOG_NAME = "service.log"
 MAX_LOG_BYTES = 10 * 1024 * 1024
@@ -187,6 +189,9 @@ def _fail(message: str, record: ServiceRecord | None = None) -> ProvisioningFail
 def start(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
     config = spec.deployment_config
     progress: Callable[[str], None] = spec.progress or _noop
+    engine = container.choose_engine(config.engine)
+    if engine == "docker":
+        return container.start(workspace, spec, _port_free)
     check_environment(spec)
     if config.port is not None and not _port_free(config.port):
         raise Conflict(
@@ -223,7 +228,7 @@ def start(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
         "service_dir": str(service_dir),
         "log": str(log_path),
         "revision": 1,
-        "engine": config.engine,
+        "engine": "process",
         "workers": config.workers,
     }
     progress("Running init() in the entry script")
@@ -279,6 +284,11 @@ def update(workspace: Workspace, service: ServiceRecord, spec: DeploymentSpec) -
     progress = spec.progress or _noop
     details = dict(service.details)
     config = spec.deployment_config
+    if details.get("engine") == "docker" or container.choose_engine(config.engine) == "docker":
+        if details.get("engine") == "docker":
+            return container.update(workspace, service, spec, _port_free)
+        stop_process(details)
+        return start(workspace, spec)
     port_changed = config.port is not None and config.port != details.get("port")
     workers_changed = config.workers != details.get("workers")
     if not process_running(details) or port_changed or workers_changed:
@@ -356,6 +366,8 @@ def stop_process(details: dict[str, Any], timeout: float = 15.0) -> bool:
 
 def delete(workspace: Workspace, service: ServiceRecord) -> bool:
     details = service.details
+    if details.get("engine") == "docker":
+        return container.delete(workspace, service)
     was_running = stop_process(details)
     service_dir = Path(details.get("service_dir") or workspace.root / "services" / KIND / service.name)
     existed = service_dir.exists()
@@ -364,6 +376,8 @@ def delete(workspace: Workspace, service: ServiceRecord) -> bool:
 
 
 def status(service: ServiceRecord) -> ServiceRecord:
+    if service.details.get("engine") == "docker":
+        return container.status(service)
     if service.state in ("Transitioning", "failed"):
         return service
     if process_running(service.details):
@@ -379,6 +393,8 @@ def status(service: ServiceRecord) -> ServiceRecord:
 
 
 def logs(service: ServiceRecord, num_lines: int) -> str:
+    if service.details.get("engine") == "docker":
+        return container.logs(service, num_lines)
     path = service.details.get("log")
     if not path:
         return ""

@@ -19,7 +19,7 @@ class LocalWebservice(Webservice):
     _webservice_type = "local"
 
     @staticmethod
-    def deploy_configuration(port: int | None = None, engine: str = "process", workers: int = 1,
+    def deploy_configuration(port: int | None = None, engine: str = "auto", workers: int = 1,
                              startup_timeout: float = 300.0) -> LocalWebserviceDeploymentConfiguration:
         return LocalWebserviceDeploymentConfiguration(
             port=port, engine=engine, workers=workers, startup_timeout=startup_timeout
