@@ -115,7 +115,7 @@ def _environment_spec(env: Environment):
     conda = env.python.conda_dependencies
     return EnvironmentSpec(
         name=env.name,
-        python_version=conda.python_version or EnvironmentSpec.__attrs_attrs__.python_version.default,
+        python_version=conda.python_version,
         pip_requirements=tuple(conda.pip_requirements()),
         conda_dependencies=tuple(conda.conda_only()),
         environment_variables=dict(env.environment_variables),
@@ -278,7 +278,9 @@ class Image:
         """Forget this version and remove it from the registry (other versions stay)."""
         record = self._record
         if record.location and record.location.startswith("oci:"):
-            _delete_from_layout(Path(record.location[4:].rsplit(":", 1)[0]), str(record.version))
+            from aml_core.oci import remove_from_layout
+
+            remove_from_layout(Path(record.location[4:].rsplit(":", 1)[0]), str(record.version))
         elif record.location and record.digest:
             registry = workspace_registry(self.workspace)
             if registry is not None:
@@ -290,18 +292,6 @@ class Image:
             shutil.rmtree(record.context_dir, ignore_errors=True)
         with self.workspace.transaction() as db:
             db.execute("DELETE FROM images WHERE name = ? AND version = ?", (record.name, record.version))
-
-
-def _delete_from_layout(layout: Path, tag: str) -> None:
-    index_path = layout / "index.json"
-    if not index_path.exists():
-        return
-    index = json.loads(index_path.read_text())
-    index["manifests"] = [m for m in index["manifests"]
-                          if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag]
-    tmp = index_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-    tmp.replace(index_path)
 
 
 class ModelPackage(Image):
