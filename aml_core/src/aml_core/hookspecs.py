@@ -148,6 +148,29 @@ def aml_provision(workspace, request):
     """
 
 
+@hookspec(firstresult=True)
+def aml_compute_delete(workspace, compute, detach):
+    """Release compute: delete what was provisioned, or only forget what was attached.
+
+    :param workspace: the workspace.
+    :param compute: the :class:`~aml_core.records.ComputeRecord` stored for it.
+    :param detach: if true, leave the cluster (or device, or plan) running and only drop the
+        workspace's link to it; if false, delete the resource in the cloud (or emulator).
+    :returns: ``True`` if something was released, ``False`` if it was already gone, ``None``
+        if ``compute.kind`` is not yours.
+
+    Dispatch: first result; needs the ``provision`` capability.
+
+    :raises InvalidConfig: ``detach`` is false for compute that was attached (delete it where
+        it was created, or detach it).
+    :raises ProvisioningFailed: the cloud (or emulator) refused the deletion.
+
+    Guarantees: blocking; idempotent (releasing released compute returns ``False``).
+
+    .. versionadded:: 0.1
+    """
+
+
 # --------------------------------------------------------------------------------------
 # services
 # --------------------------------------------------------------------------------------

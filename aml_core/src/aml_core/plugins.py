@@ -121,6 +121,12 @@ class Hooks:
         self.require(request.kind, "provision")
         return self._first(request.kind, self.pm.hook.aml_provision(workspace=workspace, request=request))
 
+    def compute_delete(self, *, workspace, compute, detach):
+        self.require(compute.kind, "provision")
+        return self._first(
+            compute.kind, self.pm.hook.aml_compute_delete(workspace=workspace, compute=compute, detach=detach)
+        )
+
     def deploy(self, *, workspace, spec):
         self.require(spec.kind, "deploy")
         return self._first(spec.kind, self.pm.hook.aml_deploy(workspace=workspace, spec=spec))

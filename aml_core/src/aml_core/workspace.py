@@ -3,7 +3,7 @@
 Layout::
 
     <root>/aml-workspace.json   name, backend and format version (identifies a workspace)
-    <root>/aml.db               SQLite (WAL): models, services, images
+    <root>/aml.db               SQLite (WAL): models, services, images, computes
     <root>/artifacts/sha256/    file contents by digest, written with temp file + fsync + rename
     <root>/services/<kind>/     state that providers keep per service
     <root>/tmp/                 scratch space on the same file system (for atomic renames)
@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS images (
     version INTEGER NOT NULL,
     record TEXT NOT NULL,
     PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS computes (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    record TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS environments (
     name TEXT NOT NULL,
