@@ -298,7 +298,16 @@ def test_pod_spec_is_immutable_except_image(k8s, cluster):
     v1 = client.CoreV1Api(k8s)
     v1.create_namespaced_pod("default", {"metadata": {"name": "imm"}, "spec": {"containers": [
         {"name": "c", "image": "python:3.11", "command": ["sleep", "30"]}]}})
+    wait_for(lambda: cluster.kubelet.process_groups(), timeout=15, what="container running")
+    before = cluster.kubelet.process_groups()
     v1.patch_namespaced_pod("imm", "default", {"spec": {"containers": [{"name": "c", "image": "python:3.12"}]}})
+
+    def restarted_with_new_image():
+        st = v1.read_namespaced_pod("imm", "default").status
+        cs = st.container_statuses[0] if st and st.container_statuses else None
+        return cs and cs.image == "python:3.12" and cs.restart_count == 1 and cs.state.running
+    wait_for(restarted_with_new_image, timeout=15, what="restart with the new image")
+    assert cluster.kubelet.process_groups() != before
     with pytest.raises(ApiException) as e:
         v1.patch_namespaced_pod("imm", "default", {"spec": {"containers": [{"name": "c", "command": ["true"]}]}})
     assert e.value.status == 422 and "pod updates may not change fields" in _status(e.value)["message"]

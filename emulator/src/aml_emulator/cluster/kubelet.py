@@ -469,6 +469,7 @@ class _PodWorker:
                 if is_terminating(pod):
                     self._terminate(pod)
                     return
+                self._follow_image_changes(pod)
                 for c in self.containers:
                     self._tick(pod, c)
                 self._report(pod)
@@ -483,6 +484,26 @@ class _PodWorker:
                 if c.log is not None:
                     c.log.close()
             self.finished.set()
+
+    def _follow_image_changes(self, pod: dict) -> None:
+        """A pod's container image is the one field an update may change: the container is
+        then restarted with the new image (counted as a restart, as the real kubelet does)."""
+        images = {c.get("name"): c.get("image") for c in pod["spec"].get("containers") or []}
+        for c in self.containers:
+            new_image = images.get(c.name)
+            if new_image and new_image != c.spec.get("image"):
+                c.spec = dict(c.spec, image=new_image)
+                if c.handle is not None:
+                    self.kubelet.runtime.kill(c.handle, min(float(pod["spec"].get("terminationGracePeriodSeconds", 30)),
+                                                            self.kubelet.max_grace))
+                    self._record_exit(c, self.kubelet.runtime.poll(c.handle) or -15)
+                    c.last_state = c.state
+                    c.handle = None
+                c.done = False
+                c.crashes = 0
+                c.next_start = 0.0
+                record_event(self.kubelet.store, pod, "Pod", "v1", "Normal", "Killing",
+                             f"Container {c.name} definition changed, will be restarted", "kubelet")
 
     def _terminate(self, pod: dict) -> None:
         k = self.kubelet
