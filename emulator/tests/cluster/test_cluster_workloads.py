@@ -421,3 +421,22 @@ def test_min_ready_seconds_delays_availability(k8s, cluster):
     assert not (apps.read_namespaced_deployment("slow", "default").status.available_replicas or 0)
     wait_for(lambda: apps.read_namespaced_deployment("slow", "default").status.available_replicas == 1,
              timeout=10, what="available after minReadySeconds")
+
+
+def test_startup_and_exec_probes_gate_readiness(k8s, cluster, tmp_path):
+    v1 = client.CoreV1Api(k8s)
+    flag = tmp_path / "ready-flag"
+    v1.create_namespaced_pod("default", {"metadata": {"name": "gated"}, "spec": {"containers": [
+        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", "import time; time.sleep(60)"],
+         "startupProbe": {"exec": {"command": ["test", "-e", str(flag)]}, "periodSeconds": 1, "failureThreshold": 30},
+         "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}]}})
+
+    def status():
+        st = v1.read_namespaced_pod("gated", "default").status
+        return st.container_statuses[0] if st and st.container_statuses else None
+    wait_for(lambda: status() and status().state.running, timeout=15, what="running")
+    time.sleep(1.5)
+    cs = status()
+    assert cs.started is False and cs.ready is False  # the startup probe has not passed yet
+    flag.write_text("go")
+    wait_for(lambda: status().started and status().ready, timeout=10, what="started and ready")
