@@ -135,6 +135,12 @@ class FrontDoor:
                 out[deployment_name(name, version)] = pool.snapshot()["utilization"]
         return out
 
+    def clear(self) -> None:
+        """Forget every service (and its token secret), as after a fresh start."""
+        for name in list(self._services):
+            self._services.pop(name, None)
+            self.tokens.forget(name)
+
     async def aclose(self) -> None:
         """Close the pooled connections to the backends."""
         session, self._session = self._session, None
@@ -148,7 +154,7 @@ class FrontDoor:
             return
         try:
             asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout)
-        except Exception:  # noqa: BLE001 - best effort on shutdown
+        except Exception:
             logger.debug("closing the front door's client session failed", exc_info=True)
 
     def _client(self) -> Any:
