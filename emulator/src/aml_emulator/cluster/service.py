@@ -38,7 +38,8 @@ class ClusterService:
     :param backoff_base: the first CrashLoopBackOff delay in seconds (doubles, capped at
         ``backoff_cap``).
     :param metrics_source: ``(namespace, deployment) -> utilization percent | None`` for
-        the HPA controller; settable later with :meth:`set_metrics_source`.
+        the HPA controller; settable later with :meth:`set_metrics_source`. By default the
+        in-process front door's load per Deployment (``aml_core.frontdoor.deployment_name``).
     """
 
     def __init__(self, state_dir: str | Path | None = None, host: str = "127.0.0.1",
@@ -71,6 +72,9 @@ class ClusterService:
         self.kubelet: Any = None
         self.balancers: Any = None
         self.kubeconfig_path: Path | None = None
+        self.frontdoor: Any = None  # aml_core.frontdoor.FrontDoor, serving while started
+        self.frontdoor_admin_token = secrets.token_urlsafe(32)
+        self._frontdoor_server: BackgroundServer | None = None
         self.ca_path: Path | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -79,6 +83,16 @@ class ClusterService:
         if self.server is None:
             raise RuntimeError("the cluster is not started; call start() first")
         return self.server.url
+
+    @property
+    def frontdoor_url(self) -> str:
+        """The front door (Azure ML's front end) before the scoring services, on loopback."""
+        if self._frontdoor_server is None:
+            raise RuntimeError("the cluster is not started; call start() first")
+        return self._frontdoor_server.url
+
+    def _frontdoor_utilization(self, namespace: str, deployment: str) -> float | None:
+        return self.frontdoor.utilization_by_deployment().get(deployment) if self.frontdoor else None
 
     def start(self) -> ClusterService:
         if self.server is not None:
@@ -113,8 +127,14 @@ class ClusterService:
         self.server.start()
         self.balancers = ServiceBalancers(self.store, host=self.host)
         self.balancers.start()
+        from aml_core.frontdoor import FrontDoor
+
+        self.frontdoor = FrontDoor(self.frontdoor_admin_token)
+        self._frontdoor_server = BackgroundServer(self.frontdoor, host=self.host, name="aml-frontdoor")
+        self._frontdoor_server._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._frontdoor_server.start()
         self.controllers = ControllerManager(self.store, clock=self.clock, period=self._controller_period,
-                                             metrics_source=self._metrics_source,
+                                             metrics_source=self._metrics_source or self._frontdoor_utilization,
                                              hpa_sync_period=self._hpa_sync_period,
                                              hpa_downscale_window=self._hpa_downscale_window)
         self.controllers.start()
@@ -163,6 +183,10 @@ class ClusterService:
         """Stop everything; every pod's process group is killed. Safe to call twice."""
         if self.api is not None:
             self.api.shutdown()
+        if self._frontdoor_server is not None:
+            self.frontdoor.close()
+            self._frontdoor_server.stop()
+            self._frontdoor_server = self.frontdoor = None
         if self.controllers is not None:
             self.controllers.stop()
         if self.kubelet is not None:
@@ -203,6 +227,8 @@ class ClusterService:
         for rt, obj in self.store.all_objects():  # whatever a controller wrote meanwhile
             self.store.remove_now(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
         self._bootstrap()
+        if self.frontdoor is not None:
+            self.frontdoor.clear()
 
     def set_metrics_source(self, source: MetricsSource | None) -> None:
         """Feed the HPA controller: ``source(namespace, deployment_name)`` returns the
@@ -210,7 +236,7 @@ class ClusterService:
         unknown, which leaves the replica count alone)."""
         self._metrics_source = source
         if self.controllers is not None:
-            self.controllers.metrics_source = source
+            self.controllers.metrics_source = source or self._frontdoor_utilization
 
     # ------------------------------------------------------------------ helpers
     def _bootstrap(self) -> None:
