@@ -370,7 +370,8 @@ class Emulator:
             registry_login_server=self.registry.login_server,
             arm_token=self.arm_token,
             kubeconfig=kubeconfig,
-            extra={"registry_url": self.registry.url},
+            extra={"registry_url": self.registry.url, **({"frontdoor_url": self.cluster.frontdoor_url,
+                   "frontdoor_admin_token": self.cluster.frontdoor_admin_token} if kubeconfig else {})},
         )
 
     def endpoints(self) -> dict[str, str]:
