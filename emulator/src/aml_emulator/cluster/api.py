@@ -53,6 +53,10 @@ UNIMPLEMENTED_SUBRESOURCES = {
 }
 
 
+
+#: kinds whose DELETE returns the deleted object rather than a Status
+RETURNS_DELETED_OBJECT = frozenset({"services", "pods"})
+
 class LogSource(Protocol):
     """What the API server needs from the kubelet to serve ``pods/log``."""
 
@@ -633,7 +637,9 @@ class ClusterAPI:
     async def _delete(self, req, send, rt: ResourceType, ns, name, sub) -> None:
         opts = await self._delete_options(req)
         obj = self._delete_one(rt, ns, name, opts)
-        if self.store.try_get(rt, ns or "", name) is not None:
+        # As the apiserver's registries with ReturnDeletedObject: services and pods answer
+        # with the deleted object (the typed clients deserialize a V1Service / V1Pod).
+        if self.store.try_get(rt, ns or "", name) is not None or rt.plural in RETURNS_DELETED_OBJECT:
             return await _send_json(send, 200, self._typed(rt, obj))
         details: dict[str, Any] = {"name": name, "kind": rt.plural, "uid": obj["metadata"].get("uid")}
         if rt.group:
