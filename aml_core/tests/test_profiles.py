@@ -214,3 +214,14 @@ def test_core_modules_import_no_azure_sdk_at_module_level() -> None:
         names = [alias.name for node in top_level if isinstance(node, ast.Import) for alias in node.names]
         names += [node.module or "" for node in top_level if isinstance(node, ast.ImportFrom)]
         assert not [name for name in names if name.startswith(("azure", "aml_emulator"))], module
+
+
+def test_secret_looking_extra_values_are_hidden_from_repr() -> None:
+    profile = CloudProfile(
+        name="emulator", arm_endpoint="https://127.0.0.1:1", subscription_id="s", resource_group="g",
+        registry_name="r", registry_login_server="127.0.0.1:2",
+        extra={"frontdoor_admin_token": CANARY, "frontdoor_url": "http://127.0.0.1:3"},
+    )
+    assert CANARY not in repr(profile) and CANARY not in str(profile)
+    assert "http://127.0.0.1:3" in repr(profile)
+    assert profile.extra["frontdoor_admin_token"] == CANARY

@@ -64,6 +64,14 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _FIX = "Start the emulator with `aml emulator start`, or set AML_PROFILE to an existing profile."
 
 
+_SECRET_WORDS = ("token", "password", "secret", "key")
+
+
+def _masked(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` for display: values under secret-looking keys are hidden."""
+    return {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in extra.items()}
+
+
 def _check_name(_instance: object, _attribute: object, value: str) -> None:
     if not value or not set(value) <= _NAME_CHARS or value.startswith("."):
         raise InvalidConfig(
@@ -118,7 +126,7 @@ class CloudProfile:
     #: path of a kubeconfig file for Kubernetes targets, when there is one
     kubeconfig: str | None = attrs.field(default=None, converter=_optional_str)
     #: provider-specific, non-portable settings (documented by the provider that reads them)
-    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False, repr=lambda extra: repr(_masked(extra)))
 
     # -- construction ---------------------------------------------------------------------
 
