@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.error
+from pathlib import Path
 
 from aml_emulator.cluster import ClusterService
 from cluster_testing import CRASHER, deployment, group_alive, http_get, service, wait_for
@@ -440,3 +441,25 @@ def test_startup_and_exec_probes_gate_readiness(k8s, cluster, tmp_path):
     assert cs.started is False and cs.ready is False  # the startup probe has not passed yet
     flag.write_text("go")
     wait_for(lambda: status().started and status().ready, timeout=10, what="started and ready")
+
+
+def test_pods_die_with_a_host_that_exits_without_stop(tmp_path):
+    import subprocess
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from cluster_testing import deployment, wait_for
+from aml_emulator.cluster import ClusterService
+c = ClusterService(backoff_base=0.3).start()
+from aml_emulator.cluster.models import lookup
+d = deployment("host", replicas=2, probe=False)
+d["metadata"]["namespace"] = "default"
+c.store.create(lookup("apps", "v1", "deployments"), d)
+groups = wait_for(lambda: c.kubelet.process_groups() if len(c.kubelet.process_groups()) == 2 else None, timeout=20)
+print(",".join(map(str, groups)), flush=True)
+raise SystemExit("exiting without stop()")
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    groups = [int(g) for g in r.stdout.strip().split(",") if g]
+    assert len(groups) == 2, r.stderr
+    wait_for(lambda: not any(group_alive(g) for g in groups), timeout=10, what="pods killed at host exit")

@@ -16,6 +16,7 @@ through ``/proc/<pid>/environ``.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import logging
@@ -791,6 +792,16 @@ class Kubelet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="cluster-kubelet", daemon=True)
         self._thread.start()
+        # A host process that exits without stop() (an unhandled exception, a closed pipe)
+        # must not leave pods behind: their process groups are SIGKILLed at exit.
+        atexit.register(self._kill_at_exit)
+
+    def _kill_at_exit(self) -> None:
+        for pgid in self.process_groups():
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -840,6 +851,7 @@ class Kubelet:
 
     def stop(self) -> None:
         """Stop every pod: all their process groups are killed before this returns."""
+        atexit.unregister(self._kill_at_exit)
         self._stop.set()
         with self.store.changed:
             self.store.changed.notify_all()
