@@ -147,12 +147,17 @@ def _pod_failure(core, namespace: str, name: str) -> str | None:
     return None
 
 
+#: seconds an image pull may keep failing before the deployment is declared failed
+IMAGE_PULL_GRACE = 30.0
+
+
 def _wait_rollout(api, namespace: str, name: str, progress) -> str:
     """Wait until the Deployment is rolled out; returns the Service's scoring base URL."""
     from kubernetes import client
 
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     deadline = time.monotonic() + ROLLOUT_TIMEOUT
+    pull_failing_since: float | None = None
     while time.monotonic() < deadline:
         dep = apps.read_namespaced_deployment(name, namespace)
         st = dep.status
@@ -167,6 +172,14 @@ def _wait_rollout(api, namespace: str, name: str, progress) -> str:
             if ingress and (ingress[0].ip or ingress[0].hostname):
                 return f"http://{ingress[0].ip or ingress[0].hostname}:80"
         failure = _pod_failure(core, namespace, name)
+        if failure and failure.startswith(("ErrImagePull", "ImagePullBackOff")):
+            # A pull can fail while the registry or the pull secret is still settling; the
+            # kubelet retries, so only a failure that persists is final.
+            pull_failing_since = pull_failing_since or time.monotonic()
+            if time.monotonic() - pull_failing_since < IMAGE_PULL_GRACE:
+                failure = None
+        elif not failure:
+            pull_failing_since = None
         if failure:
             raise ProvisioningFailed(f"Service {name!r} failed: {failure}. Call service.get_logs() to see why.")
         time.sleep(0.5)
