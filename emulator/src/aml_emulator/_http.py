@@ -34,6 +34,9 @@ class BackgroundServer:
         self.name = name
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit this on Linux; without it every keep-alive response whose
+        # headers and body go out as separate writes waits ~40 ms for the delayed ACK.
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.bind((host, port))
         self._sock.listen(1024)
         self.port = self._sock.getsockname()[1]
@@ -46,6 +49,8 @@ class BackgroundServer:
             ssl_certfile=certfile,
             ssl_keyfile=keyfile,
             timeout_keep_alive=30,
+            # idle keep-alive clients must not hold stop() for the whole join timeout
+            timeout_graceful_shutdown=2,
             h11_max_incomplete_event_size=1 << 20,
         )
         self._server = uvicorn.Server(config)
