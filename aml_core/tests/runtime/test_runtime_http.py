@@ -32,7 +32,7 @@ def servers(module_server, model_dir):
         model_dir,
         scoring_timeout_ms=TIMEOUT_MS,
         max_body_bytes=MAX_BODY,
-        env={"SERVICE_PATH_PREFIX": "api/v1"},
+        env={"SERVICE_PATH_PREFIX": "api/v1", "AML_HEADER_TIMEOUT_SECONDS": "1"},
     )
     return diabetes.wait_ready(), features.wait_ready()
 
@@ -188,6 +188,15 @@ def test_cr_lf_in_request_id_is_rejected(diabetes, value):
     status_line = reply.split(b"\r\n", 1)[0]
     assert b" 400 " in status_line, reply
     assert b"x-injected" not in reply.lower()
+
+
+def test_connection_without_a_complete_request_is_closed(features):
+    port = features.state()["port"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and then nothing
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # the server closed it
+        assert 0.5 < time.monotonic() - started < 8
 
 
 def test_exec_time_header_on_scored_responses(diabetes):

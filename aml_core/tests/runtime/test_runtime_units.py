@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 import uuid
 
@@ -12,7 +13,13 @@ from aml_core.errors import InvalidConfig
 from aml_core.runtime import config, logs
 from aml_core.runtime.app import BadRequest, new_request_id, parse_query
 from aml_core.runtime.raw import AMLRequest, AMLResponse, Headers
-from aml_core.runtime.script import ScriptError, UserScript, install_azureml_aliases, model_tree
+from aml_core.runtime.script import (
+    ScriptError,
+    UserScript,
+    install_azureml_aliases,
+    load_script,
+    model_tree,
+)
 from aml_core.runtime.swagger import SwaggerDocs, SwaggerNotFound, build_document
 
 
@@ -112,6 +119,42 @@ def test_run_signature_rules(tmp_path, signature, message):
         _script(f"def init():\n    pass\n\n{signature}:\n    return 1\n", tmp_path)
 
 
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("def init():\n    pass\n", "does not have a run() function"),
+        ("def run(data):\n    return data\n", "does not have a init() function"),
+        ("import no_such_module_here\n", "No module named 'no_such_module_here'"),
+        ("raise SystemExit(5)\n", "SystemExit"),
+    ],
+)
+def test_load_script_errors(tmp_path, monkeypatch, source, message):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "entry_module", raising=False)
+    path = tmp_path / "score.py"
+    path.write_text(source)
+    with pytest.raises(ScriptError) as caught:
+        load_script(str(path), [str(tmp_path)])
+    assert message in str(caught.value)
+
+
+def test_load_script_missing_file(tmp_path):
+    with pytest.raises(ScriptError, match="does not exist"):
+        load_script(str(tmp_path / "nope.py"), [])
+
+
+def test_load_script_compiles_fresh_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "entry_module", raising=False)
+    path = tmp_path / "score.py"
+    path.write_text("V = 1\ndef init():\n    pass\ndef run(d):\n    return V\n")
+    assert load_script(str(path), []).run("x") == 1
+    stat = path.stat()
+    path.write_text("V = 2\ndef init():\n    pass\ndef run(d):\n    return V\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and mtime as before
+    assert load_script(str(path), []).run("x") == 2
+
+
 def test_run_signature_modes(tmp_path):
     script = _script("def init():\n    pass\n\ndef run(payload, request_headers=None):\n    return 1\n", tmp_path)
     assert script.mode == "json" and script.data_param == "payload" and script.wants_headers
@@ -160,7 +203,6 @@ def test_request_id_stream_prefixes_every_line_once():
 
 
 def test_access_log_line_format(tmp_path):
-    import os
 
     path = tmp_path / "access.log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)

@@ -34,7 +34,7 @@ from aml_core.runtime.script import (
     model_tree,
 )
 
-DRAIN_SECONDS = float(os.environ.get("AML_RUNTIME_DRAIN_SECONDS", "0.5"))
+DRAIN_SECONDS = float(os.environ.get("AML_RUNTIME_DRAIN_SECONDS", "0.25"))
 GRACEFUL_TIMEOUT_SECONDS = int(os.environ.get("AML_RUNTIME_GRACEFUL_TIMEOUT", "30"))
 ACCEPT_DELAY_PER_CONNECTION = 0.0003  # seconds per connection this worker already holds
 ACCEPT_DELAY_MAX = 0.005
@@ -255,6 +255,8 @@ class _Acceptor:
         self.closed = False
         self.waiting = False
         self.connecting = 0  # accepted, transport not made yet (not in ``connections``)
+        #: a connection that has not sent one complete request head by then is closed
+        self.header_timeout = float(os.environ.get("AML_HEADER_TIMEOUT_SECONDS", "30"))
         sock.setblocking(False)
 
     def start(self) -> None:
@@ -297,8 +299,23 @@ class _Acceptor:
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.protocol_factory, sock=conn)
+            transport, protocol = await self.loop.connect_accepted_socket(
+                self.protocol_factory, sock=conn
+            )
         except OSError:
             conn.close()
+            return
         finally:
             self.connecting -= 1
+        if self.header_timeout > 0:
+            self.loop.call_later(self.header_timeout, _close_if_silent, transport, protocol)
+
+
+def _close_if_silent(transport, protocol) -> None:
+    """Slow-loris guard: close a connection that never completed its first request head.
+
+    (After a first request, uvicorn's keep-alive timeout closes idle connections.)
+    """
+    if getattr(protocol, "cycle", None) is None and not transport.is_closing():
+        logger.warning("Closing a connection that sent no complete request within the timeout")
+        transport.close()
