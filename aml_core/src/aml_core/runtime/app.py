@@ -176,6 +176,39 @@ class ScoringApp:
             if rest == "" or rest.startswith("/"):
                 path = rest or "/"
         if path == "/score":
+            if scope["method"] == "POST" and self._mode == "json":
+                # the hot path, inlined (each extra coroutine hop costs ~1-2 us per request)
+                started = time.perf_counter()
+                echo, rid, error, length, _ = self._request_ids(scope["headers"])
+                if error is None and (length is None or length <= self.max_body_bytes):
+                    message = await receive()
+                    body = message.get("body", b"")
+                    if message.get("more_body", False):
+                        body = await self._read_body_rest(receive, body)
+                    elif len(body) > self.max_body_bytes:
+                        body = None
+                    if body is None:
+                        status, payload = self._too_large()
+                        headers = self._finish_headers(echo, _JSON)
+                    else:
+                        try:
+                            kwargs = {self._data_param: body.decode("utf-8")}
+                        except UnicodeDecodeError as exc:
+                            kwargs = None
+                            status, payload = _message(400, f"Input cannot be decoded as UTF-8: {exc}")
+                            headers = self._finish_headers(echo, _JSON)
+                        if kwargs is not None:
+                            if self._wants_headers:
+                                kwargs["request_headers"] = Headers(scope["headers"]).to_dict()
+                            status, payload, headers = self._invoke(kwargs, rid, echo)
+                    headers.append((b"content-length", str(len(payload)).encode()))
+                    if self.draining:
+                        headers.append((b"connection", b"close"))
+                    await send({"type": "http.response.start", "status": status, "headers": headers})
+                    await send({"type": "http.response.body", "body": payload})
+                    if self.access_log is not None:
+                        self._log("POST", scope, status, started, len(payload))
+                    return
             await self._score(scope, receive, send)
         elif path == "/":
             await self._health(scope, send)
@@ -359,6 +392,12 @@ class ScoringApp:
         body = message.get("body", b"")
         if not message.get("more_body", False):
             return body if len(body) <= self.max_body_bytes else None
+        return await self._read_body_rest(receive, body)
+
+    async def _read_body_rest(self, receive: Receive, body: bytes) -> bytes | None:
+        """The rest of a chunked or multi-part body; ``None`` once it passes the limit."""
+        if len(body) > self.max_body_bytes:
+            return None
         chunks = [body]
         size = len(body)
         while True:
