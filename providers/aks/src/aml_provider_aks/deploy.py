@@ -151,6 +151,13 @@ def _pod_failure(core, namespace: str, name: str) -> str | None:
 IMAGE_PULL_GRACE = 30.0
 
 
+def _only_current_pods(core, namespace: str, name: str, want: int) -> bool:
+    """True once the old replicas are gone: until then a kept-alive connection may still
+    reach the previous version, and the caller is told the update is done."""
+    pods = core.list_namespaced_pod(namespace, label_selector=f"app={name}").items
+    return len(pods) == want and all(p.metadata.deletion_timestamp is None for p in pods)
+
+
 def _wait_rollout(api, namespace: str, name: str, progress) -> str:
     """Wait until the Deployment is rolled out; returns the Service's scoring base URL."""
     from kubernetes import client
@@ -163,7 +170,8 @@ def _wait_rollout(api, namespace: str, name: str, progress) -> str:
         st = dep.status
         want = dep.spec.replicas or 0
         if st and (st.observed_generation or 0) >= (dep.metadata.generation or 0) and (st.updated_replicas or 0) == want \
-                and (st.available_replicas or 0) >= want and (st.replicas or 0) == want:
+                and (st.available_replicas or 0) >= want and (st.replicas or 0) == want \
+                and _only_current_pods(core, namespace, name, want):
             svc = core.read_namespaced_service(name, namespace)
             url = (svc.metadata.annotations or {}).get(LB_ANNOTATION)
             ingress = (svc.status.load_balancer.ingress or []) if svc.status and svc.status.load_balancer else []
