@@ -89,12 +89,12 @@ def main(sock: socket.socket, status_fd: int, config: dict) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     status = _StatusPipe(status_fd)
     sys.argv = [sys.argv[0]]  # the user's script must not see the supervisor's options
-    logs.setup_logging(level=os.environ.get("AZUREML_LOG_LEVEL", "INFO"))
-    logs.prefix_user_output()
-    logs.current_request_id = logs.NULL_REQUEST_ID
     os.environ.update(config.get("env") or {})
     if config.get("model_dir"):
         os.environ["AZUREML_MODEL_DIR"] = config["model_dir"]
+    logs.setup_logging(level=os.environ.get("AZUREML_LOG_LEVEL", "INFO"))
+    logs.prefix_user_output()
+    logs.current_request_id = logs.NULL_REQUEST_ID
 
     aliases = install_azureml_aliases()
     if aliases:
