@@ -26,6 +26,7 @@ from aml_core.runtime.script import UserScript, describe_exception
 from aml_core.runtime.swagger import SwaggerDocs, SwaggerNotFound
 
 HEADER_LIMIT = 100
+ACCESS_LOG_PATH_LIMIT = 512
 DEFAULT_TIMEOUT_MS = 3_600_000
 DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024  # the legacy image's nginx client_max_body_size 100m
 
@@ -543,6 +544,8 @@ class ScoringApp:
         path = scope["path"]
         if scope["query_string"]:
             path = f"{path}?{scope['query_string'].decode('latin-1')}"
+            if len(path) > ACCESS_LOG_PATH_LIMIT:
+                path = path[:ACCESS_LOG_PATH_LIMIT] + "..."
         elapsed = (time.perf_counter() - started) * 1000
         self.access_log.write(method, path, status, elapsed, length)
 
