@@ -32,7 +32,11 @@ def servers(module_server, model_dir):
         model_dir,
         scoring_timeout_ms=TIMEOUT_MS,
         max_body_bytes=MAX_BODY,
-        env={"SERVICE_PATH_PREFIX": "api/v1", "AML_HEADER_TIMEOUT_SECONDS": "1"},
+        env={
+            "SERVICE_PATH_PREFIX": "api/v1",
+            "AML_HEADER_TIMEOUT_SECONDS": "1",
+            "AML_CORS_ORIGINS": "https://app.example, https://other.example",
+        },
     )
     return diabetes.wait_ready(), features.wait_ready()
 
@@ -107,6 +111,28 @@ def test_body_at_the_limit_is_accepted(features):
     body = json.dumps({"text": "x" * (MAX_BODY - envelope)})
     assert len(body) == MAX_BODY
     assert requests.post(f"{features.url}/score", data=body, timeout=10).status_code == 200
+
+
+def test_cors_headers_for_allowed_origins_only(features, expected_predictions):
+    preflight = requests.options(
+        f"{features.url}/score",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert preflight.headers["access-control-allow-headers"] == "content-type"
+    allowed = post(features, {"data": SAMPLE}, headers={"Origin": "https://other.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://other.example"
+    assert allowed.json() == pytest.approx(expected_predictions)
+    denied = post(features, {"data": SAMPLE}, headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in denied.headers
+    assert "access-control-allow-origin" not in post(features, {"data": SAMPLE}).headers
 
 
 def test_unknown_path_is_404(diabetes):

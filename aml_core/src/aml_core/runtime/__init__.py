@@ -28,6 +28,7 @@ Settings read from the environment (the spec's ``env`` is applied to the workers
 ``WORKER_COUNT``                workers when ``--workers`` is not given (default 1)
 ``AZUREML_LOG_LEVEL``           runtime log level (default INFO)
 ``AML_ACCESS_LOG``              ``0`` turns the per-request log line off
+``AML_CORS_ORIGINS``            comma-separated origins (or ``*``) that get CORS headers
 ``AML_HEADER_TIMEOUT_SECONDS``  close connections without a first request head (30)
 ``AML_RUNTIME_DRAIN_SECONDS``   how long a stopping worker serves accepted sockets (0.25)
 ``AML_RUNTIME_GRACEFUL_TIMEOUT`` in-flight requests' grace on stop (30 s)

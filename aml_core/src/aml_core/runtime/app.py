@@ -148,8 +148,13 @@ class ScoringApp:
         path_prefix: str = "",
         server_version: str = "",
         access_log: bool = True,
+        cors_origins: str = "",
     ) -> None:
         self.script = script
+        #: ``AML_CORS_ORIGINS``: comma-separated origins (or ``*``) allowed to call the service
+        self._cors = frozenset(
+            o.strip().encode("latin-1") for o in cors_origins.split(",") if o.strip()
+        ) or None
         self.timeout_ms = int(timeout_ms)
         self._timeout_s = self.timeout_ms / 1000.0
         self.max_body_bytes = int(max_body_bytes)
@@ -171,6 +176,8 @@ class ScoringApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
+        if self._cors is not None:
+            send = self._with_cors(scope, send)
         path = scope["path"]
         if self.path_prefix and path.startswith(self.path_prefix):
             rest = path[len(self.path_prefix) :]
@@ -218,6 +225,29 @@ class ScoringApp:
         else:
             status, body = _message(404, NOT_FOUND_MESSAGE)
             await self._send(send, status, body, [(b"content-type", _JSON)])
+
+    def _with_cors(self, scope: Scope, send: Send) -> Send:
+        """Add CORS headers for an allowed ``Origin`` (as flask-cors does for the Azure server)."""
+        origin = request_headers = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+            elif name == b"access-control-request-headers":
+                request_headers = value
+        if origin is None or not (origin in self._cors or b"*" in self._cors):
+            return send
+        extra = [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+        if scope["method"] == "OPTIONS":
+            extra.append((b"access-control-allow-methods", b"GET, POST"))
+            if request_headers:
+                extra.append((b"access-control-allow-headers", request_headers))
+
+        async def send_with_cors(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], *extra]}
+            await send(message)
+
+        return send_with_cors
 
     async def _send(self, send: Send, status: int, body: bytes, headers: list) -> None:
         headers.append((b"content-length", str(len(body)).encode()))

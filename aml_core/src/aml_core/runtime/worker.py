@@ -145,6 +145,7 @@ def main(sock: socket.socket, status_fd: int, config: dict) -> int:
         path_prefix=config.get("path_prefix", ""),
         server_version=os.environ.get("HTTP_X_MS_SERVER_VERSION", ""),
         access_log=os.environ.get("AML_ACCESS_LOG", "1").lower() not in ("0", "false", "no"),
+        cors_origins=os.environ.get("AML_CORS_ORIGINS", ""),
     )
     install_timeout_handler()
     logger.info("Scoring timeout is set to %d ms", app.timeout_ms)
