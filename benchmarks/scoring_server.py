@@ -44,7 +44,7 @@ REF_VENV = CACHE / "azmlinfsrv-venv"
 DEV_PYTHON = Path(sys.executable)
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
-SCORE_PY = '''\
+SCORE_PY = """\
 import json
 import os
 
@@ -62,7 +62,7 @@ def run(raw_data):
     data = np.array(json.loads(raw_data)["data"])
     result = model.predict(data)
     return result.tolist()
-'''
+"""
 
 BODY = json.dumps({"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]})
 
@@ -78,7 +78,9 @@ wrk.headers["Content-Type"] = "application/json"
 
 def _versions(python: Path, modules: list[str]) -> dict[str, str]:
     code = "import importlib.metadata as m, json, sys; print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
-    out = subprocess.run([str(python), "-c", code, *modules], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(python), "-c", code, *modules], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout)
 
 
@@ -89,9 +91,13 @@ def ensure_reference_venv() -> Path:
     if uv is None:
         sys.exit("uv is needed to install the reference server: pip install uv")
     if not python.exists():
-        subprocess.run([uv, "venv", "--quiet", "--python", str(DEV_PYTHON), str(REF_VENV)], check=True)
+        subprocess.run(
+            [uv, "venv", "--quiet", "--python", str(DEV_PYTHON), str(REF_VENV)], check=True
+        )
     pins = _versions(DEV_PYTHON, ["scikit-learn", "numpy", "joblib"])
-    wanted = ["azureml-inference-server-http"] + [f"{name}=={version}" for name, version in pins.items()]
+    wanted = ["azureml-inference-server-http"] + [
+        f"{name}=={version}" for name, version in pins.items()
+    ]
     try:
         have = _versions(python, ["azureml-inference-server-http", *pins])
         if all(have.get(name) == version for name, version in pins.items()):
@@ -138,20 +144,27 @@ class Server:
         self.name = name
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self._log = open(log, "wb")
+        self._log = open(log, "wb")  # noqa: SIM115 - closed by stop()
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            cmd, env={**os.environ, **env}, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+            cmd,
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.cold_start = self._wait_healthy(started)
 
     def _wait_healthy(self, started: float, timeout: float = 120.0) -> float:
-        request = urllib.request.Request(f"{self.url}/score", data=BODY.encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/score", data=BODY.encode(), headers={"Content-Type": "application/json"}
+        )
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self._log.name}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}; see {self._log.name}"
+                )
             try:
                 with urllib.request.urlopen(request, timeout=5) as response:
                     if response.status == 200:
@@ -217,36 +230,95 @@ def _tree(root: int) -> list[int]:
     return out
 
 
-def start_servers(workers: int, score: Path, model_dir: Path, ref_python: Path, logs: Path) -> list[Server]:
+def start_servers(
+    workers: int, score: Path, model_dir: Path, ref_python: Path, logs: Path
+) -> list[Server]:
     base_env = {"AZUREML_MODEL_DIR": str(model_dir), "PYTHONDONTWRITEBYTECODE": "1"}
     servers = []
     port = free_port()
-    servers.append(Server(
-        "aml-runtime",
-        [str(DEV_PYTHON), "-m", "aml_core.runtime", "serve", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--entry_script", str(score),
-         "--model_dir", str(model_dir)],
-        base_env, port, score.parent, logs / f"aml-runtime-w{workers}.log",
-    ))
+    servers.append(
+        Server(
+            "aml-runtime",
+            [
+                str(DEV_PYTHON),
+                "-m",
+                "aml_core.runtime",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--entry_script",
+                str(score),
+                "--model_dir",
+                str(model_dir),
+            ],
+            base_env,
+            port,
+            score.parent,
+            logs / f"aml-runtime-w{workers}.log",
+        )
+    )
     port = free_port()
     # exactly what `azmlinfsrv --worker_count N` runs (amlserver_linux.run), but on 127.0.0.1
-    servers.append(Server(
-        "azmlinfsrv",
-        [str(ref_python), "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-         "--timeout", "300", "--access-logfile", "-", "--error-logfile", "/dev/null",
-         "azureml_inference_server_http.server.entry:app"],
-        {**base_env, "AZUREML_ENTRY_SCRIPT": str(score), "AML_APP_ROOT": str(score.parent)},
-        port, score.parent, logs / f"azmlinfsrv-w{workers}.log",
-    ))
+    servers.append(
+        Server(
+            "azmlinfsrv",
+            [
+                str(ref_python),
+                "-m",
+                "gunicorn",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                str(workers),
+                "--timeout",
+                "300",
+                "--access-logfile",
+                "-",
+                "--error-logfile",
+                "/dev/null",
+                "azureml_inference_server_http.server.entry:app",
+            ],
+            {**base_env, "AZUREML_ENTRY_SCRIPT": str(score), "AML_APP_ROOT": str(score.parent)},
+            port,
+            score.parent,
+            logs / f"azmlinfsrv-w{workers}.log",
+        )
+    )
     port = free_port()
-    servers.append(Server(
-        "bare-asgi",
-        [str(DEV_PYTHON), "-m", "uvicorn", "scoring_bare_app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http",
-         "httptools", "--no-access-log", "--log-level", "warning", "--app-dir", str(HERE)],
-        {**base_env, "AZUREML_ENTRY_SCRIPT": str(score)}, port, score.parent,
-        logs / f"bare-asgi-w{workers}.log",
-    ))
+    servers.append(
+        Server(
+            "bare-asgi",
+            [
+                str(DEV_PYTHON),
+                "-m",
+                "uvicorn",
+                "scoring_bare_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--app-dir",
+                str(HERE),
+            ],
+            {**base_env, "AZUREML_ENTRY_SCRIPT": str(score)},
+            port,
+            score.parent,
+            logs / f"bare-asgi-w{workers}.log",
+        )
+    )
     return servers
 
 
@@ -263,12 +335,23 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(url: str, connections: int, duration: int, lua: Path) -> dict:
-    cmd = [WRK, "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(lua), f"{url}/score"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout
+    cmd = [
+        WRK,
+        "-t1",
+        f"-c{connections}",
+        f"-d{int(duration)}s",
+        "--latency",
+        "-s",
+        str(lua),
+        f"{url}/score",
+    ]
+    out = subprocess.run(
+        cmd, check=True, capture_output=True, text=True, timeout=duration + 60
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     requests_done = int(re.search(r"(\d+) requests in", out).group(1))
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
@@ -292,7 +375,9 @@ def measure(args) -> dict:
         servers = start_servers(workers, score, model_dir, ref_python, logs)
         try:
             for server in servers:
-                results["servers"][f"{server.name}/w{workers}"] = {"cold_start_s": server.cold_start}
+                results["servers"][f"{server.name}/w{workers}"] = {
+                    "cold_start_s": server.cold_start
+                }
             # warm up every server (first requests fault in code paths and caches)
             for server in servers:
                 run_wrk(server.url, 8, min(2, args.duration), lua)
@@ -308,24 +393,30 @@ def measure(args) -> dict:
                     cpu = server.cpu_seconds() - cpu_before
                     sample["cpu_us_per_request"] = cpu / max(sample["requests"], 1) * 1e6
                     samples.setdefault((server.name, connections), []).append(sample)
-                    print(f"round {round_index + 1} w={workers} c={connections:<2} {server.name:<12} "
-                          f"{sample['rps']:8.0f} req/s  p50 {sample['p50_ms']:6.2f} ms  "
-                          f"p99 {sample['p99_ms']:6.2f} ms  cpu {sample['cpu_us_per_request']:5.0f} us/req",
-                          flush=True)
+                    print(
+                        f"round {round_index + 1} w={workers} c={connections:<2} {server.name:<12} "
+                        f"{sample['rps']:8.0f} req/s  p50 {sample['p50_ms']:6.2f} ms  "
+                        f"p99 {sample['p99_ms']:6.2f} ms  cpu {sample['cpu_us_per_request']:5.0f} us/req",
+                        flush=True,
+                    )
             for server in servers:
                 results["servers"][f"{server.name}/w{workers}"]["rss_mib"] = server.rss_mib()
             for (name, connections), runs in samples.items():
-                results["points"].append({
-                    "server": name,
-                    "workers": workers,
-                    "connections": connections,
-                    "rps": statistics.median(r["rps"] for r in runs),
-                    "p50_ms": statistics.median(r["p50_ms"] for r in runs),
-                    "p99_ms": statistics.median(r["p99_ms"] for r in runs),
-                    "cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in runs),
-                    "non_2xx": sum(r["non_2xx"] for r in runs),
-                    "runs": runs,
-                })
+                results["points"].append(
+                    {
+                        "server": name,
+                        "workers": workers,
+                        "connections": connections,
+                        "rps": statistics.median(r["rps"] for r in runs),
+                        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                        "cpu_us_per_request": statistics.median(
+                            r["cpu_us_per_request"] for r in runs
+                        ),
+                        "non_2xx": sum(r["non_2xx"] for r in runs),
+                        "runs": runs,
+                    }
+                )
         finally:
             for server in servers:
                 server.stop()
@@ -337,10 +428,16 @@ def report(results: dict) -> str:
     workers = sorted({p["workers"] for p in results["points"]})
     conns = sorted({p["connections"] for p in results["points"]})
     names = ["aml-runtime", "azmlinfsrv", "bare-asgi"]
-    lines = ["| server | workers | " + " | ".join(f"req/s c={c}" for c in conns)
-             + " | " + " | ".join(f"p50 / p99 ms c={c}" for c in conns)
-             + " | " + " | ".join(f"CPU µs/req c={c}" for c in conns) + " | cold start | RSS |",
-             "|---|---|" + "---|" * (3 * len(conns) + 2)]
+    lines = [
+        "| server | workers | "
+        + " | ".join(f"req/s c={c}" for c in conns)
+        + " | "
+        + " | ".join(f"p50 / p99 ms c={c}" for c in conns)
+        + " | "
+        + " | ".join(f"CPU µs/req c={c}" for c in conns)
+        + " | cold start | RSS |",
+        "|---|---|" + "---|" * (3 * len(conns) + 2),
+    ]
     for w in workers:
         for name in names:
             if (name, w, conns[0]) not in points:
@@ -348,7 +445,10 @@ def report(results: dict) -> str:
             info = results["servers"].get(f"{name}/w{w}", {})
             row = [name, str(w)]
             row += [f"{points[(name, w, c)]['rps']:.0f}" for c in conns]
-            row += [f"{points[(name, w, c)]['p50_ms']:.2f} / {points[(name, w, c)]['p99_ms']:.2f}" for c in conns]
+            row += [
+                f"{points[(name, w, c)]['p50_ms']:.2f} / {points[(name, w, c)]['p99_ms']:.2f}"
+                for c in conns
+            ]
             row += [f"{points[(name, w, c)]['cpu_us_per_request']:.0f}" for c in conns]
             row += [f"{info.get('cold_start_s', 0):.1f} s", f"{info.get('rss_mib', 0):.0f} MiB"]
             lines.append("| " + " | ".join(row) + " |")
@@ -359,11 +459,13 @@ def report(results: dict) -> str:
     lines.append("| ratio | workers | " + " | ".join(f"c={c}" for c in conns) + " |")
     lines.append("|---|---|" + "---|" * len(conns))
     for w in workers:
-        for other, label, key in (("azmlinfsrv", "req/s vs azmlinfsrv", "rps"),
-                                  ("bare-asgi", "req/s vs bare ASGI", "rps"),
-                                  ("azmlinfsrv", "p99 vs azmlinfsrv", "p99_ms"),
-                                  ("bare-asgi", "p99 vs bare ASGI", "p99_ms"),
-                                  ("bare-asgi", "CPU per request vs bare ASGI", "cpu_us_per_request")):
+        for other, label, key in (
+            ("azmlinfsrv", "req/s vs azmlinfsrv", "rps"),
+            ("bare-asgi", "req/s vs bare ASGI", "rps"),
+            ("azmlinfsrv", "p99 vs azmlinfsrv", "p99_ms"),
+            ("bare-asgi", "p99 vs bare ASGI", "p99_ms"),
+            ("bare-asgi", "CPU per request vs bare ASGI", "cpu_us_per_request"),
+        ):
             cells = []
             for c in conns:
                 ours, theirs = points.get(("aml-runtime", w, c)), points.get((other, w, c))
@@ -376,8 +478,12 @@ def report(results: dict) -> str:
     bad = [p for p in results["points"] if p["non_2xx"]]
     if bad:
         lines.append("")
-        lines.append("non-2xx responses: " + ", ".join(
-            f"{p['server']} w={p['workers']} c={p['connections']}: {p['non_2xx']}" for p in bad))
+        lines.append(
+            "non-2xx responses: "
+            + ", ".join(
+                f"{p['server']} w={p['workers']} c={p['connections']}: {p['non_2xx']}" for p in bad
+            )
+        )
     return "\n".join(lines)
 
 

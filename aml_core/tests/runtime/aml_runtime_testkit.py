@@ -13,10 +13,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+
 PYTHON = sys.executable
 START_TIMEOUT = 60.0
 
-DIABETES_SCORE = '''
+DIABETES_SCORE = """
 import json
 import os
 
@@ -35,10 +36,10 @@ def run(raw_data):
     data = np.array(json.loads(raw_data)["data"])
     result = model.predict(data)
     return result.tolist()
-'''
+"""
 
 # The same model, plus the behaviours the error-path tests need.
-FEATURES_SCORE = '''
+FEATURES_SCORE = """
 import gc
 import json
 import os
@@ -80,7 +81,7 @@ def run(raw_data, request_headers):
     if "numpy" in payload:
         return model.predict(np.array(payload["numpy"]))
     return model.predict(np.array(payload["data"])).tolist()
-'''
+"""
 
 SAMPLE = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]
 
@@ -96,7 +97,7 @@ class Server:
         cmd += ["--state", str(self.state_path), *args]
         full_env = dict(os.environ)
         full_env.update(env or {})
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=workdir
         )
@@ -123,7 +124,7 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"timed out; state {self.state()}; log:\n{self.log()}")
 
-    def wait_ready(self) -> "Server":
+    def wait_ready(self) -> Server:
         self.wait_for(lambda s: s.get("status") == "ready")
         return self
 
@@ -180,5 +181,3 @@ def write_spec(directory: Path, entry: Path, model_dir: Path | str, **extra) -> 
     path = directory / "spec.json"
     path.write_text(json.dumps(spec))
     return path
-
-

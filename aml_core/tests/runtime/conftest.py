@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aml_runtime_testkit import SAMPLE, Server, write_script, write_spec
 
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """``azureml-models/diabetes/1`` holding a Ridge fitted on ``load_diabetes`` (joblib)."""

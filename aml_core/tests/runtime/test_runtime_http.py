@@ -14,7 +14,6 @@ import uuid
 
 import pytest
 import requests
-
 from aml_runtime_testkit import DIABETES_SCORE, FEATURES_SCORE, SAMPLE
 
 pytestmark = pytest.mark.timeout(120)
@@ -81,9 +80,7 @@ def test_get_score_parses_query_values_as_json(diabetes, expected_predictions):
 
 def test_get_score_repeated_key_becomes_a_list(features):
     # run() returns payload["text"]: the query parsed as {"text": [1, "x", [1, 2]]}
-    response = requests.get(
-        f"{features.url}/score?text=1&text=x&text=%5B1%2C2%5D", timeout=10
-    )
+    response = requests.get(f"{features.url}/score?text=1&text=x&text=%5B1%2C2%5D", timeout=10)
     assert response.status_code == 200, response.text
     assert response.json() == [1, "x", [1, 2]]
 
@@ -196,7 +193,7 @@ def _raw_http(server, request: bytes) -> bytes:
             if b"\r\n\r\n" in b"".join(chunks) and b"Healthy" not in data:
                 joined = b"".join(chunks)
                 head, _, body = joined.partition(b"\r\n\r\n")
-                match = re.search(rb"content-length: (\d+)", head, re.I)
+                match = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
                 if match and len(body) >= int(match.group(1)):
                     break
         return b"".join(chunks)
@@ -354,7 +351,7 @@ def test_requests_are_logged_with_status_and_time(diabetes):
     pattern = re.compile(
         r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} I \[\d+\] aml_core\.runtime - "
         rf"GET /score\?marker=access-log-test {response.status_code} [\d.]+ms \d+$",
-        re.M,
+        re.MULTILINE,
     )
     deadline = time.monotonic() + 5
     while not pattern.search(diabetes.log()) and time.monotonic() < deadline:

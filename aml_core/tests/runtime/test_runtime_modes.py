@@ -12,7 +12,7 @@ from aml_runtime_testkit import SAMPLE
 pytestmark = pytest.mark.timeout(120)
 
 # Written for Azure: imports from azureml.contrib.services, which is not installed here.
-RAW_SCORE = '''
+RAW_SCORE = """
 import json
 
 from azureml.contrib.services.aml_request import AMLRequest, rawhttp
@@ -44,9 +44,9 @@ def run(request):
              "X-Agent": request.headers.get("user-agent", "")},
         )
     return AMLResponse("bad request", 500)
-'''
+"""
 
-SCHEMA_SCORE = '''
+SCHEMA_SCORE = """
 import os
 
 import joblib
@@ -68,7 +68,7 @@ def init():
 @output_schema(StandardPythonParameterType([100.0]))
 def run(data, scale=1.0):
     return (model.predict(data) * scale).tolist()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +200,10 @@ def test_schema_deeply_nested_body_is_400(schema):
     assert requests.get(f"{schema.url}/", timeout=10).status_code == 200
 
 
-@pytest.mark.parametrize("query, key, expected", [("", "swagger", "2.0"), ("?version=2", "swagger", "2.0"),
-                                                   ("?version=3", "openapi", "3.0.3")])
+@pytest.mark.parametrize(
+    "query, key, expected",
+    [("", "swagger", "2.0"), ("?version=2", "swagger", "2.0"), ("?version=3", "openapi", "3.0.3")],
+)
 def test_swagger_is_generated_from_the_schema(schema, query, key, expected):
     response = requests.get(f"{schema.url}/swagger.json{query}", timeout=10)
     assert response.status_code == 200, response.text

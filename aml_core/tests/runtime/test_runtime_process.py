@@ -15,7 +15,7 @@ from aml_runtime_testkit import write_script, write_spec
 
 pytestmark = pytest.mark.timeout(120)
 
-LIGHT_SCORE = '''
+LIGHT_SCORE = """
 import json
 import os
 import time
@@ -33,16 +33,16 @@ def run(raw_data):
     if "sleep" in payload:
         time.sleep(payload["sleep"])
     return {{"version": VERSION, "pid": os.getpid(), "files": model_files}}
-'''
+"""
 
-INIT_RAISES = '''
+INIT_RAISES = """
 def init():
     raise RuntimeError("model file is corrupt")
 
 
 def run(data):
     return data
-'''
+"""
 
 
 def _alive(pid: int) -> bool:

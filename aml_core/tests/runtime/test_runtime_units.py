@@ -8,7 +8,6 @@ import sys
 import uuid
 
 import pytest
-
 from aml_core.errors import InvalidConfig
 from aml_core.runtime import config, logs
 from aml_core.runtime.app import BadRequest, new_request_id, parse_query
@@ -53,8 +52,8 @@ def test_headers_are_case_insensitive_and_join_repeats():
 
 def test_aml_request_offers_flask_style_accessors():
     body = (
-        b"--XX\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
-        b"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n"
+        b'--XX\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
+        b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
         b"Content-Type: application/octet-stream\r\n\r\n\x00\x01\x02\r\n--XX--\r\n"
     )
     request = AMLRequest(
@@ -74,7 +73,9 @@ def test_aml_request_offers_flask_style_accessors():
 
 
 def test_aml_request_json():
-    request = AMLRequest("POST", "/score", b"", Headers([(b"content-type", b"application/json")]), b'{"a": 1}')
+    request = AMLRequest(
+        "POST", "/score", b"", Headers([(b"content-type", b"application/json")]), b'{"a": 1}'
+    )
     assert request.get_json() == {"a": 1}
     plain = AMLRequest("POST", "/score", b"", Headers([]), b"{")
     assert plain.get_json(silent=True) is None
@@ -86,7 +87,9 @@ def test_aml_response_bodies():
     assert AMLResponse(b"\x00\xff", 200).body == b"\x00\xff"
     text = AMLResponse("héllo", 200, {"Content-Type": "text/plain"})
     assert text.body == "héllo".encode()
-    assert [h for h in text.headers if h[0].lower() == "content-type"] == [("Content-Type", "text/plain")]
+    assert [h for h in text.headers if h[0].lower() == "content-type"] == [
+        ("Content-Type", "text/plain")
+    ]
     assert AMLResponse({"a": [1]}, 200, json_str=True).body == b'{"a": [1]}'
 
 
@@ -156,7 +159,9 @@ def test_load_script_compiles_fresh_source(tmp_path, monkeypatch):
 
 
 def test_run_signature_modes(tmp_path):
-    script = _script("def init():\n    pass\n\ndef run(payload, request_headers=None):\n    return 1\n", tmp_path)
+    script = _script(
+        "def init():\n    pass\n\ndef run(payload, request_headers=None):\n    return 1\n", tmp_path
+    )
     assert script.mode == "json" and script.data_param == "payload" and script.wants_headers
 
 
@@ -219,17 +224,20 @@ def test_access_log_line_format(tmp_path):
 
 def test_alias_modules_are_installed_only_when_missing():
     def azure_names():
-        return {n for n in sys.modules if n == "azureml" or n.startswith(("azureml.", "azureml_inference"))}
+        return {
+            n
+            for n in sys.modules
+            if n == "azureml" or n.startswith(("azureml.", "azureml_inference"))
+        }
 
     saved = {name: sys.modules.pop(name) for name in azure_names()}
     try:
         installed = install_azureml_aliases()
         assert "azureml.contrib.services.aml_request" in installed
-        from azureml.contrib.services.aml_request import rawhttp  # noqa: PLC0415
-        from azureml.contrib.services.aml_response import AMLResponse as Aliased  # noqa: PLC0415
-
         from aml_core.runtime import AMLResponse as Ours
         from aml_core.runtime import rawhttp as ours_rawhttp
+        from azureml.contrib.services.aml_request import rawhttp
+        from azureml.contrib.services.aml_response import AMLResponse as Aliased
 
         assert rawhttp is ours_rawhttp and Aliased is Ours
         assert install_azureml_aliases() == []  # everything is importable now
@@ -257,7 +265,9 @@ def test_environment_config_resolves_entry_script_like_the_azure_server(tmp_path
     assert resolved["max_body_bytes"] == 100 * 1024 * 1024
     # an entry script given relative to the app root (older images) resolves too
     env["AZUREML_ENTRY_SCRIPT"] = "src/score.py"
-    assert config.from_environment(environ=env)["entry_script"] == str(app_root / "src" / "score.py")
+    assert config.from_environment(environ=env)["entry_script"] == str(
+        app_root / "src" / "score.py"
+    )
 
 
 @pytest.mark.parametrize(

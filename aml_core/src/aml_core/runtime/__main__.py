@@ -17,8 +17,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the supervisor and its workers")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=5001, help="port; 0 picks a free one (default 5001)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=5001, help="port; 0 picks a free one (default 5001)"
+    )
     serve.add_argument(
         "--workers",
         "--worker_count",
@@ -27,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="worker processes (default: WORKER_COUNT or 1)",
     )
-    serve.add_argument("--spec", help="JSON spec file (entry_script, source_dir, model_dir, env ...)")
+    serve.add_argument(
+        "--spec", help="JSON spec file (entry_script, source_dir, model_dir, env ...)"
+    )
     serve.add_argument("--state", help="state file rewritten atomically on every change")
     serve.add_argument("--entry_script", "--entry-script", dest="entry_script", help="score.py")
     serve.add_argument("--model_dir", "--model-dir", dest="model_dir", help="AZUREML_MODEL_DIR")

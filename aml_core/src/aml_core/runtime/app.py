@@ -15,9 +15,10 @@ import logging
 import signal
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from json import JSONDecodeError
 from random import getrandbits
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aml_core.runtime import logs
@@ -152,9 +153,10 @@ class ScoringApp:
     ) -> None:
         self.script = script
         #: ``AML_CORS_ORIGINS``: comma-separated origins (or ``*``) allowed to call the service
-        self._cors = frozenset(
-            o.strip().encode("latin-1") for o in cors_origins.split(",") if o.strip()
-        ) or None
+        self._cors = (
+            frozenset(o.strip().encode("latin-1") for o in cors_origins.split(",") if o.strip())
+            or None
+        )
         self.timeout_ms = int(timeout_ms)
         self._timeout_s = self.timeout_ms / 1000.0
         self.max_body_bytes = int(max_body_bytes)
@@ -162,7 +164,9 @@ class ScoringApp:
         prefix = path_prefix.strip("/")
         self.path_prefix = f"/{prefix}" if prefix else ""
         self._server_version = server_version.encode("latin-1") if server_version else b""
-        self.access_log = logs.AccessLog() if access_log and logger.isEnabledFor(logging.INFO) else None
+        self.access_log = (
+            logs.AccessLog() if access_log and logger.isEnabledFor(logging.INFO) else None
+        )
         #: set when the worker stops: responses then ask clients to close the connection
         self.draining = False
         self._run = script.run
@@ -203,7 +207,9 @@ class ScoringApp:
                             kwargs = {self._data_param: body.decode("utf-8")}
                         except UnicodeDecodeError as exc:
                             kwargs = None
-                            status, payload = _message(400, f"Input cannot be decoded as UTF-8: {exc}")
+                            status, payload = _message(
+                                400, f"Input cannot be decoded as UTF-8: {exc}"
+                            )
                             headers = self._finish_headers(echo, _JSON)
                         if kwargs is not None:
                             if self._wants_headers:
@@ -212,7 +218,9 @@ class ScoringApp:
                     headers.append((b"content-length", str(len(payload)).encode()))
                     if self.draining:
                         headers.append((b"connection", b"close"))
-                    await send({"type": "http.response.start", "status": status, "headers": headers})
+                    await send(
+                        {"type": "http.response.start", "status": status, "headers": headers}
+                    )
                     await send({"type": "http.response.body", "body": payload})
                     if self.access_log is not None:
                         self._log("POST", scope, status, started, len(payload))
@@ -285,12 +293,24 @@ class ScoringApp:
                 trace = value
         for value in (request_id, legacy, client, trace):
             if value is not None and (b"\r" in value or b"\n" in value):
-                return [], "", (400, "Request id headers must not contain CR or LF characters."), None, b""
+                return (
+                    [],
+                    "",
+                    (400, "Request id headers must not contain CR or LF characters."),
+                    None,
+                    b"",
+                )
         if request_id is None:
             rid = new_request_id()
             request_id = rid.encode()
         elif len(request_id) > HEADER_LIMIT:
-            return [], "", (431, f"x-request-id must not exceed {HEADER_LIMIT} characters"), None, b""
+            return (
+                [],
+                "",
+                (431, f"x-request-id must not exceed {HEADER_LIMIT} characters"),
+                None,
+                b"",
+            )
         else:
             rid = request_id.decode("latin-1")
         if legacy:
@@ -304,8 +324,10 @@ class ScoringApp:
                 rid,
                 (
                     431,
-                    "x-ms-request-id and x-ms-client-request-id must not exceed "
-                    f"{HEADER_LIMIT} characters",
+                    (
+                        "x-ms-request-id and x-ms-client-request-id must not exceed "
+                        f"{HEADER_LIMIT} characters"
+                    ),
                 ),
                 None,
                 b"",
@@ -352,7 +374,9 @@ class ScoringApp:
             await self._send(send, status, body, headers)
             return
         version = None
-        for key, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+        for key, value in parse_qsl(
+            scope["query_string"].decode("latin-1"), keep_blank_values=True
+        ):
             if key == "version":
                 version = value
                 break
@@ -509,7 +533,7 @@ class ScoringApp:
             headers = self._finish_headers(echo, _JSON, _TRUE)
             headers.append((b"x-ms-run-fn-exec-ms", f"{elapsed:.3f}".encode()))
             return status, payload, headers
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any error in user code is a 500
             elapsed = (time.perf_counter() - started) * 1000
             logger.error("[%s] Encountered Exception: %s", rid, traceback.format_exc().rstrip())
             status, payload = _message(500, RUN_FAILED_MESSAGE, error=describe_exception(exc))

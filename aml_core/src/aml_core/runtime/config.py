@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aml_core.errors import InvalidConfig
 
@@ -24,7 +25,14 @@ DEFAULT_APP_ROOT = "/var/azureml-app"
 DEFAULT_TIMEOUT_MS = 3_600_000
 DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
 
-SPEC_KEYS = {"entry_script", "source_dir", "model_dir", "env", "scoring_timeout_ms", "max_body_bytes"}
+SPEC_KEYS = {
+    "entry_script",
+    "source_dir",
+    "model_dir",
+    "env",
+    "scoring_timeout_ms",
+    "max_body_bytes",
+}
 
 
 def _int_setting(value: Any, name: str, default: int) -> int:
@@ -60,8 +68,12 @@ def from_spec_file(path: str, environ: Mapping[str, str] | None = None) -> dict:
     if not isinstance(entry, str) or not os.path.isabs(entry):
         raise InvalidConfig(f"The spec's entry_script must be an absolute path, got {entry!r}.")
     source_dir = spec.get("source_dir")
-    if source_dir is not None and (not isinstance(source_dir, str) or not os.path.isabs(source_dir)):
-        raise InvalidConfig(f"The spec's source_dir must be an absolute path or null, got {source_dir!r}.")
+    if source_dir is not None and (
+        not isinstance(source_dir, str) or not os.path.isabs(source_dir)
+    ):
+        raise InvalidConfig(
+            f"The spec's source_dir must be an absolute path or null, got {source_dir!r}."
+        )
     model_dir = spec.get("model_dir")
     if model_dir is not None and not isinstance(model_dir, str):
         raise InvalidConfig(f"The spec's model_dir must be a path, got {model_dir!r}.")

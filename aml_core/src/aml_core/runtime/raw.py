@@ -17,7 +17,8 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qsl
 
 #: set by :func:`rawhttp` at import time of the entry script; the loader resets it before
@@ -58,7 +59,7 @@ class MultiDict(dict):
         if len(values) == 1:
             dict.__setitem__(self, key, value)
 
-    def getlist(self, key: str, type: Callable | None = None) -> list[Any]:  # noqa: A002
+    def getlist(self, key: str, type: Callable | None = None) -> list[Any]:
         values = list(self._lists.get(key, ()))
         if type is None:
             return values
@@ -83,7 +84,7 @@ class MultiDict(dict):
 class Headers:
     """Case-insensitive, read-only request headers (repeated headers joined with ``", "``)."""
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_index", "_items")
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
         self._items: list[tuple[str, str]] = []
@@ -98,7 +99,7 @@ class Headers:
             else:
                 self._index[lower] = text
 
-    def get(self, name: str, default: Any = None, type: Callable | None = None) -> Any:  # noqa: A002
+    def get(self, name: str, default: Any = None, type: Callable | None = None) -> Any:
         value = self._index.get(name.lower())
         if value is None:
             return default
@@ -159,7 +160,7 @@ class FileStorage:
         return chunk
 
     @property
-    def stream(self) -> "FileStorage":
+    def stream(self) -> FileStorage:
         return self
 
     def save(self, dst: Any) -> None:

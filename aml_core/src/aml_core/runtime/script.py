@@ -18,7 +18,7 @@ import inspect
 import os
 import sys
 import types
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from aml_core.runtime import raw as _http
 
@@ -74,7 +74,9 @@ class UserScript:
             return "run() is decorated with @rawhttp: it is called with the raw request."
         if self.mode == "schema":
             names = ", ".join(param.name for param in self.schema_params)
-            return f"run() is decorated with @input_schema: it is called with the arguments {names}."
+            return (
+                f"run() is decorated with @input_schema: it is called with the arguments {names}."
+            )
         return "run() is not decorated: it is called with the request body as a string."
 
 
@@ -94,7 +96,7 @@ def is_schema_decorated(func: Callable) -> bool:
         return False
     try:
         return bool(_decorated(func))
-    except Exception:  # inference-schema inspects attributes freely; never fail the load on it
+    except Exception:  # noqa: BLE001 - inference-schema probes attributes
         return False
 
 
@@ -189,8 +191,7 @@ def load_script(entry_script: str | None, search_path: list[str]) -> UserScript:
             exec(code, module.__dict__)  # noqa: S102 - running the user's script is the point
         except BaseException as exc:
             raise ScriptError(
-                f"Failed to import the entry script {entry_script}: "
-                f"{type(exc).__name__}: {exc}"
+                f"Failed to import the entry script {entry_script}: {type(exc).__name__}: {exc}"
             ) from exc
     else:
         try:
@@ -244,4 +245,3 @@ def describe_exception(exc: BaseException, limit: int = 2000) -> str:
     """``Type: message`` of an exception, shortened for headers, state files and bodies."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-

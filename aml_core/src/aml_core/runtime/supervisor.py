@@ -36,7 +36,8 @@ import socket
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aml_core.errors import InvalidConfig
 from aml_core.runtime import logs
@@ -171,7 +172,9 @@ class Supervisor:
             sock.close()
             if exc.errno == errno.EADDRINUSE:
                 raise BindError(f"port {self.requested_port} is already in use") from exc
-            raise BindError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror}") from exc
+            raise BindError(
+                f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror}"
+            ) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
         sock.listen(2048)
         sock.set_inheritable(True)
@@ -259,9 +262,7 @@ class Supervisor:
         for slot in range(self.count):
             self.current[slot] = self.spawn(1, slot)
         self.write_state()
-        logger.info(
-            "Listening on http://%s:%d with %d worker(s)", self.host, self.port, self.count
-        )
+        logger.info("Listening on http://%s:%d with %d worker(s)", self.host, self.port, self.count)
         exit_code: int | None = None
         try:
             while exit_code is None:
@@ -364,7 +365,11 @@ class Supervisor:
     # --- reload --------------------------------------------------------------------------------
     def _start_reload(self) -> None:
         self.pending_generation = max(self.generation, self.pending_generation) + 1
-        self.reload_info = {"generation": self.pending_generation, "status": "in_progress", "error": None}
+        self.reload_info = {
+            "generation": self.pending_generation,
+            "status": "in_progress",
+            "error": None,
+        }
         try:
             new_config = self.load_config()
         except InvalidConfig as exc:
@@ -390,7 +395,9 @@ class Supervisor:
         self.config = self._pending_config
         self.restart_at.clear()
         self.backoff.clear()
-        logger.info("Generation %d is ready; stopping generation %d", self.generation, self.generation - 1)
+        logger.info(
+            "Generation %d is ready; stopping generation %d", self.generation, self.generation - 1
+        )
         for worker in self._retiring:
             self._terminate(worker)
         self._check_retired()
@@ -412,7 +419,11 @@ class Supervisor:
             for worker in self.pending.values():
                 self._terminate(worker, kill=True)
         self.pending = None
-        self.reload_info = {"generation": self.pending_generation, "status": "failed", "error": error}
+        self.reload_info = {
+            "generation": self.pending_generation,
+            "status": "failed",
+            "error": error,
+        }
         self.write_state()
 
     # --- children ------------------------------------------------------------------------------
@@ -469,7 +480,9 @@ class Supervisor:
         self.backoff[worker.slot] = min(delay * 2, RESTART_BACKOFF_MAX)
         self.restart_at[worker.slot] = time.monotonic() + delay
         what = worker.error or f"exited with code {code}"
-        logger.error("Worker %d died unexpectedly (%s); restarting in %.1f s", worker.pid, what, delay)
+        logger.error(
+            "Worker %d died unexpectedly (%s); restarting in %.1f s", worker.pid, what, delay
+        )
         self.restarts += 1
         self.write_state()
         return None
@@ -517,8 +530,8 @@ class Supervisor:
 
 def _preload_server_modules() -> None:
     """Import the server stack once, so every forked worker starts with it loaded."""
-    import uvicorn  # noqa: F401
-    import uvicorn.protocols.http.httptools_impl  # noqa: F401
+    import uvicorn
+    import uvicorn.protocols.http.httptools_impl
 
     from aml_core.runtime import app, swagger, worker  # noqa: F401
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: every accepted ``?version=`` value and the document version it selects
 VERSION_ALIASES = {"2": "2", "2.0": "2", "3": "3", "3.0": "3", "3.1": "3.1"}
@@ -29,7 +30,9 @@ def _paths(prefix: str, version: str) -> dict:
     def json_body(ref: str) -> dict:
         if version == "2":
             return {"schema": {"$ref": f"#/definitions/{ref}"}}
-        return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+        return {
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+        }
 
     def text_body(example: str | None = None) -> dict:
         schema: dict[str, Any] = {"type": "string"}
@@ -42,7 +45,10 @@ def _paths(prefix: str, version: str) -> dict:
             schema["example"] = example
         return {"content": {"text/plain": {"schema": schema}}}
 
-    failure = {"description": "The service failed to execute due to an error.", **json_body("ErrorResponse")}
+    failure = {
+        "description": "The service failed to execute due to an error.",
+        **json_body("ErrorResponse"),
+    }
     score_post: dict[str, Any] = {
         "operationId": "RunMLService",
         "description": "Run the web service's model and get the prediction output",
@@ -66,7 +72,10 @@ def _paths(prefix: str, version: str) -> dict:
             }
         ]
     else:
-        score_post["requestBody"] = {"description": payload_description, **json_body("ServiceInput")}
+        score_post["requestBody"] = {
+            "description": payload_description,
+            **json_body("ServiceInput"),
+        }
     version_param: dict[str, Any] = {"name": "version", "in": "query", "required": False}
     enum_schema = {"type": "integer", "enum": [2, 3]}
     if version == "2":
@@ -162,7 +171,7 @@ class SwaggerDocs:
         service_name: str = "ML service",
         service_version: str = "1.0",
         path_prefix: str = "",
-    ) -> "SwaggerDocs":
+    ) -> SwaggerDocs:
         documents: dict[str, dict] = {}
         user_files = {"2": ("swagger.json", "swagger2.json"), "3": ("swagger3.json",)}
         for version, names in user_files.items():
@@ -212,7 +221,9 @@ def _read_user_file(search_dirs: list[str], names: tuple[str, ...]) -> dict | No
     return None
 
 
-def _generate(run: Callable, service_name: str, service_version: str, prefix: str) -> dict[str, dict]:
+def _generate(
+    run: Callable, service_name: str, service_version: str, prefix: str
+) -> dict[str, dict]:
     try:
         from inference_schema.schema_util import (
             get_input_schema,

@@ -134,7 +134,7 @@ def main(sock: socket.socket, status_fd: int, config: dict) -> int:
             service_version=os.environ.get("SERVICE_VERSION", "1.0"),
             path_prefix=config.get("path_prefix", ""),
         )
-    except Exception as exc:  # a broken swagger must not stop scoring
+    except Exception as exc:  # noqa: BLE001 - a broken swagger must not stop scoring
         logger.warning("No swagger document: %s", describe_exception(exc))
         swagger = None
     app = ScoringApp(
@@ -197,7 +197,7 @@ def _make_server(app, status: _StatusPipe, balance: bool):
     )
 
     class WorkerServer(uvicorn.Server):
-        acceptor: "_Acceptor | None" = None
+        acceptor: _Acceptor | None = None
 
         async def startup(self, sockets=None) -> None:
             # uvicorn's own startup would hand the socket to loop.create_server, whose accept
