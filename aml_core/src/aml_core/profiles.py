@@ -17,10 +17,10 @@ The "emulator" shape (written by ``aml emulator start``)::
 
     {"format": 1, "name": "emulator",
      "arm_endpoint": "https://127.0.0.1:50123",
-     "ca_bundle": "/home/me/.aml/emulator/ca.pem",
+     "ca_bundle": "~/.aml/emulator/ca.pem",
      "subscription_id": "3f5c...", "resource_group": "aml-emulator",
      "registry_name": "amlemulator", "registry_login_server": "127.0.0.1:50124",
-     "arm_token": "<static token>", "kubeconfig": "/home/me/.aml/emulator/kubeconfig",
+     "arm_token": "<static token>", "kubeconfig": "~/.aml/emulator/kubeconfig",
      "extra": {}}
 
 The "azure" shape (written by hand, or by a provider's own setup command)::
