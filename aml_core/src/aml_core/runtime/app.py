@@ -347,31 +347,31 @@ class ScoringApp:
         return headers
 
     # --- routes ----------------------------------------------------------------------------------
-    async def _health(self, scope: Scope, send: Send) -> None:
+    async def _read_only_route(self, scope: Scope, send: Send) -> list | None:
+        """The echoed request-id headers of a GET/HEAD route, or None once an error
+        (bad request id, another method) has been answered."""
         echo, _rid, error, _, _ = self._request_ids(scope["headers"])
         if error is not None:
             status, body = _message(*error)
             await self._send(send, status, body, self._finish_headers(echo, _JSON))
-            return
+            return None
         if scope["method"] not in ("GET", "HEAD"):
             status, body = _message(405, METHOD_NOT_ALLOWED_MESSAGE)
             headers = self._finish_headers(echo, _JSON)
             headers.append((b"allow", b"GET, HEAD"))
             await self._send(send, status, body, headers)
+            return None
+        return echo
+
+    async def _health(self, scope: Scope, send: Send) -> None:
+        echo = await self._read_only_route(scope, send)
+        if echo is None:
             return
         await self._send(send, 200, b"Healthy", [(b"content-type", _HTML), *echo])
 
     async def _swagger(self, scope: Scope, send: Send) -> None:
-        echo, _rid, error, _, _ = self._request_ids(scope["headers"])
-        if error is not None:
-            status, body = _message(*error)
-            await self._send(send, status, body, self._finish_headers(echo, _JSON))
-            return
-        if scope["method"] not in ("GET", "HEAD"):
-            status, body = _message(405, METHOD_NOT_ALLOWED_MESSAGE)
-            headers = self._finish_headers(echo, _JSON)
-            headers.append((b"allow", b"GET, HEAD"))
-            await self._send(send, status, body, headers)
+        echo = await self._read_only_route(scope, send)
+        if echo is None:
             return
         version = None
         for key, value in parse_qsl(
