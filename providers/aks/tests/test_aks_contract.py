@@ -54,4 +54,4 @@ def aml_deployment_target(aml_workspace):
 def aml_deployment_config():
     from aml_provider_aks import AksWebservice
 
-    return lambda name: AksWebservice.deploy_configuration(auth_enabled=False, num_replicas=1)
+    return lambda name: AksWebservice.deploy_configuration(num_replicas=1)

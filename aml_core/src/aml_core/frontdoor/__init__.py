@@ -11,6 +11,6 @@ In the emulator it runs in-process; on a real cluster it runs as a pod::
 """
 
 from aml_core.frontdoor.app import FrontDoor, deployment_name
-from aml_core.frontdoor.config import ConfigError, ServiceEntry, Version
+from aml_core.frontdoor.config import ConfigError, ServiceEntry, Version, payload_revision
 
-__all__ = ["ConfigError", "FrontDoor", "ServiceEntry", "Version", "deployment_name"]
+__all__ = ["ConfigError", "FrontDoor", "ServiceEntry", "Version", "deployment_name", "payload_revision"]

@@ -111,6 +111,9 @@ class FrontDoor:
                                   grace_s=token_grace_s)
         self.max_body_bytes = max_body_bytes
         self._services: dict[str, _Routed] = {}
+        # "<namespace>/<service>" -> the ready replicas' base URLs, fed by the host
+        self._upstreams: dict[str, tuple[str, ...]] = {}
+        self._serving_loop: asyncio.AbstractEventLoop | None = None
         self._rng = random.Random()
         self._session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -140,6 +143,66 @@ class FrontDoor:
         for name in list(self._services):
             self._services.pop(name, None)
             self.tokens.forget(name)
+        self._upstreams.clear()
+
+    # ------------------------------------------------------------------ host feeds
+    # A host (the emulator's cluster, or the front door's pod watching a real cluster) calls
+    # these from its own thread; pools are only touched on the serving loop.
+    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._serving_loop
+        if loop is None or loop.is_closed():
+            fn(*args)  # nothing is served yet, so nothing can be waiting on a pool
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                fn(*args)
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(fn, *args)
+
+    def set_upstream(self, upstream: str, backends: tuple[str, ...] | list[str]) -> None:
+        """Set the ready replicas of ``upstream`` (``"<namespace>/<service>"``)."""
+        self._on_loop(self._set_upstream, upstream, tuple(dict.fromkeys(b.rstrip("/") for b in backends)))
+
+    def _set_upstream(self, upstream: str, backends: tuple[str, ...]) -> None:
+        if not backends:
+            self._upstreams.pop(upstream, None)
+        elif self._upstreams.get(upstream) == backends:
+            return
+        else:
+            self._upstreams[upstream] = backends
+        for routed in list(self._services.values()):
+            for version in routed.entry.versions:
+                if version.upstream == upstream:
+                    routed.pools[version.name].update(backends, routed.entry.max_concurrent_requests_per_replica)
+
+    def put_service(self, name: str, payload: Any) -> ServiceEntry:
+        """Store a service entry from its admin-API payload; raises :class:`ConfigError`."""
+        entry = ServiceEntry.from_payload(name, payload)
+        self._on_loop(self._store, entry)
+        return entry
+
+    def remove_service(self, name: str) -> bool:
+        """Forget a service and its token secret; ``False`` if it was unknown."""
+        known = name in self._services
+        self._on_loop(self._remove, name)
+        return known
+
+    def _remove(self, name: str) -> None:
+        if self._services.pop(name, None) is not None:
+            self.tokens.forget(name)
+
+    def describe(self, name: str) -> dict | None:
+        """The entry as the admin API shows it (keys masked), each version with the
+        replicas it currently routes to; ``None`` if unknown."""
+        routed = self._services.get(name)
+        if routed is None:
+            return None
+        out = routed.entry.to_dict()
+        for vname, pool in routed.pools.items():
+            out["versions"][vname]["replicas"] = [r.url for r in pool.replicas]
+        return out
 
     async def aclose(self) -> None:
         """Close the pooled connections to the backends."""
@@ -173,6 +236,8 @@ class FrontDoor:
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            if self._serving_loop is None:
+                self._serving_loop = asyncio.get_running_loop()
             path = scope["path"]
             if path.startswith(SCORE_PREFIX):
                 await self._score(scope, receive, send, path)
@@ -189,6 +254,7 @@ class FrontDoor:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    self._serving_loop = asyncio.get_running_loop()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await self.aclose()
@@ -246,16 +312,16 @@ class FrontDoor:
             except ConfigError as exc:
                 return _error(400, "InvalidConfig", str(exc))
             self._store(entry)
-            return 200, json.dumps(entry.to_dict()).encode()
+            return 200, json.dumps(self.describe(name)).encode()
         if method == "GET":
-            routed = self._services.get(name)
-            if routed is None:
+            described = self.describe(name)
+            if described is None:
                 return _error(404, "NotFound", f"no service named {name!r}")
-            return 200, json.dumps(routed.entry.to_dict()).encode()
+            return 200, json.dumps(described).encode()
         if method == "DELETE":
-            if self._services.pop(name, None) is None:
+            if name not in self._services:
                 return _error(404, "NotFound", f"no service named {name!r}")
-            self.tokens.forget(name)
+            self._remove(name)
             return 204, b""
         return _error(405, "MethodNotAllowed", "use PUT, GET or DELETE")
 
@@ -265,7 +331,8 @@ class FrontDoor:
         pools = {}
         for version in entry.versions:
             pool = known.get(version.name) or Pool()
-            pool.update(version.backends, entry.max_concurrent_requests_per_replica)
+            backends = self._upstreams.get(version.upstream, ()) if version.upstream else version.backends
+            pool.update(backends, entry.max_concurrent_requests_per_replica)
             pools[version.name] = pool
         self.tokens.ensure_secret(entry.name)
         # one assignment: a request reads either the old or the new entry, never a mix
@@ -326,9 +393,9 @@ class FrontDoor:
         replica = await pool.acquire(entry.max_queue_wait_ms / 1000.0)
         if replica is None:
             pool.rejected_503 += 1
-            await _respond(send, *_error(503, "ServiceUnavailable",
-                                         f"no replica of {name}/{version.name} was free within "
-                                         f"{entry.max_queue_wait_ms} ms"), version=version.name)
+            why = (f"no replica of {name}/{version.name} was free within {entry.max_queue_wait_ms} ms"
+                   if pool.replicas else f"{name}/{version.name} has no ready replica")
+            await _respond(send, *_error(503, "ServiceUnavailable", why), version=version.name)
             return
         query = scope.get("query_string") or b""
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]

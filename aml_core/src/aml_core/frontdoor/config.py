@@ -7,6 +7,8 @@ raises :class:`ConfigError` with a message meant for the caller), never ``Servic
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +24,7 @@ DEFAULT_MAX_CONCURRENT = 1
 DEFAULT_MAX_QUEUE_WAIT_MS = 500
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_UPSTREAM = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?/[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
 class ConfigError(ValueError):
@@ -34,16 +37,25 @@ def _mask(value: str) -> str:
 
 @attrs.frozen
 class Version:
-    """One version of a service: the replicas' base URLs and its share of the traffic."""
+    """One version of a service: its replicas and its share of the traffic.
+
+    The replicas are either fixed ``backends`` (base URLs) or an ``upstream``,
+    ``"<namespace>/<kubernetes service>"``, whose ready endpoints the host feeds in with
+    :meth:`aml_core.frontdoor.FrontDoor.set_upstream` as pods come and go.
+    """
 
     name: str
-    backends: tuple[str, ...]
+    backends: tuple[str, ...] = ()
     traffic_percentile: int | None = None
     is_default: bool = False
+    upstream: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backends": list(self.backends), "traffic_percentile": self.traffic_percentile,
-                "is_default": self.is_default}
+        out: dict[str, Any] = {"backends": list(self.backends), "traffic_percentile": self.traffic_percentile,
+                               "is_default": self.is_default}
+        if self.upstream:
+            out["upstream"] = self.upstream
+        return out
 
 
 @attrs.frozen(kw_only=True)
@@ -58,6 +70,9 @@ class ServiceEntry:
     max_concurrent_requests_per_replica: int = DEFAULT_MAX_CONCURRENT
     max_queue_wait_ms: int = DEFAULT_MAX_QUEUE_WAIT_MS
     versions: tuple[Version, ...] = ()
+    #: :func:`payload_revision` of the payload this entry was built from, so a writer can
+    #: see when the front door applies what it wrote
+    revision: str = ""
 
     @property
     def default_version(self) -> Version:
@@ -107,7 +122,7 @@ class ServiceEntry:
             raise ConfigError(f"exactly one version must be the default, got {len(defaults)}"
                               + (f" ({', '.join(defaults)})" if defaults else ""))
         return cls(name=name, auth=auth, primary_key=primary, secondary_key=secondary,
-                   versions=parsed, **limits)
+                   versions=parsed, revision=payload_revision(body), **limits)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored entry as the admin API shows it: keys masked."""
@@ -116,7 +131,13 @@ class ServiceEntry:
                 "scoring_timeout_ms": self.scoring_timeout_ms,
                 "max_concurrent_requests_per_replica": self.max_concurrent_requests_per_replica,
                 "max_queue_wait_ms": self.max_queue_wait_ms,
-                "versions": {v.name: v.to_dict() for v in self.versions}}
+                "versions": {v.name: v.to_dict() for v in self.versions}, "revision": self.revision}
+
+
+def payload_revision(payload: Any) -> str:
+    """A short digest of an admin-API payload (keys included, so a key change shows)."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()[:16]
 
 
 def _version(name: Any, spec: Any) -> Version:
@@ -124,7 +145,7 @@ def _version(name: Any, spec: Any) -> Version:
         raise ConfigError(f"invalid version name {name!r}")
     if not isinstance(spec, dict):
         raise ConfigError(f"version {name!r} must be an object")
-    unknown = set(spec) - {"backends", "traffic_percentile", "is_default"}
+    unknown = set(spec) - {"backends", "traffic_percentile", "is_default", "upstream"}
     if unknown:
         raise ConfigError(f"version {name!r}: unknown field(s): {', '.join(sorted(unknown))}")
     backends = spec.get("backends", [])
@@ -141,5 +162,11 @@ def _version(name: Any, spec: Any) -> Version:
     is_default = spec.get("is_default", False)
     if not isinstance(is_default, bool):
         raise ConfigError(f"version {name!r}: is_default must be true or false")
+    upstream = spec.get("upstream")
+    if upstream is not None:
+        if not isinstance(upstream, str) or not _UPSTREAM.match(upstream):
+            raise ConfigError(f"version {name!r}: upstream must be '<namespace>/<service>', not {upstream!r}")
+        if backends:
+            raise ConfigError(f"version {name!r}: give backends or an upstream, not both")
     return Version(name=name, backends=tuple(b.rstrip("/") for b in dict.fromkeys(backends)),
-                   traffic_percentile=pct, is_default=is_default)
+                   traffic_percentile=pct, is_default=is_default, upstream=upstream)

@@ -75,6 +75,7 @@ class ClusterService:
         self.frontdoor: Any = None  # aml_core.frontdoor.FrontDoor, serving while started
         self.frontdoor_admin_token = secrets.token_urlsafe(32)
         self._frontdoor_server: BackgroundServer | None = None
+        self._frontdoor_sync: Any = None
         self.ca_path: Path | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -133,6 +134,11 @@ class ClusterService:
         self._frontdoor_server = BackgroundServer(self.frontdoor, host=self.host, name="aml-frontdoor")
         self._frontdoor_server._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._frontdoor_server.start()
+        from aml_emulator.cluster.frontdoor_sync import FrontDoorSync
+
+        self._frontdoor_sync = FrontDoorSync(self.store, self.frontdoor)
+        self._frontdoor_sync.start()
+        self._publish_frontdoor()
         self.controllers = ControllerManager(self.store, clock=self.clock, period=self._controller_period,
                                              metrics_source=self._metrics_source or self._frontdoor_utilization,
                                              hpa_sync_period=self._hpa_sync_period,
@@ -183,6 +189,9 @@ class ClusterService:
         """Stop everything; every pod's process group is killed. Safe to call twice."""
         if self.api is not None:
             self.api.shutdown()
+        if self._frontdoor_sync is not None:
+            self._frontdoor_sync.stop()
+            self._frontdoor_sync = None
         if self._frontdoor_server is not None:
             self.frontdoor.close()
             self._frontdoor_server.stop()
@@ -229,6 +238,7 @@ class ClusterService:
         self._bootstrap()
         if self.frontdoor is not None:
             self.frontdoor.clear()
+            self._publish_frontdoor()
 
     def set_metrics_source(self, source: MetricsSource | None) -> None:
         """Feed the HPA controller: ``source(namespace, deployment_name)`` returns the
@@ -259,6 +269,28 @@ class ClusterService:
             "nodeInfo": {"kubeletVersion": "v1.32.0-aml-emulator", "operatingSystem": "linux", "architecture": "amd64",
                          "containerRuntimeVersion": "aml-process://1", "kernelVersion": "", "osImage": "", "machineID": "",
                          "systemUUID": "", "bootID": "", "kubeProxyVersion": ""}}}, subresource="status")
+
+    def _publish_frontdoor(self) -> None:
+        """Tell clients where the front door is, the way a cluster with the front door
+        installed does (:mod:`aml_core.frontdoor.kube`): namespace ``azureml``, ConfigMap and
+        Secret ``azureml-fe``. Rewritten at every start, since the port is ephemeral."""
+        from aml_core.frontdoor import kube
+
+        assert self.store is not None
+        ns, name = kube.NAMESPACE, kube.NAME
+        namespaces, configmaps, secrets_ = (lookup("", "v1", p) for p in ("namespaces", "configmaps", "secrets"))
+        if self.store.try_get(namespaces, "", ns) is None:
+            self.store.create(namespaces, {"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                                           "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+        labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "aml-emulator"}
+        token = base64.b64encode(self.frontdoor_admin_token.encode()).decode()
+        for rt, body in ((configmaps, {"data": {kube.URL_KEY: self.frontdoor_url}}),
+                         (secrets_, {"type": "Opaque", "data": {kube.ADMIN_TOKEN_KEY: token}})):
+            obj = {"metadata": {"name": name, "namespace": ns, "labels": labels}, **body}
+            if self.store.try_get(rt, ns, name) is None:
+                self.store.create(rt, obj)
+            else:
+                self.store.mutate(rt, ns, name, lambda x, b=body: x | b)
 
     def kubeconfig(self, *, namespace: str = "default") -> dict:
         return {"apiVersion": "v1", "kind": "Config",

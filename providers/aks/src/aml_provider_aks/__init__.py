@@ -16,8 +16,7 @@ class AksEndpoint:  # noqa: D101 - named in the public API, not built yet
 
 __all__ = ["AksCompute", "AksEndpoint", "AksWebservice", "AksServiceDeploymentConfiguration"]
 
-#: honest: no key/token auth, scale or traffic until the front door is wired in
-CAPABILITIES = Capabilities(package=False, provision=True, update=True, logs=True)
+CAPABILITIES = Capabilities(package=False, provision=True, update=True, logs=True, auth_keys=True, auth_token=True)
 
 
 @hookimpl
@@ -74,3 +73,10 @@ def aml_delete(workspace, service):
     if service.kind != KIND:
         return None
     return _deploy.delete(service)
+
+
+@hookimpl
+def aml_auth(workspace, service, request):
+    if service.kind != KIND:
+        return None
+    return _deploy.auth(service, request)

@@ -1,38 +1,74 @@
-"""Deploy a packaged image to the cluster with the official ``kubernetes`` client.
+"""Deploy packaged images to the cluster with the official ``kubernetes`` client.
 
-Per service, in its namespace (default ``default``): a ``kubernetes.io/dockerconfigjson``
-Secret ``<name>-pull`` for the profile's registry, a Deployment ``<name>`` (readiness probe
-``GET /`` on 5001, liveness with the configuration's probe settings), a LoadBalancer Service
-``<name>`` and, with autoscale, an ``autoscaling/v2`` HPA ``<name>``. The scoring URI is the
-Service's load balancer (the front door is not wired in yet).
+A service is served by one or more *versions* (a plain ``AksWebservice`` is one version named
+like the service; an ``AksEndpoint`` has up to six). Per version, in the service's namespace
+(default ``default``): a Deployment and a ClusterIP Service named
+``aml_core.frontdoor.deployment_name(service, version)`` (readiness probe ``GET /`` on 5001,
+liveness with the configuration's probe settings) and, with autoscale, an ``autoscaling/v2``
+HPA of that name; per service a ``kubernetes.io/dockerconfigjson`` Secret ``<service>-pull``
+for the registry, and the front door's routing entry, Secret ``<service>-frontdoor``
+(auth mode, keys, limits, each version's upstream and traffic share). The cluster's front
+door (:mod:`aml_provider_aks.frontdoor`) routes ``/api/v1/service/<service>/score`` by it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
+from collections.abc import Callable
+from typing import Any
 
 import attrs
-
-from aml_core.errors import InvalidConfig, NotFound, ProvisioningFailed
-from aml_core.records import DeploymentSpec, ServiceRecord, utcnow
+from aml_core.errors import AuthError, InvalidConfig, NotFound, ProvisioningFailed
+from aml_core.frontdoor import deployment_name, kube
+from aml_core.records import AuthRequest, AuthResult, DeploymentSpec, ServiceRecord, utcnow
 from aml_core.workspace import Workspace
 
 from aml_provider_aks.config import KIND, AksServiceDeploymentConfiguration
+from aml_provider_aks.frontdoor import locate
 from aml_provider_aks.provision import kubeconfig_for
 
 ROLLOUT_TIMEOUT = 300.0
-LB_ANNOTATION = "emulator.aml/url"
+#: seconds an image pull may keep failing before the deployment is declared failed
+IMAGE_PULL_GRACE = 30.0
+SERVICE_LABEL = "aml.service"
+VERSION_LABEL = "aml.version"
 
 
-def _api(kubeconfig: str):
+def api_for(kubeconfig: str):
     from kubernetes import config
 
     return config.new_client_from_config(config_file=kubeconfig)
 
 
-def _package(workspace: Workspace, spec: DeploymentSpec, progress) -> tuple[str, object]:
+class Cluster:
+    """The typed API groups of one cluster connection; ``with Cluster(kubeconfig) as c:``."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        from kubernetes import client
+
+        self.api = api_for(kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.scaling = client.AutoscalingV2Api(self.api)
+
+    def __enter__(self) -> Cluster:  # noqa: PYI034 - not subclassed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.api.close()
+
+
+def _missing(exc: Exception) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    return isinstance(exc, ApiException) and exc.status == 404
+
+
+# ------------------------------------------------------------------ objects
+def _package(workspace: Workspace, spec: DeploymentSpec, progress) -> tuple[str, Any]:
     from aml_core.images import build_and_store, workspace_registry
 
     if not workspace.container_registry.startswith("profile:"):
@@ -44,16 +80,22 @@ def _package(workspace: Workspace, spec: DeploymentSpec, progress) -> tuple[str,
     return image.location, workspace_registry(workspace)
 
 
-def _secret(name: str, registry) -> dict:
+def _pull_secret(service: str, registry) -> dict:
     auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
     cfg = {"auths": {registry.address: {"username": registry.username, "password": registry.password, "auth": auth}}}
-    return {"metadata": {"name": f"{name}-pull", "labels": {"aml.service": name}},
+    return {"metadata": {"name": f"{service}-pull", "labels": {SERVICE_LABEL: service}},
             "type": "kubernetes.io/dockerconfigjson",
             "data": {".dockerconfigjson": base64.b64encode(json.dumps(cfg).encode()).decode()}}
 
 
-def _deployment(name: str, image: str, config: AksServiceDeploymentConfiguration) -> dict:
-    resources = {"requests": {"cpu": str(config.effective_cpu_cores), "memory": f"{config.effective_memory_gb}Gi"}}
+def _labels(service: str, version: str) -> dict:
+    return {"app": deployment_name(service, version), SERVICE_LABEL: service, VERSION_LABEL: version}
+
+
+def _deployment(service: str, version: str, image: str, config: AksServiceDeploymentConfiguration) -> dict:
+    name = deployment_name(service, version)
+    resources: dict[str, Any] = {"requests": {"cpu": str(config.effective_cpu_cores),
+                                              "memory": f"{config.effective_memory_gb}Gi"}}
     limits = {}
     if config.cpu_cores_limit:
         limits["cpu"] = str(config.cpu_cores_limit)
@@ -62,9 +104,9 @@ def _deployment(name: str, image: str, config: AksServiceDeploymentConfiguration
     if limits:
         resources["limits"] = limits
     container = {
-        "name": "score", "image": image, "ports": [{"containerPort": 5001, "name": "http"}],
+        "name": "score", "image": image, "ports": [{"containerPort": 5001, "name": kube.PORT_NAME}],
         "env": [{"name": "SCORING_TIMEOUT_MS", "value": str(config.effective_scoring_timeout_ms)},
-                {"name": "SERVICE_NAME", "value": name}],
+                {"name": "SERVICE_NAME", "value": service}],
         "resources": resources,
         "readinessProbe": {"httpGet": {"path": "/", "port": 5001}, "periodSeconds": 1, "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": "/", "port": 5001},
@@ -74,17 +116,22 @@ def _deployment(name: str, image: str, config: AksServiceDeploymentConfiguration
                           "successThreshold": config.effective_success_threshold,
                           "failureThreshold": config.effective_failure_threshold},
     }
-    replicas = config.effective_min_replicas if config.effective_autoscale_enabled else config.num_replicas
-    labels = {"app": name, "aml.service": name}
-    return {"metadata": {"name": name, "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [container], "imagePullSecrets": [{"name": f"{name}-pull"}]}}}}
+    labels = _labels(service, version)
+    body: dict[str, Any] = {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [container],
+                                       "imagePullSecrets": [{"name": f"{service}-pull"}]}}}}
+    if not config.effective_autoscale_enabled:
+        body["spec"]["replicas"] = config.num_replicas
+    return body
 
 
-def _hpa(name: str, config: AksServiceDeploymentConfiguration) -> dict:
-    return {"metadata": {"name": name, "labels": {"aml.service": name}},
+def _hpa(service: str, version: str, config: AksServiceDeploymentConfiguration) -> dict:
+    name = deployment_name(service, version)
+    return {"metadata": {"name": name, "labels": _labels(service, version)},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                      "minReplicas": config.effective_min_replicas, "maxReplicas": config.effective_max_replicas,
                      "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
@@ -92,94 +139,156 @@ def _hpa(name: str, config: AksServiceDeploymentConfiguration) -> dict:
 
 
 def _apply(create, replace, read, namespace: str, name: str, body: dict) -> None:
-    from kubernetes.client.exceptions import ApiException
-
     try:
         read(name, namespace)
-    except ApiException as exc:
-        if exc.status != 404:
+    except Exception as exc:
+        if not _missing(exc):
             raise
         create(namespace, body)
         return
     replace(name, namespace, body)
 
 
-def _apply_all(api, namespace: str, name: str, image: str, registry, config, progress) -> None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core, apps, scaling = client.CoreV1Api(api), client.AppsV1Api(api), client.AutoscalingV2Api(api)
-    progress(f"Applying Secret, Deployment and Service {name!r} in namespace {namespace!r}")
-    _apply(core.create_namespaced_secret, core.replace_namespaced_secret, core.read_namespaced_secret,
-           namespace, f"{name}-pull", _secret(name, registry))
-    _apply(apps.create_namespaced_deployment, apps.patch_namespaced_deployment, apps.read_namespaced_deployment,
-           namespace, name, _deployment(name, image, config))
-    service = {"metadata": {"name": name, "labels": {"aml.service": name}},
-               "spec": {"type": "LoadBalancer", "selector": {"app": name},
-                        "ports": [{"name": "http", "port": 80, "targetPort": 5001}]}}
-    try:
-        core.read_namespaced_service(name, namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        core.create_namespaced_service(namespace, service)
+def apply_version(c: Cluster, namespace: str, service: str, version: str, image: str, registry: Any,
+                  config: AksServiceDeploymentConfiguration, progress: Callable[[str], None]) -> None:
+    """Create or update one version's Deployment, Service and HPA (and the pull Secret)."""
+    name = deployment_name(service, version)
+    progress(f"Applying Deployment and Service {name!r} in namespace {namespace!r}")
+    _apply(c.core.create_namespaced_secret, c.core.replace_namespaced_secret, c.core.read_namespaced_secret,
+           namespace, f"{service}-pull", _pull_secret(service, registry))
+    deployment = _deployment(service, version, image, config)
     if config.effective_autoscale_enabled:
-        _apply(scaling.create_namespaced_horizontal_pod_autoscaler,
-               scaling.replace_namespaced_horizontal_pod_autoscaler,
-               scaling.read_namespaced_horizontal_pod_autoscaler, namespace, name, _hpa(name, config))
-    else:
+        # the HPA owns the count; a new Deployment starts at the minimum
         try:
-            scaling.delete_namespaced_horizontal_pod_autoscaler(name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
+            c.apps.read_namespaced_deployment(name, namespace)
+        except Exception as exc:
+            if not _missing(exc):
                 raise
+            deployment["spec"]["replicas"] = config.effective_min_replicas
+    _apply(c.apps.create_namespaced_deployment, c.apps.patch_namespaced_deployment,
+           c.apps.read_namespaced_deployment, namespace, name, deployment)
+    svc = {"metadata": {"name": name, "labels": _labels(service, version)},
+           "spec": {"type": "ClusterIP", "selector": {"app": name},
+                    "ports": [{"name": kube.PORT_NAME, "port": 80, "targetPort": 5001}]}}
+    try:
+        c.core.read_namespaced_service(name, namespace)
+    except Exception as exc:
+        if not _missing(exc):
+            raise
+        c.core.create_namespaced_service(namespace, svc)
+    if config.effective_autoscale_enabled:
+        _apply(c.scaling.create_namespaced_horizontal_pod_autoscaler,
+               c.scaling.replace_namespaced_horizontal_pod_autoscaler,
+               c.scaling.read_namespaced_horizontal_pod_autoscaler, namespace, name, _hpa(service, version, config))
+    else:
+        _ignore_missing(c.scaling.delete_namespaced_horizontal_pod_autoscaler, name, namespace)
 
 
-def _pod_failure(core, namespace: str, name: str) -> str | None:
-    for pod in core.list_namespaced_pod(namespace, label_selector=f"app={name}").items:
+def _ignore_missing(call, *args, **kwargs) -> bool:
+    try:
+        call(*args, **kwargs)
+        return True
+    except Exception as exc:
+        if not _missing(exc):
+            raise
+        return False
+
+
+def delete_version(c: Cluster, namespace: str, service: str, version: str) -> bool:
+    name = deployment_name(service, version)
+    found = False
+    found |= _ignore_missing(c.scaling.delete_namespaced_horizontal_pod_autoscaler, name, namespace)
+    found |= _ignore_missing(c.core.delete_namespaced_service, name, namespace)
+    found |= _ignore_missing(c.apps.delete_namespaced_deployment, name, namespace, propagation_policy="Foreground")
+    return found
+
+
+# ------------------------------------------------------------------ the front door entry
+def new_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def auth_mode(config: AksServiceDeploymentConfiguration) -> str:
+    if config.token_auth_enabled:
+        return "token"
+    return "key" if config.effective_auth_enabled else "none"
+
+
+def read_entry(c: Cluster, namespace: str, service: str) -> dict | None:
+    try:
+        secret = c.core.read_namespaced_secret(kube.entry_secret_name(service), namespace)
+    except Exception as exc:
+        if not _missing(exc):
+            raise
+        return None
+    parsed = kube.entry_from_secret(c.api.sanitize_for_serialization(secret))
+    return parsed[1] if parsed else None
+
+
+def entry_payload(config: AksServiceDeploymentConfiguration, keys: dict, namespace: str, service: str,
+                  versions: dict[str, dict]) -> dict:
+    """The admin-API payload; ``versions`` maps a version to its ``traffic_percentile`` and
+    ``is_default``."""
+    return {"auth": auth_mode(config), "keys": keys,
+            "scoring_timeout_ms": config.effective_scoring_timeout_ms,
+            "max_concurrent_requests_per_replica": config.replica_max_concurrent_requests or 1,
+            "max_queue_wait_ms": config.max_request_wait_time or 500,
+            "versions": {v: {"upstream": f"{namespace}/{deployment_name(service, v)}", **share}
+                         for v, share in versions.items()}}
+
+
+def keys_for(config: AksServiceDeploymentConfiguration, previous: dict | None) -> dict:
+    """The configuration's keys, else the service's current ones, else new ones."""
+    old = (previous or {}).get("keys") or {}
+    return {"primary": config.primary_key or old.get("primary") or new_key(),
+            "secondary": config.secondary_key or old.get("secondary") or new_key()}
+
+
+def write_entry(c: Cluster, namespace: str, service: str, payload: dict) -> None:
+    others = c.core.list_secret_for_all_namespaces(label_selector=f"{kube.ENTRY_LABEL}={service}").items
+    taken = [s.metadata.namespace for s in others if s.metadata.namespace != namespace]
+    if taken:
+        raise InvalidConfig(f"A service named {service!r} already exists in namespace {taken[0]!r} of this "
+                            f"cluster; the front door routes by name, so pick another name.")
+    body = kube.entry_secret(service, namespace, payload)
+    _apply(c.core.create_namespaced_secret, c.core.replace_namespaced_secret, c.core.read_namespaced_secret,
+           namespace, body["metadata"]["name"], body)
+
+
+# ------------------------------------------------------------------ rollout
+_FAILING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "RunContainerError", "CreateContainerConfigError")
+
+
+def _pod_failure(c: Cluster, namespace: str, selector: str) -> str | None:
+    for pod in c.core.list_namespaced_pod(namespace, label_selector=selector).items:
         for status in pod.status.container_statuses or []:
             waiting = status.state.waiting if status.state else None
-            if waiting and waiting.reason in ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
-                                              "RunContainerError", "CreateContainerConfigError"):
+            if waiting and waiting.reason in _FAILING:
                 return f"{waiting.reason} in pod {pod.metadata.name}"
             if status.restart_count and status.restart_count >= 1 and not status.ready:
                 return f"CrashLoopBackOff in pod {pod.metadata.name} (restarts: {status.restart_count})"
     return None
 
 
-#: seconds an image pull may keep failing before the deployment is declared failed
-IMAGE_PULL_GRACE = 30.0
-
-
-def _only_current_pods(core, namespace: str, name: str, want: int) -> bool:
-    """True once the old replicas are gone: until then a kept-alive connection may still
-    reach the previous version, and the caller is told the update is done."""
-    pods = core.list_namespaced_pod(namespace, label_selector=f"app={name}").items
+def _rolled_out(c: Cluster, namespace: str, name: str) -> bool:
+    dep = c.apps.read_namespaced_deployment(name, namespace)
+    st, want = dep.status, dep.spec.replicas or 0
+    if not st or (st.observed_generation or 0) < (dep.metadata.generation or 0):
+        return False
+    if (st.updated_replicas or 0) != want or (st.available_replicas or 0) < want or (st.replicas or 0) != want:
+        return False
+    # until the old replicas are gone a kept-alive connection may still reach them
+    pods = c.core.list_namespaced_pod(namespace, label_selector=f"app={name}").items
     return len(pods) == want and all(p.metadata.deletion_timestamp is None for p in pods)
 
 
-def _wait_rollout(api, namespace: str, name: str, progress) -> str:
-    """Wait until the Deployment is rolled out; returns the Service's scoring base URL."""
-    from kubernetes import client
-
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+def wait_rollout(c: Cluster, namespace: str, name: str, progress: Callable[[str], None]) -> None:
     deadline = time.monotonic() + ROLLOUT_TIMEOUT
     pull_failing_since: float | None = None
     while time.monotonic() < deadline:
-        dep = apps.read_namespaced_deployment(name, namespace)
-        st = dep.status
-        want = dep.spec.replicas or 0
-        if st and (st.observed_generation or 0) >= (dep.metadata.generation or 0) and (st.updated_replicas or 0) == want \
-                and (st.available_replicas or 0) >= want and (st.replicas or 0) == want \
-                and _only_current_pods(core, namespace, name, want):
-            svc = core.read_namespaced_service(name, namespace)
-            url = (svc.metadata.annotations or {}).get(LB_ANNOTATION)
-            ingress = (svc.status.load_balancer.ingress or []) if svc.status and svc.status.load_balancer else []
-            if url:
-                return url
-            if ingress and (ingress[0].ip or ingress[0].hostname):
-                return f"http://{ingress[0].ip or ingress[0].hostname}:80"
-        failure = _pod_failure(core, namespace, name)
+        if _rolled_out(c, namespace, name):
+            return
+        failure = _pod_failure(c, namespace, f"app={name}")
         if failure and failure.startswith(("ErrImagePull", "ImagePullBackOff")):
             # A pull can fail while the registry or the pull secret is still settling; the
             # kubelet retries, so only a failure that persists is final.
@@ -190,116 +299,151 @@ def _wait_rollout(api, namespace: str, name: str, progress) -> str:
             pull_failing_since = None
         if failure:
             raise ProvisioningFailed(f"Service {name!r} failed: {failure}. Call service.get_logs() to see why.")
-        time.sleep(0.5)
+        time.sleep(0.3)
     raise ProvisioningFailed(f"Service {name!r} was not rolled out within {ROLLOUT_TIMEOUT:.0f} s; see service.get_logs().")
 
 
-def _namespace(config: AksServiceDeploymentConfiguration) -> str:
-    return config.namespace or "default"
+# ------------------------------------------------------------------ AksWebservice
+def _config_of(spec: DeploymentSpec) -> AksServiceDeploymentConfiguration:
+    config = spec.deployment_config
+    if not isinstance(config, AksServiceDeploymentConfiguration):
+        raise InvalidConfig(f"AKS deployments need AksWebservice.deploy_configuration(...), got {type(config).__name__}.")
+    return config
 
 
 def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecord | None = None) -> ServiceRecord:
     progress = spec.progress or (lambda text: None)
-    config = spec.deployment_config
-    if not isinstance(config, AksServiceDeploymentConfiguration):
-        raise InvalidConfig(f"AKS deployments need AksWebservice.deploy_configuration(...), got {type(config).__name__}.")
-    if config.effective_auth_enabled or config.token_auth_enabled:
-        if config.auth_enabled or config.token_auth_enabled:
-            from aml_core.errors import NotSupported
-
-            raise NotSupported(KIND, "key or token auth",
-                               "(the front door is not wired into this provider yet; pass auth_enabled=False)")
+    config = _config_of(spec)
     kubeconfig = kubeconfig_for(workspace, spec.compute_target)
-    image, registry = _package(workspace, spec, progress)
-    api = _api(kubeconfig)
-    namespace = _namespace(config)
+    namespace = config.namespace or "default"
+    if existing is not None and existing.details.get("namespace", namespace) != namespace:
+        raise InvalidConfig(f"Service {spec.name!r} lives in namespace {existing.details['namespace']!r}; "
+                            f"the namespace cannot be changed by update(). Delete and deploy it again.")
     record = ServiceRecord(name=spec.name, kind=KIND, state="Transitioning", models=tuple(m.id for m in spec.models),
-                           auth_mode="none", tags=dict(config.tags or {}), properties=dict(config.properties or {}),
-                           details={"namespace": namespace, "kubeconfig": kubeconfig, "image": image,
+                           auth_mode=auth_mode(config), tags=dict(config.tags or {}),
+                           properties=dict(config.properties or {}),
+                           details={"namespace": namespace, "kubeconfig": kubeconfig,
                                     "compute_target": spec.compute_target})
     try:
-        _apply_all(api, namespace, spec.name, image, registry, config, progress)
-        progress("Waiting for the rollout")
-        url = _wait_rollout(api, namespace, spec.name, progress)
+        with Cluster(kubeconfig) as c:
+            frontdoor = locate(c.core)
+            image, registry = _package(workspace, spec, progress)
+            record = attrs.evolve(record, details={**record.details, "image": image})
+            apply_version(c, namespace, spec.name, spec.name, image, registry, config, progress)
+            progress("Waiting for the rollout")
+            wait_rollout(c, namespace, spec.name, progress)
+            payload = entry_payload(config, keys_for(config, read_entry(c, namespace, spec.name)), namespace,
+                                    spec.name, {spec.name: {"traffic_percentile": None, "is_default": True}})
+            write_entry(c, namespace, spec.name, payload)
+            progress("Waiting for the front door to route to the service")
+            frontdoor.wait_applied(spec.name, payload)
     except ProvisioningFailed as exc:
         if existing is None:
             exc.record = attrs.evolve(record, state="Failed", error=str(exc))
         raise
-    finally:
-        api.close()
     created = existing.created_time if existing else record.created_time
-    return attrs.evolve(record, state="Healthy", scoring_uri=f"{url}/score", swagger_uri=f"{url}/swagger.json",
-                        created_time=created, updated_time=utcnow())
+    return attrs.evolve(record, state="Healthy", scoring_uri=frontdoor.scoring_uri(spec.name),
+                        swagger_uri=frontdoor.swagger_uri(spec.name), created_time=created, updated_time=utcnow())
+
+
+def _deployments_of(service: ServiceRecord) -> list[str]:
+    versions = service.details.get("versions")
+    return [deployment_name(service.name, v) for v in versions] if versions else [service.name]
 
 
 def status(service: ServiceRecord) -> ServiceRecord:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    api = _api(service.details["kubeconfig"])
-    try:
-        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-        ns = service.details["namespace"]
+    ns = service.details["namespace"]
+    with Cluster(service.details["kubeconfig"]) as c:
+        states = []
+        for name in _deployments_of(service):
+            try:
+                dep = c.apps.read_namespaced_deployment(name, ns)
+            except Exception as exc:
+                if not _missing(exc):
+                    raise
+                return attrs.evolve(service, state="Failed", error=f"its Deployment {name!r} is gone from the cluster")
+            failure = _pod_failure(c, ns, f"app={name}")
+            if failure:
+                return attrs.evolve(service, state="Failed", error=f"{failure}; see get_logs()")
+            st = dep.status
+            if st and (st.updated_replicas or 0) < (dep.spec.replicas or 0):
+                states.append("Transitioning")
+            else:
+                states.append("Healthy" if st and (st.ready_replicas or 0) >= 1 else "Unhealthy")
         try:
-            dep = apps.read_namespaced_deployment(service.name, ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return attrs.evolve(service, state="Failed", error="its Deployment is gone from the cluster")
-            raise
-        failure = _pod_failure(core, ns, service.name)
-        if failure:
-            return attrs.evolve(service, state="Failed", error=f"{failure}; see get_logs()")
-        ready = (dep.status.ready_replicas or 0) if dep.status else 0
-        state = "Healthy" if ready >= 1 else "Unhealthy"
-        if dep.status and (dep.status.updated_replicas or 0) < (dep.spec.replicas or 0):
-            state = "Transitioning"
-        return attrs.evolve(service, state=state, error=None if state == "Healthy" else service.error)
-    finally:
-        api.close()
+            frontdoor = locate(c.core)
+        except NotFound as exc:
+            return attrs.evolve(service, state="Unhealthy", error=str(exc))
+    state = next((s for s in ("Unhealthy", "Transitioning") if s in states), "Healthy")
+    # the front door's address changes when an emulator restarts; its routes do not
+    return attrs.evolve(service, state=state, error=None if state == "Healthy" else service.error,
+                        scoring_uri=frontdoor.scoring_uri(service.name), swagger_uri=frontdoor.swagger_uri(service.name))
 
 
 def logs(service: ServiceRecord, num_lines: int) -> str:
-    from kubernetes import client
-
-    api = _api(service.details["kubeconfig"])
-    try:
-        core = client.CoreV1Api(api)
-        ns = service.details["namespace"]
-        pods = core.list_namespaced_pod(ns, label_selector=f"app={service.name}").items
+    ns = service.details["namespace"]
+    with Cluster(service.details["kubeconfig"]) as c:
+        pods = c.core.list_namespaced_pod(ns, label_selector=f"{SERVICE_LABEL}={service.name}").items
         if not pods:
             raise NotFound(f"Service {service.name!r} has no pods, so no logs.")
         parts = []
         for pod in sorted(pods, key=lambda p: p.metadata.name):
-            text = core.read_namespaced_pod_log(pod.metadata.name, ns, container="score", tail_lines=num_lines)
+            text = c.core.read_namespaced_pod_log(pod.metadata.name, ns, container="score", tail_lines=num_lines)
             parts.append(f"--- pod {pod.metadata.name} ---\n{text}")
+            for st in pod.status.container_statuses or []:
+                if st.restart_count:
+                    # the crashed run's output (the traceback) is in the previous container's log
+                    try:
+                        prev = c.core.read_namespaced_pod_log(pod.metadata.name, ns, container="score",
+                                                              tail_lines=num_lines, previous=True)
+                    except Exception:  # noqa: BLE001 - the log is gone: show what there is
+                        prev = ""
+                    if prev:
+                        parts.append(f"--- pod {pod.metadata.name} (previous container, restarts: "
+                                     f"{st.restart_count}) ---\n{prev}")
         return "\n".join(parts)
-    finally:
-        api.close()
 
 
 def delete(service: ServiceRecord) -> bool:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    api = _api(service.details["kubeconfig"])
-    found = False
-    try:
-        core, apps, scaling = client.CoreV1Api(api), client.AppsV1Api(api), client.AutoscalingV2Api(api)
-        ns, name = service.details["namespace"], service.name
-        for call, obj in ((scaling.delete_namespaced_horizontal_pod_autoscaler, name),
-                          (core.delete_namespaced_service, name),
-                          (apps.delete_namespaced_deployment, name),
-                          (core.delete_namespaced_secret, f"{name}-pull")):
-            try:
-                call(obj, ns, propagation_policy="Foreground") if call == apps.delete_namespaced_deployment \
-                    else call(obj, ns)
-                found = True
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+    ns, name = service.details["namespace"], service.name
+    with Cluster(service.details["kubeconfig"]) as c:
+        # the route first, so no request is sent to replicas on their way out
+        found = _ignore_missing(c.core.delete_namespaced_secret, kube.entry_secret_name(name), ns)
+        versions = service.details.get("versions") or {name: {}}
+        for version in versions:
+            found |= delete_version(c, ns, name, version)
+        found |= _ignore_missing(c.core.delete_namespaced_secret, f"{name}-pull", ns)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and core.list_namespaced_pod(ns, label_selector=f"app={name}").items:
+        while time.monotonic() < deadline and c.core.list_namespaced_pod(
+                ns, label_selector=f"{SERVICE_LABEL}={name}").items:
             time.sleep(0.3)
-    finally:
-        api.close()
     return found
+
+
+# ------------------------------------------------------------------ auth
+def auth(service: ServiceRecord, request: AuthRequest) -> AuthResult:
+    ns, name = service.details["namespace"], service.name
+    with Cluster(service.details["kubeconfig"]) as c:
+        payload = read_entry(c, ns, name)
+        if payload is None:
+            raise NotFound(f"Service {name!r} has no front door entry on the cluster; redeploy it.")
+        frontdoor = locate(c.core)
+        if request.action == "get_token":
+            if payload.get("auth") != "token":
+                raise AuthError(f"Token auth is not enabled for service {name!r}; update it with "
+                                f"token_auth_enabled=True (and auth_enabled=False) first.")
+            token = frontdoor.token(name)
+            return AuthResult(token=token["accessToken"], refresh_after=token["refreshAfter"],
+                              expiry_on=token["expiryOn"])
+        if payload.get("auth") != "key":
+            raise AuthError(f"Key auth is not enabled for service {name!r} (its auth is {payload.get('auth')!r}); "
+                            f"update it with auth_enabled=True to use keys.")
+        keys = dict(payload["keys"])
+        if request.action == "regen_key":
+            slot = request.key_type.lower()
+            keys[slot] = request.set_key or new_key()
+            payload = {**payload, "keys": keys}
+            write_entry(c, ns, name, payload)
+            # the old key must stop working before this returns
+            frontdoor.wait_applied(name, payload, need_replicas=False)
+        return AuthResult(primary_key=keys["primary"], secondary_key=keys["secondary"])
