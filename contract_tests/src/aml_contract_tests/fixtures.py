@@ -39,6 +39,15 @@ def aml_deployment_config(aml_target):
 
 
 @pytest.fixture
+def aml_token_auth_deployment_config(aml_target):
+    """A factory ``name -> deployment configuration`` with token auth on (and key auth off),
+    for targets with the ``auth_token`` capability. The default passes
+    ``auth_enabled=False, token_auth_enabled=True`` to ``deploy_configuration()``."""
+    factory = aml_target.webservice_class.deploy_configuration
+    return lambda name: factory(auth_enabled=False, token_auth_enabled=True)
+
+
+@pytest.fixture
 def aml_deployment_target():
     """The compute target to deploy onto (override it for targets that need provisioned compute)."""
     return None
@@ -124,9 +133,9 @@ def aml_deploy(aml_workspace, aml_model, aml_deployment_config, aml_deployment_t
 
     made = []
 
-    def deploy(name, inference_config, **kwargs):
+    def deploy(name, inference_config, config=None, **kwargs):
         service = Model.deploy(aml_workspace, name, [kwargs.pop("model", aml_model)], inference_config,
-                               aml_deployment_config(name), aml_deployment_target, **kwargs)
+                               config or aml_deployment_config(name), aml_deployment_target, **kwargs)
         made.append(service)
         service.wait_for_deployment()
         return service

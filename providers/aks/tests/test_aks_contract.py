@@ -55,3 +55,10 @@ def aml_deployment_config():
     from aml_provider_aks import AksWebservice
 
     return lambda name: AksWebservice.deploy_configuration(num_replicas=1)
+
+
+@pytest.fixture
+def aml_token_auth_deployment_config():
+    from aml_provider_aks import AksWebservice
+
+    return lambda name: AksWebservice.deploy_configuration(num_replicas=1, auth_enabled=False, token_auth_enabled=True)
