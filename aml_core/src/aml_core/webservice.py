@@ -436,6 +436,31 @@ class Webservice:
         if wait or show_output:
             self.wait_for_deployment(show_output=show_output)
 
+    def _provider_operation(self, label: str, work: Callable[[ServiceRecord, Callable[[str], None]], ServiceRecord],
+                            *, wait: bool = True, show_output: bool = False) -> None:
+        """Run a target-specific change (``AksEndpoint.create_version``, ...) like ``update()``:
+        under the service's operation lock, in the background, its progress shown by
+        ``wait_for_deployment``. ``work(current record, progress)`` returns the new record,
+        which is stored; on failure the stored record is left as it was."""
+        self._require_usable(label)
+        current = _begin_operation(self.workspace, self.name, label)
+        if current is None:
+            _release(self.workspace, self.name)
+            raise WebserviceNotFound(f"Service {self.name!r} has been deleted.")
+
+        def run(progress: Callable[[str], None]) -> ServiceRecord:
+            try:
+                record = work(current, progress)
+            except BaseException:
+                _release(self.workspace, self.name)
+                raise
+            _store(self.workspace, record)
+            return record
+
+        self._operation = Operation(f"{label}-{self.name}", run).start()
+        if wait or show_output:
+            self.wait_for_deployment(show_output=show_output)
+
     def delete(self) -> None:
         """Stop the service and forget it. Deleting a service that is gone only says so."""
         if self._operation is not None and self._operation.running:

@@ -2,21 +2,31 @@
 serve models on it. Only hook implementations live here; see provision.py and deploy.py."""
 
 from aml_core import Capabilities, TargetKind, hookimpl
-
 from aml_provider_aks import deploy as _deploy
+from aml_provider_aks import endpoint as _endpoint
 from aml_provider_aks import provision as _provision
-from aml_provider_aks.config import KIND, AksServiceDeploymentConfiguration
+from aml_provider_aks.config import (
+    ENDPOINT_KIND,
+    KIND,
+    AksEndpointDeploymentConfiguration,
+    AksServiceDeploymentConfiguration,
+)
+from aml_provider_aks.endpoint import AksEndpoint
 from aml_provider_aks.webservice import AksCompute, AksWebservice
 
-
-class AksEndpoint:  # noqa: D101 - named in the public API, not built yet
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError("AksEndpoint is not implemented yet in aml-provider-aks (use AksWebservice).")
-
-
-__all__ = ["AksCompute", "AksEndpoint", "AksWebservice", "AksServiceDeploymentConfiguration"]
+__all__ = [
+    "AksCompute",
+    "AksEndpoint",
+    "AksEndpointDeploymentConfiguration",
+    "AksServiceDeploymentConfiguration",
+    "AksWebservice",
+]
 
 CAPABILITIES = Capabilities(package=False, provision=True, update=True, logs=True, auth_keys=True, auth_token=True)
+#: an endpoint deploys onto an AksCompute; its versions scale through update_version()
+ENDPOINT_CAPABILITIES = Capabilities(package=False, update=True, logs=True, auth_keys=True, auth_token=True,
+                                     traffic_split=True)
+KINDS = (KIND, ENDPOINT_KIND)
 
 
 @hookimpl
@@ -24,6 +34,9 @@ def aml_target_kinds(add):
     add(TargetKind(name=KIND, provider="aml-provider-aks", capabilities=CAPABILITIES,
                    description="scoring services on a Kubernetes cluster (AKS or the emulator)",
                    webservice_class=AksWebservice, deployment_config_class=AksServiceDeploymentConfiguration))
+    add(TargetKind(name=ENDPOINT_KIND, provider="aml-provider-aks", capabilities=ENDPOINT_CAPABILITIES,
+                   description="endpoints with up to 6 versions and a traffic share each, on a Kubernetes cluster",
+                   webservice_class=AksEndpoint, deployment_config_class=AksEndpointDeploymentConfiguration))
 
 
 @hookimpl
@@ -42,6 +55,8 @@ def aml_compute_delete(workspace, compute, detach):
 
 @hookimpl
 def aml_deploy(workspace, spec):
+    if spec.kind == ENDPOINT_KIND:
+        return _endpoint.deploy(workspace, spec)
     if spec.kind != KIND:
         return None
     return _deploy.deploy(workspace, spec)
@@ -49,20 +64,22 @@ def aml_deploy(workspace, spec):
 
 @hookimpl
 def aml_status(workspace, service):
-    if service.kind != KIND:
+    if service.kind not in KINDS:
         return None
     return _deploy.status(service)
 
 
 @hookimpl
 def aml_logs(workspace, service, num_lines, init):
-    if service.kind != KIND:
+    if service.kind not in KINDS:
         return None
     return _deploy.logs(service, num_lines)
 
 
 @hookimpl
 def aml_update(workspace, service, spec):
+    if service.kind == ENDPOINT_KIND:
+        return _endpoint.deploy(workspace, spec, existing=service)
     if service.kind != KIND:
         return None
     return _deploy.deploy(workspace, spec, existing=service)
@@ -70,13 +87,20 @@ def aml_update(workspace, service, spec):
 
 @hookimpl
 def aml_delete(workspace, service):
-    if service.kind != KIND:
+    if service.kind not in KINDS:
         return None
     return _deploy.delete(service)
 
 
 @hookimpl
 def aml_auth(workspace, service, request):
-    if service.kind != KIND:
+    if service.kind not in KINDS:
         return None
     return _deploy.auth(service, request)
+
+
+@hookimpl
+def aml_traffic(workspace, service, split):
+    if service.kind != ENDPOINT_KIND:
+        return None
+    return _endpoint.traffic(workspace, service, split)

@@ -142,6 +142,47 @@ class AksServiceDeploymentConfiguration:
         return attrs.evolve(self, **changes)
 
 
+ENDPOINT_KIND = "aksendpoint"
+MAX_VERSIONS = 6
+_VERSION_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+def check_version_name(name: Any) -> str:
+    if not isinstance(name, str) or not _VERSION_NAME.match(name):
+        raise InvalidConfig(f"Invalid version name {name!r}: 1-32 characters of [a-z0-9-], not starting or "
+                            f"ending with '-' (it becomes part of Kubernetes object names).")
+    return name
+
+
+def check_traffic(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100):
+        raise InvalidConfig(f"Invalid configuration, traffic_percentile must be an integer from 0 to 100 "
+                            f"(got {value!r}).")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class AksEndpointDeploymentConfiguration(AksServiceDeploymentConfiguration):
+    """``AksEndpoint.deploy_configuration(...)``: the AKS settings of the endpoint and of its
+    first version, plus that version's name and traffic share."""
+
+    kind = ENDPOINT_KIND
+
+    version_name: str | None = None
+    traffic_percentile: int | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.version_name is not None:
+            check_version_name(self.version_name)
+        check_traffic(self.traffic_percentile)
+
+    def version_settings(self) -> AksServiceDeploymentConfiguration:
+        """The per-version part (scale, resources, probes) as a plain AKS configuration."""
+        names = {a.name for a in attrs.fields(AksServiceDeploymentConfiguration)}
+        return AksServiceDeploymentConfiguration(**{k: v for k, v in attrs.asdict(self).items() if k in names})
+
+
 # -- compute -------------------------------------------------------------------------------------
 
 #: vCPUs of common VM sizes (Azure's published sizes), for the FastProd rule

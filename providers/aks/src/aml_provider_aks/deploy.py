@@ -68,7 +68,8 @@ def _missing(exc: Exception) -> bool:
 
 
 # ------------------------------------------------------------------ objects
-def _package(workspace: Workspace, spec: DeploymentSpec, progress) -> tuple[str, Any]:
+def package(workspace: Workspace, image_name: str, models, inference_config, progress) -> tuple[str, Any]:
+    """Build and push the image; returns its location and the registry's credentials."""
     from aml_core.images import build_and_store, workspace_registry
 
     if not workspace.container_registry.startswith("profile:"):
@@ -76,7 +77,7 @@ def _package(workspace: Workspace, spec: DeploymentSpec, progress) -> tuple[str,
             f"AKS deployments pull their image from a registry the cluster can reach, but workspace "
             f"{workspace.name!r} keeps images in its embedded store. Create it with "
             f"Workspace.create(path, container_registry='profile:emulator') (or your Azure profile).")
-    image = build_and_store(workspace, spec.models, spec.inference_config, image_name=spec.name, progress=progress)
+    image = build_and_store(workspace, models, inference_config, image_name=image_name, progress=progress)
     return image.location, workspace_registry(workspace)
 
 
@@ -194,12 +195,17 @@ def _ignore_missing(call, *args, **kwargs) -> bool:
         return False
 
 
-def delete_version(c: Cluster, namespace: str, service: str, version: str) -> bool:
+def delete_version(c: Cluster, namespace: str, service: str, version: str, *, wait: float = 0.0) -> bool:
+    """Delete one version's objects; with ``wait``, until its Deployment (and so, in the
+    foreground, its pods) is gone or ``wait`` seconds passed."""
     name = deployment_name(service, version)
     found = False
     found |= _ignore_missing(c.scaling.delete_namespaced_horizontal_pod_autoscaler, name, namespace)
     found |= _ignore_missing(c.core.delete_namespaced_service, name, namespace)
     found |= _ignore_missing(c.apps.delete_namespaced_deployment, name, namespace, propagation_policy="Foreground")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and _ignore_missing(c.apps.read_namespaced_deployment, name, namespace):
+        time.sleep(0.3)
     return found
 
 
@@ -327,7 +333,7 @@ def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecor
     try:
         with Cluster(kubeconfig) as c:
             frontdoor = locate(c.core)
-            image, registry = _package(workspace, spec, progress)
+            image, registry = package(workspace, spec.name, spec.models, spec.inference_config, progress)
             record = attrs.evolve(record, details={**record.details, "image": image})
             apply_version(c, namespace, spec.name, spec.name, image, registry, config, progress)
             progress("Waiting for the rollout")
