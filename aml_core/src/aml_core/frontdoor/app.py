@@ -1,9 +1,9 @@
 """The front door ASGI app: admin API, auth, traffic split, per-replica limits, proxying.
 
 A raw ASGI callable, like the scoring runtime (``aml_core.runtime.app``), because its
-per-request cost adds to every scoring call. Backends are reached through one pooled aiohttp
-session (keep-alive, ``TCP_NODELAY`` set by aiohttp on every connection), created lazily on
-the serving event loop.
+per-request cost adds to every scoring call. Backends are reached through one
+:class:`~aml_core.frontdoor.upstream.UpstreamClient` (pooled keep-alive HTTP/1.1 connections
+with ``TCP_NODELAY``, responses parsed by httptools), created lazily on the serving event loop.
 
 Routes::
 
@@ -30,6 +30,7 @@ from typing import Any
 from aml_core.frontdoor.config import ConfigError, ServiceEntry, Version
 from aml_core.frontdoor.pool import Pool, Replica
 from aml_core.frontdoor.tokens import DEFAULT_GRACE_S, DEFAULT_REFRESH_AFTER_S, TokenIssuer
+from aml_core.frontdoor.upstream import UpstreamClient, UpstreamError
 
 logger = logging.getLogger("aml_core.frontdoor")
 
@@ -206,9 +207,9 @@ class FrontDoor:
 
     async def aclose(self) -> None:
         """Close the pooled connections to the backends."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        client, self._session = self._session, None
+        if client is not None:
+            await client.aclose()
 
     def close(self, timeout: float = 5.0) -> None:
         """:meth:`aclose` from another thread, while the serving loop still runs."""
@@ -218,18 +219,12 @@ class FrontDoor:
         try:
             asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout)
         except Exception:
-            logger.debug("closing the front door's client session failed", exc_info=True)
+            logger.debug("closing the front door's upstream connections failed", exc_info=True)
 
-    def _client(self) -> Any:
+    def _client(self) -> UpstreamClient:
         if self._session is None:
-            import aiohttp
-
             self._loop = asyncio.get_running_loop()
-
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5), skip_auto_headers=("User-Agent",))
+            self._session = UpstreamClient(connect_timeout=5.0, idle_timeout=30.0)
         return self._session
 
     # ------------------------------------------------------------------ ASGI
@@ -417,18 +412,16 @@ class FrontDoor:
     async def _forward(self, pool: Pool, held: list[Replica | None], method: str, path: str,
                        query: bytes, headers: list, body: bytes, entry: ServiceEntry) -> tuple:
         """``(status, body, raw headers)`` from a replica, trying a second one once if the
-        first cannot be reached. ``held[0]`` is always the replica counted as busy (or None)."""
-        import aiohttp
-
-        session = self._client()
+        first cannot be reached (refused, reset, closed before answering: any
+        :class:`UpstreamError`). ``held[0]`` is always the replica counted as busy (or None)."""
+        client = self._client()
         suffix = path + ("?" + query.decode("latin-1") if query else "")
         failed = held[0]
         assert failed is not None
         try:
-            return await _call(session, method, failed.url + suffix, headers, body)
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            logger.warning("replica %s of %s failed (%s); trying another", failed.url, entry.name,
-                           type(exc).__name__)
+            return await _call(client, method, failed.url, suffix, headers, body)
+        except UpstreamError as exc:
+            logger.warning("replica %s of %s failed (%s); trying another", failed.url, entry.name, exc)
         held[0] = None
         pool.release(failed)
         if not any(r is not failed for r in pool.replicas):
@@ -439,17 +432,17 @@ class FrontDoor:
             return _error(502, "BadGateway", f"a replica of {entry.name} could not be reached "
                                              "and no other was free") + (_JSON,)
         try:
-            return await _call(session, method, retry.url + suffix, headers, body)
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            return await _call(client, method, retry.url, suffix, headers, body)
+        except UpstreamError as exc:
+            logger.warning("replica %s of %s failed too (%s)", retry.url, entry.name, exc)
             return _error(502, "BadGateway", f"no replica of {entry.name} could be reached") + (_JSON,)
 
 
-async def _call(session: Any, method: str, url: str, headers: list, body: bytes) -> tuple:
-    async with session.request(method, url, headers=headers, data=body or None,
-                               allow_redirects=False) as resp:
-        payload = await resp.read()
-        raw = [(k, v) for k, v in resp.raw_headers if k.decode("latin-1").lower() not in _DROP_RESPONSE]
-        return resp.status, payload, raw
+async def _call(client: UpstreamClient, method: str, base: str, target: str, headers: list,
+                body: bytes) -> tuple:
+    status, raw_headers, payload = await client.request(base, method, target, headers, body)
+    raw = [(k, v) for k, v in raw_headers if k.decode("latin-1").lower() not in _DROP_RESPONSE]
+    return status, payload, raw
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
