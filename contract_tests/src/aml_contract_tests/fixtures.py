@@ -48,6 +48,20 @@ def aml_token_auth_deployment_config(aml_target):
 
 
 @pytest.fixture
+def aml_versioned_deploy(aml_target_kind):
+    """For targets with ``traffic_split``: a factory ``(name, {version: inference_config})
+    -> service`` that deploys one service with those versions, the first one the default and
+    every version's traffic share unset. Override it; the suite deletes what it returns."""
+
+    def deploy(name, versions):
+        raise NotImplementedError(
+            f"Target {aml_target_kind!r} declares traffic_split: override the 'aml_versioned_deploy' fixture "
+            f"to deploy a service with several versions (see docs/contract-tests.md).")
+
+    return deploy
+
+
+@pytest.fixture
 def aml_deployment_target():
     """The compute target to deploy onto (override it for targets that need provisioned compute)."""
     return None

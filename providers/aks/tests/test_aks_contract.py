@@ -1,30 +1,7 @@
 """The AKS provider against the shared contract suite, on the emulator's cluster."""
 
 import pytest
-
-from aml_contract_tests.suite import *  # noqa: F401,F403
-
-
-@pytest.fixture(scope="module")
-def _aks_emulator(tmp_path_factory):
-    import os
-
-    from aml_emulator import Emulator
-
-    profiles = tmp_path_factory.mktemp("profiles")
-    saved = os.environ.get("AML_PROFILE_DIR")
-    os.environ["AML_PROFILE_DIR"] = str(profiles)
-    try:
-        with Emulator() as emu:
-            profile = emu.profile()
-            profile = type(profile).from_dict({**profile.to_dict(), "extra": {**profile.extra, "arm_polling_interval": 0.2}})
-            profile.save()
-            yield emu
-    finally:
-        if saved is None:
-            os.environ.pop("AML_PROFILE_DIR", None)
-        else:
-            os.environ["AML_PROFILE_DIR"] = saved
+from aml_contract_tests.suite import *
 
 
 @pytest.fixture
@@ -33,21 +10,13 @@ def aml_target_kind():
 
 
 @pytest.fixture
-def aml_workspace(_aks_emulator, tmp_path):
-    from aml_core.workspace import Workspace
-
-    return Workspace.create(tmp_path / "workspace", container_registry="profile:emulator")
+def aml_workspace(aks_workspace):
+    return aks_workspace
 
 
 @pytest.fixture
-def aml_deployment_target(aml_workspace):
-    from aml_core.compute import ComputeTarget
-    from aml_provider_aks import AksCompute
-
-    target = ComputeTarget.create(aml_workspace, "aks-contract",
-                                  AksCompute.provisioning_configuration(cluster_purpose="DevTest", agent_count=1))
-    target.wait_for_completion()
-    return target
+def aml_deployment_target(aks_target):
+    return aks_target
 
 
 @pytest.fixture

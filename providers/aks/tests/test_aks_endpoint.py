@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 import requests
-
 from aml_core.compute import ComputeTarget
 from aml_core.errors import InvalidConfig, NotFound
 from aml_core.inference import InferenceConfig

@@ -5,12 +5,14 @@ from aml_contract_tests.suite.test_auth import AuthContract
 from aml_contract_tests.suite.test_deploy import DeployContract
 from aml_contract_tests.suite.test_errors import ErrorContract
 from aml_contract_tests.suite.test_lifecycle import LifecycleContract
+from aml_contract_tests.suite.test_traffic import TrafficContract
 from aml_contract_tests.suite.test_unsupported import UnsupportedContract
 
 TestAuthContract = AuthContract
 TestDeployContract = DeployContract
 TestErrorContract = ErrorContract
 TestLifecycleContract = LifecycleContract
+TestTrafficContract = TrafficContract
 TestUnsupportedContract = UnsupportedContract
 
-__all__ = ["TestAuthContract", "TestDeployContract", "TestErrorContract", "TestLifecycleContract", "TestUnsupportedContract"]
+__all__ = ["TestAuthContract", "TestDeployContract", "TestErrorContract", "TestLifecycleContract", "TestTrafficContract", "TestUnsupportedContract"]
