@@ -233,6 +233,23 @@ def test_interim_responses_are_skipped_and_head_has_no_body():
     run(main())
 
 
+def test_bytes_after_a_complete_response_make_the_connection_unusable():
+    async def handler(reader, writer, server):
+        while await server.next_request(reader) is not None:
+            writer.write(response(b"one") + b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra")
+            await writer.drain()
+
+    async def main():
+        async with RawServer(handler) as server:
+            client = UpstreamClient()
+            for _ in range(2):
+                assert (await client.request(server.url, "GET", "/"))[2] == b"one"
+            assert server.connections == 2
+            await client.aclose()
+
+    run(main())
+
+
 def test_an_idle_connection_the_server_closed_is_replaced():
     async def handler(reader, writer, server):
         await server.next_request(reader)

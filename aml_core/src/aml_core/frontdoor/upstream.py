@@ -52,6 +52,8 @@ __all__ = [
 
 # methods for which an empty body is sent without a Content-Length (as aiohttp did)
 _NO_LENGTH_IF_EMPTY = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
+# parsed backend base URLs kept at most
+_MAX_ORIGINS = 1024
 # bodies at least this large are written after the head instead of being copied into it
 _COPY_LIMIT = 64 * 1024
 
@@ -201,6 +203,9 @@ class _Connection(asyncio.Protocol):
 
     # -------------------------------------------------------------- httptools callbacks
     def on_message_begin(self) -> None:
+        if self.waiter is None:
+            # more bytes after the complete response, in the same segment: never reuse this
+            self.close()
         self.headers = []
         self.body = []
 
@@ -289,6 +294,8 @@ class UpstreamClient:
             raise UpstreamConnectError("the upstream client is closed")
         origin = self._origins.get(base)
         if origin is None:
+            if len(self._origins) >= _MAX_ORIGINS:  # replicas come and go (new pod addresses)
+                self._origins.clear()
             origin = self._origins[base] = _Origin(base)
         lines = [f"{method} {target} HTTP/1.1\r\nhost: {origin.host_header}\r\n"]
         lines.extend([f"{name}: {value}\r\n" for name, value in headers])
@@ -387,8 +394,10 @@ class UpstreamClient:
         self._all.discard(conn)
         if conn.waiter is None:
             stack = self._idle.get(conn.key)
-            if stack:
+            if stack is not None:
                 try:
                     stack.remove(conn)
                 except ValueError:
                     pass
+                if not stack:
+                    del self._idle[conn.key]
