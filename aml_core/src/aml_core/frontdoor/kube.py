@@ -12,13 +12,22 @@ emulator restarted on its state) rebuilds its routes from it:
 
 Objects here are the Kubernetes JSON shapes (dicts), as the emulator stores them and as the
 official client's ``sanitize_for_serialization`` returns them; no client library is needed.
+:class:`RouteSync` turns those objects into front door routes; every host (the emulator's
+store listener, the front door's pod watching a real cluster) feeds it the same way.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import threading
+from collections.abc import Iterable
 from typing import Any
+
+from aml_core.frontdoor.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 ENTRY_LABEL = "aml.frontdoor/service"
 ENTRY_KEY = "entry.json"
@@ -75,3 +84,114 @@ def backends_from_endpoints(endpoints: dict, port_name: str = PORT_NAME) -> tupl
                 host = f"[{host}]" if ":" in host else host
                 urls.append(f"http://{host}:{port['port']}")
     return tuple(sorted(dict.fromkeys(urls)))
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
+class RouteSync:
+    """Keeps a front door's routes equal to the cluster's routing objects.
+
+    Client-agnostic: a host hands it Secrets and Endpoints as plain dicts, one at a time
+    (:meth:`on_secret`, :meth:`on_endpoints`, e.g. from watch events) or all at once after a
+    (re)list (:meth:`resync`, which also drops what is no longer there). ``frontdoor`` needs
+    ``put_service``, ``remove_service`` and ``set_upstream`` (:class:`~aml_core.frontdoor.FrontDoor`).
+
+    Routes are a function of the objects present, so a front door that restarts ends up
+    where it was: an entry whose payload is unreadable or invalid has no route (logged),
+    including when it replaces a valid one. Only routes this object put are ever removed;
+    services put directly over the admin API are left alone. Safe to call from several
+    threads (calls are serialised).
+    """
+
+    def __init__(self, frontdoor: Any) -> None:
+        self.frontdoor = frontdoor
+        self._lock = threading.RLock()
+        # (namespace, secret name) -> the service it carries, to drop the route on delete
+        self._entries: dict[tuple[str, str], str] = {}
+        # upstreams this object set, to empty them when their Endpoints go away
+        self._upstreams: set[str] = set()
+
+    @property
+    def services(self) -> dict[tuple[str, str], str]:
+        """``{(namespace, secret name): service}`` for the entries currently applied."""
+        with self._lock:
+            return dict(self._entries)
+
+    def on_secret(self, secret: dict, deleted: bool = False) -> None:
+        """A Secret was added, changed (``deleted=False``) or deleted. Secrets that carry no
+        routing entry are ignored, unless they carried one before (then its route goes)."""
+        key = _key(secret)
+        with self._lock:
+            previous = self._entries.pop(key, None)
+            service, payload = None, None
+            if not deleted:
+                labelled = ((secret.get("metadata") or {}).get("labels") or {}).get(ENTRY_LABEL)
+                parsed = entry_from_secret(secret)
+                if parsed is not None:
+                    service, payload = parsed
+                elif labelled:
+                    log.warning("front door entry %s/%s (service %r) has no readable %r; it is not routed",
+                                *key, labelled, ENTRY_KEY)
+            if previous is not None and previous != service:
+                self.frontdoor.remove_service(previous)
+            if service is None:
+                return
+            try:
+                self.frontdoor.put_service(service, payload)
+            except ConfigError as exc:
+                log.warning("front door entry %s/%s (service %r) is invalid and is not routed: %s",
+                            *key, service, exc)
+                if previous == service:
+                    self.frontdoor.remove_service(service)
+                return
+            self._entries[key] = service
+
+    def on_endpoints(self, endpoints: dict, deleted: bool = False) -> None:
+        """Endpoints were added, changed or deleted: their ready addresses become the
+        replicas of upstream ``"<namespace>/<name>"``."""
+        upstream = upstream_key(endpoints)
+        backends = () if deleted else backends_from_endpoints(endpoints)
+        with self._lock:
+            self.frontdoor.set_upstream(upstream, backends)
+            if backends:
+                self._upstreams.add(upstream)
+            else:
+                self._upstreams.discard(upstream)
+
+    def resync_secrets(self, secrets: Iterable[dict]) -> None:
+        """Apply a full list of Secrets: entries not in it lose their route."""
+        secrets = list(secrets)
+        present = {_key(s) for s in secrets}
+        with self._lock:
+            for key, service in list(self._entries.items()):
+                if key not in present:
+                    del self._entries[key]
+                    self.frontdoor.remove_service(service)
+            for secret in secrets:
+                self.on_secret(secret)
+
+    def resync_endpoints(self, endpoints: Iterable[dict]) -> None:
+        """Apply a full list of Endpoints: upstreams not in it have no replica any more."""
+        endpoints = list(endpoints)
+        present = {upstream_key(e) for e in endpoints}
+        with self._lock:
+            for upstream in list(self._upstreams - present):
+                self._upstreams.discard(upstream)
+                self.frontdoor.set_upstream(upstream, ())
+            for item in endpoints:
+                self.on_endpoints(item)
+
+    def resync(self, secrets: Iterable[dict], endpoints: Iterable[dict]) -> None:
+        """:meth:`resync_endpoints` then :meth:`resync_secrets`, so entries find their replicas."""
+        with self._lock:
+            self.resync_endpoints(endpoints)
+            self.resync_secrets(secrets)
+
+    def forget(self) -> None:
+        """Drop the bookkeeping (the front door itself is left as it is), e.g. when its host stops."""
+        with self._lock:
+            self._entries.clear()
+            self._upstreams.clear()
