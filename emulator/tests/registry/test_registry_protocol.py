@@ -464,7 +464,7 @@ def test_o15_no_path_escapes_the_store(reg, path):
     finally:
         conn.close()
     assert sorted(p.name for p in reg.state_dir.iterdir()) == [
-        "blobs", "registry-format.json", "repositories", "uploads"]
+        "blobs", "endpoint.json", "registry-format.json", "repositories", "uploads"]
     assert list((reg.state_dir / "repositories").iterdir()) == []
 
 

@@ -5,6 +5,7 @@ emulator restart on the same state."""
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 import requests
 
@@ -60,3 +61,40 @@ def test_timeout_gives_504_and_a_full_replica_gives_503(emulator, ws, tmp_path):
         assert slow.status_code == 504 and "1500 ms" in slow.json()["error"]["message"]
     finally:
         service.delete()
+
+
+def test_routes_survive_an_emulator_restart_on_the_same_state(tmp_path, monkeypatch):
+    """The front door keeps no routes of its own: after a restart it reads them back from the
+    cluster, and the service's scoring URI follows the front door's new address."""
+    from aml_core.webservice import Webservice
+    from aml_core.workspace import Workspace
+    from aml_emulator import Emulator
+
+    monkeypatch.setenv("AML_PROFILE_DIR", str(tmp_path / "profiles"))
+    state = tmp_path / "emulator-state"
+    ws = Workspace.create(tmp_path / "ws", container_registry="profile:emulator")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "score.py").write_text(SLEEPY)
+    (tmp_path / "model.txt").write_text("no weights needed")
+    with Emulator(state) as emu:
+        emu.profile().save()
+        model = Model.register(ws, str(tmp_path / "model.txt"), "sleepy")
+        target = ComputeTarget.create(ws, "aks-rs", AksCompute.provisioning_configuration(
+            cluster_purpose="DevTest", agent_count=1))
+        target.wait_for_completion()
+        service = Model.deploy(ws, "survivor", [model],
+                               InferenceConfig(entry_script="score.py", source_directory=str(app)),
+                               AksWebservice.deploy_configuration(num_replicas=1), target)
+        service.wait_for_deployment()
+        assert service.run({"sleep": 0}) == {"slept": 0}
+    with Emulator(state) as emu:
+        emu.profile().save()
+        again = Webservice(ws, "survivor")
+        deadline = time.monotonic() + 120
+        while again.update_deployment_state() != "Healthy" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert again.state == "Healthy", again.error
+        assert again.scoring_uri == service.scoring_uri  # the front door kept its port
+        assert again.run({"sleep": 0}) == {"slept": 0}
+        again.delete()

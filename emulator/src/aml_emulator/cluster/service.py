@@ -131,7 +131,12 @@ class ClusterService:
         from aml_core.frontdoor import FrontDoor
 
         self.frontdoor = FrontDoor(self.frontdoor_admin_token)
-        self._frontdoor_server = BackgroundServer(self.frontdoor, host=self.host, name="aml-frontdoor")
+        # like the API's, the front door's port survives a restart: scoring URIs stay valid
+        try:
+            self._frontdoor_server = BackgroundServer(self.frontdoor, host=self.host, name="aml-frontdoor",
+                                                      port=endpoint.get("frontdoor_port", 0))
+        except OSError:
+            self._frontdoor_server = BackgroundServer(self.frontdoor, host=self.host, name="aml-frontdoor")
         self._frontdoor_server._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._frontdoor_server.start()
         from aml_emulator.cluster.frontdoor_sync import FrontDoorSync
@@ -173,7 +178,8 @@ class ClusterService:
             return
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump({"port": self.server.port, "token": self.token}, fh)
+            json.dump({"port": self.server.port, "token": self.token,
+                       "frontdoor_port": self._frontdoor_server.port if self._frontdoor_server else 0}, fh)
 
     def _bind(self, port: int, crt: Path, key: Path) -> BackgroundServer:
         try:

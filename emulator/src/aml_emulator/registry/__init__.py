@@ -20,6 +20,7 @@ directory removed by :meth:`RegistryService.stop`.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -110,8 +111,7 @@ class RegistryService:
             return self
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.storage.reopen()
-        server = BackgroundServer(RegistryApp(self), host=self.host, port=self.port,
-                                  name="aml-registry")
+        server = self._bind()
         self._server = server
         self.tokens = TokenService(self.login_server, issuer=f"{self.name}.emulator",
                                    secret=self._secrets.signing_key, token_ttl=self.token_ttl,
@@ -121,6 +121,26 @@ class RegistryService:
         server.start()
         log.info("registry %s listening on %s", self.name, self.url)
         return self
+
+    # Image references name the registry's host:port, so with a state dir the port survives a
+    # restart (when it is still free): pods and workspaces made before it keep pulling.
+    def _bind(self) -> BackgroundServer:
+        endpoint = self.state_dir / "endpoint.json"
+        port = self.port
+        if not port and endpoint.exists():
+            try:
+                port = int(json.loads(endpoint.read_text())["port"])
+            except (ValueError, KeyError, TypeError):
+                port = 0
+        try:
+            server = BackgroundServer(RegistryApp(self), host=self.host, port=port, name="aml-registry")
+        except OSError:
+            if port == self.port:
+                raise
+            log.warning("registry port %s is taken; image references to it will not resolve", port)
+            server = BackgroundServer(RegistryApp(self), host=self.host, port=self.port, name="aml-registry")
+        endpoint.write_text(json.dumps({"port": server.port}))
+        return server
 
     def stop(self) -> None:
         if self._server is not None:
