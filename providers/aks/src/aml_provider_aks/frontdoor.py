@@ -1,8 +1,9 @@
 """The cluster's front door, as a client sees it: where it is, and its admin API.
 
 A cluster with the front door installed says where it is in namespace ``azureml``
-(:mod:`aml_core.frontdoor.kube`); the emulator's cluster publishes its in-process front door
-there, so this module has no emulator branch. Routing entries are written as Secrets (the
+(:mod:`aml_core.frontdoor.kube`): :func:`publish` writes it (the front door's pod does, see
+:mod:`aml_provider_aks.frontdoor_host`), :func:`locate` reads it. The emulator's cluster
+publishes its in-process front door there too, so this module has no emulator branch. Routing entries are written as Secrets (the
 source of truth, which a restarted front door reads back); the admin API is only read, to
 see an entry applied, and asked for tokens.
 """
@@ -96,10 +97,63 @@ def locate(core) -> FrontDoorClient:
         raise NotFound(
             f"This cluster has no front door: ConfigMap and Secret {kube.NAMESPACE}/{kube.NAME} are missing. "
             f"Clusters from `aml emulator start` have one; on another cluster install it with "
-            f"`aml aks install-frontdoor --compute NAME`.") from exc
+            f"`aml aks install-frontdoor --compute NAME --image IMAGE` (IMAGE: one with aml-provider-aks "
+            f"installed).") from exc
     url = (config.data or {}).get(kube.URL_KEY)
     token = (secret.data or {}).get(kube.ADMIN_TOKEN_KEY)
     if not url or not token:
         raise NotFound(f"ConfigMap/Secret {kube.NAMESPACE}/{kube.NAME} lack '{kube.URL_KEY}' or "
                        f"'{kube.ADMIN_TOKEN_KEY}'; reinstall the front door.")
     return FrontDoorClient(url.rstrip("/"), base64.b64decode(token).decode())
+
+
+def publish(core, url: str, admin_token: str) -> None:
+    """Tell clients where the front door is: ConfigMap and Secret ``azureml/azureml-fe``
+    (what :func:`locate` reads), created or updated; namespace ``azureml`` is created when
+    missing. ``core`` is a ``CoreV1Api``."""
+    from kubernetes.client.exceptions import ApiException
+
+    labels = {"app.kubernetes.io/name": kube.NAME, "app.kubernetes.io/managed-by": "aml"}
+    token = base64.b64encode(admin_token.encode()).decode()
+    objects = (
+        (core.read_namespaced_config_map, core.create_namespaced_config_map, core.replace_namespaced_config_map,
+         {kube.URL_KEY: url}, None),
+        (core.read_namespaced_secret, core.create_namespaced_secret, core.replace_namespaced_secret,
+         {kube.ADMIN_TOKEN_KEY: token}, "Opaque"),
+    )
+    for read, create, replace, data, kind in objects:
+        for attempt in range(3):
+            try:
+                try:
+                    current = core.api_client.sanitize_for_serialization(read(kube.NAME, kube.NAMESPACE))
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    body = {"metadata": {"name": kube.NAME, "namespace": kube.NAMESPACE, "labels": labels},
+                            "data": data}
+                    if kind:
+                        body["type"] = kind
+                    try:
+                        create(kube.NAMESPACE, body)
+                    except ApiException as missing:
+                        if missing.status != 404:
+                            raise
+                        _create_namespace(core, kube.NAMESPACE)
+                        create(kube.NAMESPACE, body)
+                else:
+                    current["data"] = {**(current.get("data") or {}), **data}
+                    replace(kube.NAME, kube.NAMESPACE, current)
+                break
+            except ApiException as exc:
+                if exc.status != 409 or attempt == 2:  # 409: written meanwhile; read it again
+                    raise
+
+
+def _create_namespace(core, name: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core.create_namespace({"metadata": {"name": name}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
