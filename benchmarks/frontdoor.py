@@ -5,7 +5,9 @@ One replica: ``python -m aml_core.runtime serve`` (1 worker) with a trivial ``sc
 process, with one key-auth service pointing at that replica
 (``max_concurrent_requests_per_replica`` = the wrk connection count, so the benchmark
 measures proxying, not the queue). Debian's ``wrk`` (one thread) POSTs a small JSON body from a
-separate process; direct and front-door runs alternate, and the medians are compared.
+separate process; direct and front-door runs alternate, and the medians are compared. Each run
+also reports the CPU time (user + system, from ``/proc``) the front door's and the replica's
+processes used per request: on a shared machine a steadier measure of cost than requests/s.
 
     .venv/bin/python benchmarks/frontdoor.py [--rounds 3] [--duration 5] [--connections 8]
 """
@@ -70,12 +72,30 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
-def wrk(url: str, lua: Path, duration: int, connections: int) -> tuple[float, int]:
+def wrk(url: str, lua: Path, duration: int, connections: int) -> tuple[float, int, int]:
+    """``(requests/s, requests, non-2xx responses)``."""
     out = subprocess.run([WRK, "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(lua), url],
                          check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    count = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rps, int(bad.group(1)) if bad else 0
+    return rps, count, int(bad.group(1)) if bad else 0
+
+
+def cpu_seconds(group: int) -> float:
+    """User + system CPU time of the live processes in process group ``group``."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -119,17 +139,31 @@ def main() -> int:
         for url in targets.values():  # warm up (connections, imports, caches)
             wrk(url, lua, 1, args.connections)
         results: dict[str, list[float]] = {name: [] for name in targets}
+        # CPU us/request: the replica's in direct runs, the replica's and the front door's in front door runs
+        cpu: dict[str, list[float]] = {"direct": [], "replica": [], "frontdoor": []}
+        backend_proc, fd_proc = procs
         for rnd in range(args.rounds):
             order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
             for name in order:
-                rps, bad = wrk(targets[name], lua, args.duration, args.connections)
+                before = cpu_seconds(backend_proc.pid), cpu_seconds(fd_proc.pid)
+                rps, count, bad = wrk(targets[name], lua, args.duration, args.connections)
+                after = cpu_seconds(backend_proc.pid), cpu_seconds(fd_proc.pid)
                 if bad:
                     raise RuntimeError(f"{name}: {bad} non-2xx responses")
                 results[name].append(rps)
-                print(f"round {rnd + 1} {name:9s} {rps:9.0f} req/s", flush=True)
+                replica_us, fd_us = ((a - b) / count * 1e6 for a, b in zip(after, before))
+                line = f"round {rnd + 1} {name:9s} {rps:9.0f} req/s   CPU/req: replica {replica_us:4.0f} us"
+                if name == "frontdoor":
+                    cpu["replica"].append(replica_us)
+                    cpu["frontdoor"].append(fd_us)
+                    line += f", front door {fd_us:4.0f} us"
+                else:
+                    cpu["direct"].append(replica_us)
+                print(line, flush=True)
         direct, through = statistics.median(results["direct"]), statistics.median(results["frontdoor"])
-        print(f"median direct    {direct:9.0f} req/s")
-        print(f"median frontdoor {through:9.0f} req/s")
+        print(f"median direct    {direct:9.0f} req/s   CPU/req: replica {statistics.median(cpu['direct']):.0f} us")
+        print(f"median frontdoor {through:9.0f} req/s   CPU/req: replica {statistics.median(cpu['replica']):.0f} us, "
+              f"front door {statistics.median(cpu['frontdoor']):.0f} us")
         print(f"ratio {through / direct:.2f} (target >= 0.85); load avg {os.getloadavg()[0]:.1f}")
     finally:
         for proc in procs:
