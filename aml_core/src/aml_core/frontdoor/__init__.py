@@ -5,7 +5,10 @@ limits with a bounded queue (503), scoring timeouts (504), one retry on an unrea
 (502), and per-version load metrics for the autoscaler. Configured through an admin API
 (``/-/services/{name}``); see :mod:`aml_core.frontdoor.app` for the routes.
 
-In the emulator it runs in-process; on a real cluster it runs as a pod::
+In the emulator it runs in-process; on a real cluster it runs as a pod, fed from the
+cluster's objects (:mod:`aml_core.frontdoor.kube`) by the AKS provider's host
+(``python -m aml_provider_aks.frontdoor_host``, installed by ``aml aks install-frontdoor``).
+Configured over its admin API only, it runs on its own as well::
 
     python -m aml_core.frontdoor --host 0.0.0.0 --port 8080 --admin-token-file /secrets/admin
 """

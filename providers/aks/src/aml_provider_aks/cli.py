@@ -1,0 +1,55 @@
+"""``aml aks ...``: what an AKS compute target needs set up on its cluster.
+
+Registered in the ``aml.cli`` entry-point group, so the core's ``aml`` command adds it without
+importing this provider until the command is used.
+"""
+
+from __future__ import annotations
+
+import click
+from aml_core.cli import State
+from aml_core.frontdoor import kube
+
+from aml_provider_aks.frontdoor_install import DEFAULT_TIMEOUT
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+@click.group("aks")
+def aks() -> None:
+    """AKS compute targets: set up their cluster for scoring services."""
+
+
+@aks.command("install-frontdoor")
+@click.option("--compute", "compute", required=True, metavar="NAME",
+              help="The AKS compute target (provisioned or attached) whose cluster gets the front door.")
+@click.option("--image", required=True,
+              help="Image to run the front door from: python on its PATH and aml-provider-aks installed, "
+                   "pullable by the cluster.")
+@click.option("--namespace", default=kube.NAMESPACE, show_default=True, help="Namespace of the front door's pods.")
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Front door pods (keep 1 for services with token auth; see the docs).")
+@click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds to wait for the load balancer's address, and again for the pods.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default=None,
+              help="Output format: table (default) or json.")
+@pass_state
+def install_frontdoor_command(state: State, compute: str, image: str, namespace: str, replicas: int,
+                              timeout: float, output: str | None) -> None:
+    """Install the front door (the router before scoring services) on COMPUTE's cluster.
+
+    Creates its service account and read-only roles, an admin-token Secret, a LoadBalancer
+    Service (port 80) and a Deployment running `python -m aml_provider_aks.frontdoor_host`
+    from IMAGE, then publishes the address in ConfigMap azureml/azureml-fe, where deployments
+    look for it. Running it again updates the installation and keeps the admin token.
+    """
+    from aml_provider_aks.frontdoor_install import install_frontdoor
+    from aml_provider_aks.provision import kubeconfig_for
+
+    if output:
+        state.output = output
+    kubeconfig = kubeconfig_for(state.workspace, compute)
+    frontdoor = install_frontdoor(kubeconfig, image, namespace=namespace, replicas=replicas, timeout=timeout,
+                                  progress=state.note)
+    state.emit({"compute": compute, "namespace": namespace, "url": frontdoor.url, "replicas": replicas,
+                "image": image}, lambda console: console.print(frontdoor.url, markup=False, highlight=False))
