@@ -103,3 +103,30 @@ def test_a_deleted_and_recreated_service_invalidates_old_tokens(frontdoor, backe
     frontdoor.http.delete(f"{frontdoor.url}/-/services/svc", headers=frontdoor.admin)
     frontdoor.put_ok("svc", tokened(url))
     assert frontdoor.score("svc", old).status_code == 401
+
+
+def test_a_token_key_in_the_entry_makes_tokens_valid_on_every_front_door(frontdoor, backends, clock):
+    """Two front door replicas (or one restarted) given the same entry accept each other's
+    tokens; without a token_key each signs with its own random key."""
+    from aml_core.frontdoor import FrontDoor
+
+    from frontdoor_testkit import FrontDoorHarness, Served
+
+    _, url = backends("b")
+    body = tokened(url)
+    body["token_key"] = "k" * 40
+    frontdoor.put_ok("svc", body)
+    other_app = FrontDoor("other-admin-token", clock=clock, token_refresh_after_s=60, token_grace_s=120)
+    served = Served(other_app).start()
+    other = FrontDoorHarness(other_app, served, "other-admin-token")
+    try:
+        other.put_ok("svc", body)
+        token = get_token(frontdoor, "svc")["accessToken"]
+        assert other.score("svc", token).status_code == 200
+        assert frontdoor.put("svc", {**body, "token_key": "short"}).status_code == 400
+        frontdoor.put_ok("own", tokened(url))  # no token_key: each signs with its own random key
+        other.put_ok("own", tokened(url))
+        assert other.score("own", get_token(frontdoor, "own")["accessToken"]).status_code == 401
+    finally:
+        other.http.close()
+        served.stop()

@@ -329,7 +329,10 @@ class FrontDoor:
             backends = self._upstreams.get(version.upstream, ()) if version.upstream else version.backends
             pool.update(backends, entry.max_concurrent_requests_per_replica)
             pools[version.name] = pool
-        self.tokens.ensure_secret(entry.name)
+        if entry.token_key:
+            self.tokens.set_secret(entry.name, entry.token_key.encode())
+        else:
+            self.tokens.ensure_secret(entry.name)
         # one assignment: a request reads either the old or the new entry, never a mix
         self._services[entry.name] = _Routed(entry, pools)
 

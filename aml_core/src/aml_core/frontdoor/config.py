@@ -66,6 +66,9 @@ class ServiceEntry:
     auth: str = "key"
     primary_key: str = attrs.field(default="", repr=False)
     secondary_key: str = attrs.field(default="", repr=False)
+    #: signs the service's tokens; given by the writer, every front door replica (and a
+    #: restarted one) accepts the same tokens. Empty: a random key per front door process.
+    token_key: str = attrs.field(default="", repr=False)
     scoring_timeout_ms: int = DEFAULT_SCORING_TIMEOUT_MS
     max_concurrent_requests_per_replica: int = DEFAULT_MAX_CONCURRENT
     max_queue_wait_ms: int = DEFAULT_MAX_QUEUE_WAIT_MS
@@ -85,7 +88,7 @@ class ServiceEntry:
             raise ConfigError(f"invalid service name {name!r}: use 1-63 letters, digits, '.', '_' or '-'")
         if not isinstance(body, dict):
             raise ConfigError("the body must be a JSON object")
-        unknown = set(body) - {"auth", "keys", "scoring_timeout_ms", "max_concurrent_requests_per_replica",
+        unknown = set(body) - {"auth", "keys", "token_key", "scoring_timeout_ms", "max_concurrent_requests_per_replica",
                                "max_queue_wait_ms", "versions"}
         if unknown:
             raise ConfigError(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -98,6 +101,9 @@ class ServiceEntry:
         primary, secondary = keys.get("primary", ""), keys.get("secondary", "")
         if not isinstance(primary, str) or not isinstance(secondary, str):
             raise ConfigError("keys.primary and keys.secondary must be strings")
+        token_key = body.get("token_key", "")
+        if not isinstance(token_key, str) or (token_key and len(token_key) < 32):
+            raise ConfigError("token_key must be a string of at least 32 characters (it signs the service's tokens)")
         if auth == "key" and not (primary or secondary):
             raise ConfigError('auth "key" needs keys.primary and/or keys.secondary')
         limits = {}
@@ -121,7 +127,7 @@ class ServiceEntry:
         if len(defaults) != 1:
             raise ConfigError(f"exactly one version must be the default, got {len(defaults)}"
                               + (f" ({', '.join(defaults)})" if defaults else ""))
-        return cls(name=name, auth=auth, primary_key=primary, secondary_key=secondary,
+        return cls(name=name, auth=auth, primary_key=primary, secondary_key=secondary, token_key=token_key,
                    versions=parsed, revision=payload_revision(body), **limits)
 
     def to_dict(self) -> dict[str, Any]:

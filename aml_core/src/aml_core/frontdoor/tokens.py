@@ -33,6 +33,9 @@ class TokenIssuer:
     def ensure_secret(self, service: str) -> None:
         self._secrets.setdefault(service, secrets.token_bytes(32))
 
+    def set_secret(self, service: str, secret: bytes) -> None:
+        self._secrets[service] = secret
+
     def forget(self, service: str) -> None:
         self._secrets.pop(service, None)
 

@@ -235,7 +235,9 @@ def entry_payload(config: AksServiceDeploymentConfiguration, keys: dict, namespa
                   versions: dict[str, dict]) -> dict:
     """The admin-API payload; ``versions`` maps a version to its ``traffic_percentile`` and
     ``is_default``."""
-    return {"auth": auth_mode(config), "keys": keys,
+    keys = dict(keys)
+    token_key = keys.pop("token_key")
+    return {"auth": auth_mode(config), "keys": keys, "token_key": token_key,
             "scoring_timeout_ms": config.effective_scoring_timeout_ms,
             "max_concurrent_requests_per_replica": config.replica_max_concurrent_requests or 1,
             "max_queue_wait_ms": config.max_request_wait_time or 500,
@@ -244,10 +246,12 @@ def entry_payload(config: AksServiceDeploymentConfiguration, keys: dict, namespa
 
 
 def keys_for(config: AksServiceDeploymentConfiguration, previous: dict | None) -> dict:
-    """The configuration's keys, else the service's current ones, else new ones."""
+    """The configuration's keys, else the service's current ones, else new ones; with the
+    key that signs its tokens (kept, so tokens outlive updates and front door restarts)."""
     old = (previous or {}).get("keys") or {}
     return {"primary": config.primary_key or old.get("primary") or new_key(),
-            "secondary": config.secondary_key or old.get("secondary") or new_key()}
+            "secondary": config.secondary_key or old.get("secondary") or new_key(),
+            "token_key": (previous or {}).get("token_key") or secrets.token_urlsafe(32)}
 
 
 def write_entry(c: Cluster, namespace: str, service: str, payload: dict) -> None:
