@@ -28,9 +28,8 @@ with ``pip install aml-provider-aks``; the cluster must be able to pull it (AKS:
 attached to the cluster). Nothing in the emulator runs this path: its cluster serves no
 ServiceAccounts or RBAC objects, mounts no volumes and gives pods no service-account token.
 
-With ``replicas`` > 1, key auth works through any replica; service tokens
-(``token_auth_enabled``) are signed by a per-process secret, so a token issued by one
-replica is refused by another: keep one replica for token-auth services.
+With ``replicas`` > 1 every replica reads the same entries, keys and token signing keys,
+so a key or a token works through any of them.
 """
 
 from __future__ import annotations
