@@ -27,7 +27,8 @@ class Pool:
         self.replicas: list[Replica] = []
         self._by_url: dict[str, Replica] = {}
         self.limit = 1
-        self._waiters: deque[asyncio.Future] = deque()
+        # (future, the replica it must not get): a retry after a failed replica waits for another
+        self._waiters: deque[tuple[asyncio.Future, Replica | None]] = deque()
         self._rr = 0
         self.requests = 0
         self.rejected_503 = 0
@@ -66,7 +67,8 @@ class Pool:
                 return replica
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
-        self._waiters.append(fut)
+        waiter = (fut, exclude)
+        self._waiters.append(waiter)
         timer = loop.call_later(wait_s, _expire, fut)
         try:
             replica = await fut
@@ -78,7 +80,7 @@ class Pool:
             timer.cancel()
             if not fut.done() or fut.cancelled() or fut.result() is None:
                 try:
-                    self._waiters.remove(fut)
+                    self._waiters.remove(waiter)
                 except ValueError:
                     pass
         return replica
@@ -88,21 +90,29 @@ class Pool:
         self._wake()
 
     def _wake(self) -> None:
+        """Hand free slots to the waiters in order. A waiter that must not get the only free
+        replica (a retry, excluding the replica that just failed it) keeps its place and
+        the next waiter may take that replica."""
+        skipped: list[tuple[asyncio.Future, Replica | None]] = []
         while self._waiters:
-            fut = self._waiters[0]
+            fut, exclude = self._waiters[0]
             if fut.done():
                 self._waiters.popleft()
                 continue
-            replica = self._pick()
+            replica = self._pick(exclude)
             if replica is None:
-                return
+                if exclude is None or not any(r.inflight < self.limit for r in self.replicas):
+                    break
+                skipped.append(self._waiters.popleft())
+                continue
             self._waiters.popleft()
             fut.set_result(replica)
+        self._waiters.extendleft(reversed(skipped))
 
     def snapshot(self) -> dict:
         replicas = list(self.replicas)
         busy = sum(r.inflight for r in replicas)
-        queued = sum(1 for f in list(self._waiters) if not f.done())
+        queued = sum(1 for f, _ in list(self._waiters) if not f.done())
         capacity = len(replicas) * self.limit
         if capacity:
             utilization = (busy + queued) / capacity * 100.0
