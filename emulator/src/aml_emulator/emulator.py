@@ -27,6 +27,7 @@ import secrets
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,22 @@ class Emulator:
         here, before anything starts.
     :param loose: let the ARM endpoints accept any api-version (Azurite's
         ``--skipApiVersionCheck``); nothing else is relaxed.
+    :param clock: a ``() -> float`` seconds clock for the cluster's back-off and autoscaler
+        windows (default ``time.monotonic``); tests pass a controllable one.
+    :param hpa_sync_period: seconds between two evaluations of one HorizontalPodAutoscaler
+        (Kubernetes' default, 15, when ``None``).
+    :param hpa_downscale_window: the scale-down stabilization window in seconds for HPAs that
+        do not set ``behavior.scaleDown.stabilizationWindowSeconds`` (300 when ``None``).
+    :param backoff_base: the first CrashLoopBackOff delay in seconds (10 when ``None``).
+
+    The last four are the cluster's (:class:`~aml_emulator.cluster.ClusterService`); they
+    let a test see an autoscaler or a restart within seconds instead of minutes.
     """
 
     def __init__(self, state_dir: str | Path | None = None, *, host: str = "127.0.0.1",
-                 services: tuple[str, ...] | list[str] | None = None, loose: bool = False) -> None:
+                 services: tuple[str, ...] | list[str] | None = None, loose: bool = False,
+                 clock: Callable[[], float] | None = None, hpa_sync_period: float | None = None,
+                 hpa_downscale_window: float | None = None, backoff_base: float | None = None) -> None:
         if services is None:
             wanted = tuple(s for s in KNOWN_SERVICES if s != "cluster" or _cluster_available())
         else:
@@ -138,6 +151,10 @@ class Emulator:
         self.host = host
         self.wanted = wanted
         self.loose = loose
+        # passed to the cluster only when given, so its own defaults stay in one place
+        self._cluster_options: dict[str, Any] = {k: v for k, v in (
+            ("clock", clock), ("hpa_sync_period", hpa_sync_period),
+            ("hpa_downscale_window", hpa_downscale_window), ("backoff_base", backoff_base)) if v is not None}
         self.services: dict[str, Any] = {}
         self._identity: dict[str, Any] = {}
         self._secrets: dict[str, str] = {}
@@ -256,7 +273,8 @@ class Emulator:
 
             # Pods with an image pull it from a registry and run it; command-only pods run as before.
             cluster = ClusterService(self.state_dir / "cluster", host=self.host,
-                                     token=self._secrets["cluster_token"], pod_runtime=ImagePodRuntime())
+                                     token=self._secrets["cluster_token"], pod_runtime=ImagePodRuntime(),
+                                     **self._cluster_options)
             self.services["cluster"] = cluster.start()
             if "arm" in self.services:  # managedClusters hand out this cluster's kubeconfig
                 import yaml
