@@ -117,6 +117,13 @@ def _begin_operation(workspace: Workspace, name: str, op: str, *, create: Servic
         return service_from_dict(json.loads(row["record"]))
 
 
+def _operation_marked(workspace: Workspace, name: str) -> bool:
+    """Whether an operation on ``name`` is marked in flight (by any thread or process)."""
+    with workspace.reading() as db:
+        row = db.execute("SELECT operation FROM services WHERE name = ?", (name,)).fetchone()
+    return row is not None and bool(row["operation"])
+
+
 def _release(workspace: Workspace, name: str) -> None:
     with workspace.transaction() as db:
         db.execute("UPDATE services SET operation = NULL WHERE name = ?", (name,))
@@ -286,8 +293,11 @@ class Webservice:
     def update_deployment_state(self) -> str:
         """Ask the provider for the service's current state and remember it."""
         record = self._reload()
-        if record.state in TRANSITIONAL_STATES and (self._operation is None or not self._operation.running):
-            # Someone else (another process) is working on it; report what is stored.
+        ours = self._operation is not None and self._operation.running
+        if record.state in TRANSITIONAL_STATES and (ours or _operation_marked(self.workspace, self.name)):
+            # An operation (this handle's, or another thread's or process's) is working on
+            # it; report what is stored. A transitional state with no operation in flight is
+            # the provider's own report (a scale or rollout under way): ask it again.
             return record.state
         refreshed = default_hooks().status(workspace=self.workspace, service=record)
         if refreshed != record:
@@ -324,7 +334,7 @@ class Webservice:
             if printer:
                 printer(time.time(), f"Succeeded: service {self.name!r} is {self.state} at {self.scoring_uri}")
             return
-        while self._reload().state in TRANSITIONAL_STATES:
+        while self.update_deployment_state() in TRANSITIONAL_STATES:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeploymentTimeout(
                     f"Service {self.name!r} is still {self.state} after {timeout_sec} s; call "
