@@ -362,9 +362,19 @@ def _deployments_of(service: ServiceRecord) -> list[str]:
 
 
 def status(service: ServiceRecord) -> ServiceRecord:
+    """The service's state from its Deployments and pods, with the replica counts in
+    ``details``: ``replicas`` (what the Deployments ask for now, whoever set it: the
+    configuration, the autoscaler or ``kubectl scale``) and ``ready_replicas``.
+
+    ``Failed``: a pod fails (CrashLoopBackOff, image pull ...) and no replica is ready;
+    ``Unhealthy``: a pod fails while other replicas serve, or none is ready;
+    ``Transitioning``: a rollout or a scale is under way (fewer replicas updated or ready
+    than asked for); else ``Healthy``.
+    """
     ns = service.details["namespace"]
     with Cluster(service.details["kubeconfig"]) as c:
-        states = []
+        states, errors = [], []
+        desired = ready = 0
         for name in _deployments_of(service):
             try:
                 dep = c.apps.read_namespaced_deployment(name, ns)
@@ -372,21 +382,30 @@ def status(service: ServiceRecord) -> ServiceRecord:
                 if not _missing(exc):
                     raise
                 return attrs.evolve(service, state="Failed", error=f"its Deployment {name!r} is gone from the cluster")
+            st, want = dep.status, dep.spec.replicas or 0
+            have = (st.ready_replicas or 0) if st else 0
+            desired, ready = desired + want, ready + have
             failure = _pod_failure(c, ns, f"app={name}")
+            if failure and not have:
+                counts = {**service.details, "replicas": desired, "ready_replicas": ready}
+                return attrs.evolve(service, state="Failed", error=f"{failure}; see get_logs()", details=counts)
             if failure:
-                return attrs.evolve(service, state="Failed", error=f"{failure}; see get_logs()")
-            st = dep.status
-            if st and (st.updated_replicas or 0) < (dep.spec.replicas or 0):
+                states.append("Unhealthy")
+                errors.append(f"{failure}; {have} of {want} replicas of {name!r} ready, see get_logs()")
+            elif not st or (st.observed_generation or 0) < (dep.metadata.generation or 0) \
+                    or (st.updated_replicas or 0) < want or 0 < have < want:
                 states.append("Transitioning")
             else:
-                states.append("Healthy" if st and (st.ready_replicas or 0) >= 1 else "Unhealthy")
+                states.append("Healthy" if have >= 1 else "Unhealthy")
+        details = {**service.details, "replicas": desired, "ready_replicas": ready}
         try:
             frontdoor = locate(c.core)
         except NotFound as exc:
-            return attrs.evolve(service, state="Unhealthy", error=str(exc))
+            return attrs.evolve(service, state="Unhealthy", error=str(exc), details=details)
     state = next((s for s in ("Unhealthy", "Transitioning") if s in states), "Healthy")
+    error = None if state == "Healthy" else "; ".join(errors) or service.error
     # the front door's address changes when an emulator restarts; its routes do not
-    return attrs.evolve(service, state=state, error=None if state == "Healthy" else service.error,
+    return attrs.evolve(service, state=state, error=error, details=details,
                         scoring_uri=frontdoor.scoring_uri(service.name), swagger_uri=frontdoor.swagger_uri(service.name))
 
 

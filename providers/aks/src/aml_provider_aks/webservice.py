@@ -35,6 +35,25 @@ class AksWebservice(Webservice):
         args = dict(locals())
         return AksServiceDeploymentConfiguration(**args)
 
+    # -- replicas, as the cluster last showed them --------------------------------------------
+    @property
+    def num_replicas(self) -> int | None:
+        """How many replicas the service's Deployment asks for now, whoever set the count:
+        the deployment configuration, the autoscaler, ``aml_scale`` or ``kubectl scale``.
+        Read by :meth:`update_deployment_state` (once here if it never was)."""
+        return self._replica_count("replicas")
+
+    @property
+    def ready_replicas(self) -> int | None:
+        """How many of them are ready to serve, as of the last :meth:`update_deployment_state`."""
+        return self._replica_count("ready_replicas")
+
+    def _replica_count(self, key: str) -> int | None:
+        details = self._record.details
+        if key not in details and "namespace" in details and self.state != "Deleted":
+            self.update_deployment_state()
+        return self._record.details.get(key)
+
 
 class AksCompute(ComputeTarget):
     """An AKS cluster, provisioned through ARM or attached (by ARM name/id or kubeconfig)."""
