@@ -1,10 +1,11 @@
 """aml-provider-aks: provision or attach a Kubernetes cluster (AKS, or the emulator's) and
-serve models on it. Only hook implementations live here; see provision.py and deploy.py."""
+serve models on it. Only hook implementations live here; see provision.py, deploy.py and scale.py."""
 
 from aml_core import Capabilities, TargetKind, hookimpl
 from aml_provider_aks import deploy as _deploy
 from aml_provider_aks import endpoint as _endpoint
 from aml_provider_aks import provision as _provision
+from aml_provider_aks import scale as _scale
 from aml_provider_aks.config import (
     ENDPOINT_KIND,
     KIND,
@@ -22,7 +23,8 @@ __all__ = [
     "AksWebservice",
 ]
 
-CAPABILITIES = Capabilities(package=False, provision=True, update=True, logs=True, auth_keys=True, auth_token=True)
+CAPABILITIES = Capabilities(package=False, provision=True, update=True, logs=True, auth_keys=True, auth_token=True,
+                            scale=True, autoscale=True)
 #: an endpoint deploys onto an AksCompute; its versions scale through update_version()
 ENDPOINT_CAPABILITIES = Capabilities(package=False, update=True, logs=True, auth_keys=True, auth_token=True,
                                      traffic_split=True)
@@ -104,3 +106,10 @@ def aml_traffic(workspace, service, split):
     if service.kind != ENDPOINT_KIND:
         return None
     return _endpoint.traffic(workspace, service, split)
+
+
+@hookimpl
+def aml_scale(workspace, service, request):
+    if service.kind != KIND:
+        return None
+    return _scale.scale(workspace, service, request)
