@@ -52,5 +52,6 @@ OPERATION_CAPABILITY = {
     "regen_key": "auth_keys",
     "get_token": "auth_token",
     "scale": "scale",
+    "autoscale": "autoscale",
     "traffic": "traffic_split",
 }

@@ -313,16 +313,21 @@ def aml_auth(workspace, service, request):
 
 
 @hookspec(firstresult=True)
-def aml_scale(workspace, service, request):
+def aml_scale(workspace, service, request, deployment_config):
     """Set a service's replica count or autoscale bounds.
 
     :param workspace: the workspace.
     :param service: the :class:`~aml_core.records.ServiceRecord`.
     :param request: a :class:`~aml_core.records.ScaleRequest`.
+    :param deployment_config: the service's deployment configuration with the request
+        applied (its ``with_scale(request, replicas)``), as the core will store it; ``None``
+        when the caller keeps none, and the provider reads the current settings from the target.
     :returns: the updated :class:`~aml_core.records.ServiceRecord`, or ``None`` if
         ``service.kind`` is not yours.
 
     Dispatch: first result; needs ``scale`` (or ``autoscale`` for the autoscale fields).
+    ``Webservice.scale()`` calls it under the service's operation lock and stores the record
+    and the configuration; a provider never writes the workspace itself.
 
     :raises InvalidConfig: counts are not positive, or min > max.
 

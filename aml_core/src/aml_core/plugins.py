@@ -154,9 +154,13 @@ class Hooks:
         self.require(service.kind, request.action)
         return self._first(service.kind, self.pm.hook.aml_auth(workspace=workspace, service=service, request=request))
 
-    def scale(self, *, workspace, service, request):
+    def scale(self, *, workspace, service, request, deployment_config=None):
         self.require(service.kind, "scale")
-        return self._first(service.kind, self.pm.hook.aml_scale(workspace=workspace, service=service, request=request))
+        if request.autoscale_enabled or any(v is not None for v in (
+                request.autoscale_min_replicas, request.autoscale_max_replicas, request.autoscale_target_utilization)):
+            self.require(service.kind, "autoscale")
+        return self._first(service.kind, self.pm.hook.aml_scale(workspace=workspace, service=service, request=request,
+                                                                deployment_config=deployment_config))
 
     def traffic(self, *, workspace, service, split):
         self.require(service.kind, "traffic")

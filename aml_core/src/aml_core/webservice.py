@@ -446,6 +446,40 @@ class Webservice:
         if wait or show_output:
             self.wait_for_deployment(show_output=show_output)
 
+    def scale(self, num_replicas: int | None = None, autoscale_enabled: bool | None = None,
+              autoscale_min_replicas: int | None = None, autoscale_max_replicas: int | None = None,
+              autoscale_target_utilization: int | None = None) -> None:
+        """Set a fixed replica count, or autoscale bounds, without a rollout (``aml_scale``).
+        The stored deployment configuration follows, so a later ``update()`` keeps the scale."""
+        from aml_core.records import ScaleRequest
+
+        request = ScaleRequest(num_replicas=num_replicas, autoscale_enabled=autoscale_enabled,
+                               autoscale_min_replicas=autoscale_min_replicas,
+                               autoscale_max_replicas=autoscale_max_replicas,
+                               autoscale_target_utilization=autoscale_target_utilization)
+        self._require_usable("scale")
+        hooks = default_hooks()
+        # capabilities first: a target without scale says so before anything else
+        hooks.require(self._record.kind, "scale")
+        loaded = _load_row(self.workspace, self.name)
+        spec_data = loaded[1] if loaded else None
+        config = None
+        if spec_data and spec_data.get("deployment_config"):
+            spec = _spec_from_dict(self.workspace, hooks, self.name, spec_data)
+            with_scale = getattr(spec.deployment_config, "with_scale", None)
+            if with_scale is not None:
+                # validated here, before the target is touched
+                config = with_scale(request, self._record.details.get("replicas"))
+        _begin_operation(self.workspace, self.name, "scale")
+        try:
+            record = hooks.scale(workspace=self.workspace, service=self._record, request=request,
+                                 deployment_config=config)
+        except BaseException:
+            _release(self.workspace, self.name)
+            raise
+        _store(self.workspace, record, {**spec_data, "deployment_config": config.to_dict()} if config else None)
+        self._record = record
+
     def _provider_operation(self, label: str, work: Callable[[ServiceRecord, Callable[[str], None]], ServiceRecord],
                             *, wait: bool = True, show_output: bool = False) -> None:
         """Run a target-specific change (``AksEndpoint.create_version``, ...) like ``update()``:

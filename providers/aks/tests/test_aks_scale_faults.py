@@ -265,21 +265,20 @@ def test_scale_requests_are_validated_with_the_fix_named(request_, message):
     assert info.value.code == "InvalidConfig"
 
 
-def test_next_config_follows_the_deploy_configuration_rules():
+def test_with_scale_follows_the_deploy_configuration_rules():
     from aml_provider_aks import AksWebservice
-    from aml_provider_aks.scale import next_config
 
     fixed = AksWebservice.deploy_configuration(num_replicas=2, description="kept")
-    assert next_config(fixed, ScaleRequest(num_replicas=3), "svc", 2).num_replicas == 3
+    assert fixed.with_scale(ScaleRequest(num_replicas=3), 2).num_replicas == 3
     with pytest.raises(InvalidConfig, match="pass autoscale_enabled=True"):
-        next_config(fixed, ScaleRequest(autoscale_max_replicas=4), "svc", 2)
-    auto = next_config(fixed, ScaleRequest(autoscale_enabled=True, autoscale_max_replicas=4), "svc", 2)
+        fixed.with_scale(ScaleRequest(autoscale_max_replicas=4), 2)
+    auto = fixed.with_scale(ScaleRequest(autoscale_enabled=True, autoscale_max_replicas=4), 2)
     assert auto.effective_autoscale_enabled and auto.num_replicas is None and auto.description == "kept"
     assert (auto.effective_min_replicas, auto.effective_max_replicas) == (1, 4)
     with pytest.raises(InvalidConfig, match=r"autoscale_min_replicas \(5\) cannot be greater than .*\(4\)"):
-        next_config(auto, ScaleRequest(autoscale_min_replicas=5), "svc", 2)
+        auto.with_scale(ScaleRequest(autoscale_min_replicas=5), 2)
     # autoscale off without a count keeps the count the autoscaler had reached
-    off = next_config(auto, ScaleRequest(autoscale_enabled=False), "svc", 3)
+    off = auto.with_scale(ScaleRequest(autoscale_enabled=False), 3)
     assert not off.effective_autoscale_enabled and off.num_replicas == 3
     assert off.autoscale_max_replicas is None
 
@@ -328,17 +327,14 @@ def test_kubectl_scale_is_reflected_in_the_service_state(deploy, fast, kubectl):
     assert Webservice(service.workspace, "scale-kubectl").num_replicas == 1
 
 
-def test_scale_hook_sets_the_count_then_autoscale_bounds_and_update_keeps_them(deploy, fast, kubectl, ws):
-    from aml_core.plugins import default_hooks
+def test_scale_sets_the_count_then_autoscale_bounds_and_update_keeps_them(deploy, fast, kubectl, ws):
     from aml_core.webservice import Webservice, _load_row
     from aml_provider_aks import AksWebservice
 
-    hooks = default_hooks()
     service = deploy("scale-hook", fast, AksWebservice.deploy_configuration(num_replicas=1, description="v1"))
 
-    record = hooks.scale(workspace=ws, service=service.record, request=ScaleRequest(num_replicas=2))
-    assert record.details["replicas"] == 2
-    assert _desired(kubectl, "scale-hook") == 2
+    service.scale(num_replicas=2)
+    assert service.num_replicas == 2 and _desired(kubectl, "scale-hook") == 2
     _wait_until("2 ready replicas", lambda: _ready_count(kubectl, "scale-hook") == 2)
     stored = _load_row(ws, "scale-hook")[1]["deployment_config"]
     assert stored["num_replicas"] == 2 and stored["description"] == "v1"
@@ -350,22 +346,25 @@ def test_scale_hook_sets_the_count_then_autoscale_bounds_and_update_keeps_them(d
     assert _ready_count(kubectl, "scale-hook") == 2
 
     with pytest.raises(InvalidConfig, match="pass autoscale_enabled=True"):
-        hooks.scale(workspace=ws, service=service.record, request=ScaleRequest(autoscale_max_replicas=3))
+        service.scale(autoscale_max_replicas=3)
 
-    record = hooks.scale(workspace=ws, service=service.record, request=ScaleRequest(
-        autoscale_enabled=True, autoscale_min_replicas=3, autoscale_max_replicas=4))
+    service.scale(autoscale_enabled=True, autoscale_min_replicas=3, autoscale_max_replicas=4)
     hpa = json.loads(kubectl("get", "hpa", "scale-hook", "-o", "json"))["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 4)
-    assert record.details["replicas"] == 3 and _desired(kubectl, "scale-hook") == 3  # raised to the minimum
+    assert service.num_replicas == 3 and _desired(kubectl, "scale-hook") == 3  # raised to the minimum
     stored = _load_row(ws, "scale-hook")[1]["deployment_config"]
     assert stored["autoscale_enabled"] is True and stored["num_replicas"] is None
     assert (stored["autoscale_min_replicas"], stored["autoscale_max_replicas"]) == (3, 4)
 
     with pytest.raises(InvalidConfig, match=r"autoscale_min_replicas \(5\) cannot be greater than"):
-        hooks.scale(workspace=ws, service=service.record, request=ScaleRequest(autoscale_min_replicas=5))
+        service.scale(autoscale_min_replicas=5)
     assert (json.loads(kubectl("get", "hpa", "scale-hook", "-o", "json"))["spec"]["minReplicas"]) == 3
 
-    hooks.scale(workspace=ws, service=service.record, request=ScaleRequest(num_replicas=1))
+    # the hook alone (no stored configuration given) reads the settings from the cluster
+    from aml_core.plugins import default_hooks
+
+    record = default_hooks().scale(workspace=ws, service=service._reload(), request=ScaleRequest(num_replicas=1))
+    assert record.details["replicas"] == 1
     assert "scale-hook" not in kubectl("get", "hpa", "-o", "name")
     assert _desired(kubectl, "scale-hook") == 1
     _wait_until("1 ready replica", lambda: service.update_deployment_state() == "Healthy"

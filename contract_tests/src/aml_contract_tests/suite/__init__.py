@@ -5,6 +5,7 @@ from aml_contract_tests.suite.test_auth import AuthContract
 from aml_contract_tests.suite.test_deploy import DeployContract
 from aml_contract_tests.suite.test_errors import ErrorContract
 from aml_contract_tests.suite.test_lifecycle import LifecycleContract
+from aml_contract_tests.suite.test_scale import ScaleContract
 from aml_contract_tests.suite.test_traffic import TrafficContract
 from aml_contract_tests.suite.test_unsupported import UnsupportedContract
 
@@ -12,7 +13,8 @@ TestAuthContract = AuthContract
 TestDeployContract = DeployContract
 TestErrorContract = ErrorContract
 TestLifecycleContract = LifecycleContract
+TestScaleContract = ScaleContract
 TestTrafficContract = TrafficContract
 TestUnsupportedContract = UnsupportedContract
 
-__all__ = ["TestAuthContract", "TestDeployContract", "TestErrorContract", "TestLifecycleContract", "TestTrafficContract", "TestUnsupportedContract"]
+__all__ = ["TestAuthContract", "TestDeployContract", "TestErrorContract", "TestLifecycleContract", "TestScaleContract", "TestTrafficContract", "TestUnsupportedContract"]

@@ -109,7 +109,7 @@ def aml_traffic(workspace, service, split):
 
 
 @hookimpl
-def aml_scale(workspace, service, request):
+def aml_scale(workspace, service, request, deployment_config):
     if service.kind != KIND:
         return None
-    return _scale.scale(workspace, service, request)
+    return _scale.scale(workspace, service, request, deployment_config)

@@ -125,6 +125,31 @@ class AksServiceDeploymentConfiguration:
         names = {a.name for a in attrs.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    def with_scale(self, request: Any, replicas: int | None = None) -> AksServiceDeploymentConfiguration:
+        """This configuration with an ``aml_core.records.ScaleRequest`` applied, by the rules of
+        ``deploy_configuration``; ``replicas`` is the current count, kept when autoscale is
+        switched off without a count. Raises :class:`InvalidConfig` naming the fix."""
+        from aml_provider_aks.scale import validate
+
+        validate(request)
+        changes = {k: v for k, v in attrs.asdict(request).items() if v is not None}
+        bounds = [n for n in ("autoscale_min_replicas", "autoscale_max_replicas", "autoscale_target_utilization")
+                  if n in changes]
+        if bounds and "autoscale_enabled" not in changes and not self.effective_autoscale_enabled:
+            raise InvalidConfig(f"The service has a fixed replica count ({self.num_replicas}); pass "
+                                f"autoscale_enabled=True with {', '.join(bounds)} to switch autoscale on.")
+        if changes.get("autoscale_enabled") is False and "num_replicas" not in changes:
+            # autoscale off: keep the count it had reached
+            changes["num_replicas"] = replicas or self.num_replicas or self.effective_min_replicas
+        autoscale = changes.get("autoscale_enabled", self.effective_autoscale_enabled and "num_replicas" not in changes)
+        if autoscale:
+            lo = changes.get("autoscale_min_replicas", self.autoscale_min_replicas) or 1
+            hi = changes.get("autoscale_max_replicas", self.autoscale_max_replicas) or 10
+            if lo > hi:
+                raise InvalidConfig(f"autoscale_min_replicas ({lo}) cannot be greater than autoscale_max_replicas "
+                                    f"({hi}); lower the minimum or raise the maximum.")
+        return self.evolve_settings(**changes)
+
     def evolve_settings(self, **settings: Any) -> "AksServiceDeploymentConfiguration":
         names = {a.name for a in attrs.fields(type(self))}
         unknown = sorted(set(settings) - names)

@@ -6,10 +6,9 @@ autoscale bounds create or replace the HPA (the body ``deploy.py`` deploys with)
 the current count inside them at once rather than at the autoscaler's next sync. The hook
 returns once the cluster has accepted the change; pods converge afterwards.
 
-The new settings are also written into the service's stored deployment configuration (the
-spec the core keeps for ``service.update()``), so a later update of the code or the models
-keeps the scale instead of re-applying the count the service was deployed with. A request
-is validated against the same rules as ``AksWebservice.deploy_configuration(...)``.
+``Webservice.scale()`` stores the new settings in the service's deployment configuration
+(``AksServiceDeploymentConfiguration.with_scale``), so a later ``service.update()`` keeps the
+scale instead of re-applying the count the service was deployed with.
 """
 
 from __future__ import annotations
@@ -63,27 +62,6 @@ def validate(request: ScaleRequest) -> None:
                             "autoscale_target_utilization.")
 
 
-# ------------------------------------------------------------------ the stored configuration
-def _stored(workspace: Workspace, name: str) -> tuple[ServiceRecord, dict] | None:
-    from aml_core.webservice import _load_row
-
-    loaded = _load_row(workspace, name)
-    if loaded is None or not loaded[1] or not loaded[1].get("deployment_config"):
-        return None
-    return loaded[0], loaded[1]
-
-
-def _remember(workspace: Workspace, stored: tuple[ServiceRecord, dict], config: AksServiceDeploymentConfiguration,
-              replicas: int) -> None:
-    """Write the new configuration into the stored spec and the count into the stored
-    record's details, leaving any operation marker alone."""
-    from aml_core.webservice import _store
-
-    record, spec = stored
-    record = attrs.evolve(record, details={**record.details, "replicas": replicas}, updated_time=utcnow())
-    _store(workspace, record, {**spec, "deployment_config": config.to_dict()}, release=False)
-
-
 def _from_cluster(c: Any, namespace: str, name: str) -> AksServiceDeploymentConfiguration:
     """The configuration the cluster shows, for a service the workspace keeps no spec of."""
     from aml_provider_aks.deploy import _missing
@@ -115,28 +93,9 @@ def _read_replicas(c: Any, namespace: str, name: str) -> int:
                        f"cluster; deploy the service again.") from exc
 
 
-def next_config(current: AksServiceDeploymentConfiguration, request: ScaleRequest, service: str,
-                replicas_now: int) -> AksServiceDeploymentConfiguration:
-    """``current`` with the request applied (the rules of ``deploy_configuration``)."""
-    changes = {k: v for k, v in attrs.asdict(request).items() if v is not None}
-    bounds = [n for n in _BOUNDS if n in changes]
-    if bounds and "autoscale_enabled" not in changes and not current.effective_autoscale_enabled:
-        raise InvalidConfig(f"Service {service!r} has a fixed replica count ({current.num_replicas}); pass "
-                            f"autoscale_enabled=True with {', '.join(bounds)} to switch autoscale on.")
-    if changes.get("autoscale_enabled") is False and "num_replicas" not in changes:
-        changes["num_replicas"] = replicas_now  # autoscale off: keep the count it had reached
-    autoscale = changes.get("autoscale_enabled", current.effective_autoscale_enabled and "num_replicas" not in changes)
-    if autoscale:
-        lo = changes.get("autoscale_min_replicas", current.autoscale_min_replicas) or 1
-        hi = changes.get("autoscale_max_replicas", current.autoscale_max_replicas) or 10
-        if lo > hi:
-            raise InvalidConfig(f"autoscale_min_replicas ({lo}) cannot be greater than autoscale_max_replicas "
-                                f"({hi}) for service {service!r}; lower the minimum or raise the maximum.")
-    return current.evolve_settings(**changes)
-
-
 # ------------------------------------------------------------------ the hook
-def scale(workspace: Workspace, service: ServiceRecord, request: ScaleRequest) -> ServiceRecord:
+def scale(workspace: Workspace, service: ServiceRecord, request: ScaleRequest,
+          deployment_config: AksServiceDeploymentConfiguration | None = None) -> ServiceRecord:
     from aml_provider_aks.deploy import Cluster, _apply, _hpa, _ignore_missing
 
     validate(request)
@@ -147,14 +106,11 @@ def scale(workspace: Workspace, service: ServiceRecord, request: ScaleRequest) -
     version = versions[0]
     namespace = service.details["namespace"]
     name = deployment_name(service.name, version)
-    stored = _stored(workspace, service.name)
     with Cluster(service.details["kubeconfig"]) as c:
         replicas_now = _read_replicas(c, namespace, name)
-        if stored is not None:
-            current = AksServiceDeploymentConfiguration.from_dict(stored[1]["deployment_config"])
-        else:
-            current = _from_cluster(c, namespace, name)
-        config = next_config(current, request, service.name, replicas_now)
+        # the core passes the stored configuration with the request applied; without one
+        # (a direct hook call) the cluster's HPA and Deployment say what the settings are
+        config = deployment_config or _from_cluster(c, namespace, name).with_scale(request, replicas_now)
         if config.effective_autoscale_enabled:
             _apply(c.scaling.create_namespaced_horizontal_pod_autoscaler,
                    c.scaling.replace_namespaced_horizontal_pod_autoscaler,
@@ -168,6 +124,4 @@ def scale(workspace: Workspace, service: ServiceRecord, request: ScaleRequest) -
             desired = config.num_replicas
         if desired != replicas_now:
             c.apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": desired}})
-    if stored is not None:
-        _remember(workspace, stored, config, desired)
     return attrs.evolve(service, details={**service.details, "replicas": desired}, updated_time=utcnow())
