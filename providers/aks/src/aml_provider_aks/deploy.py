@@ -456,12 +456,11 @@ def auth(service: ServiceRecord, request: AuthRequest) -> AuthResult:
         payload = read_entry(c, ns, name)
         if payload is None:
             raise NotFound(f"Service {name!r} has no front door entry on the cluster; redeploy it.")
-        frontdoor = locate(c.core)
         if request.action == "get_token":
             if payload.get("auth") != "token":
                 raise AuthError(f"Token auth is not enabled for service {name!r}; update it with "
                                 f"token_auth_enabled=True (and auth_enabled=False) first.")
-            token = frontdoor.token(name)
+            token = locate(c.core).token(name)
             return AuthResult(token=token["accessToken"], refresh_after=token["refreshAfter"],
                               expiry_on=token["expiryOn"])
         if payload.get("auth") != "key":
@@ -474,5 +473,5 @@ def auth(service: ServiceRecord, request: AuthRequest) -> AuthResult:
             payload = {**payload, "keys": keys}
             write_entry(c, ns, name, payload)
             # the old key must stop working before this returns
-            frontdoor.wait_applied(name, payload, need_replicas=False)
+            locate(c.core).wait_applied(name, payload, need_replicas=False)
         return AuthResult(primary_key=keys["primary"], secondary_key=keys["secondary"])
