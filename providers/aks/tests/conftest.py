@@ -1,16 +1,11 @@
 import pytest
+from aks_testing import emulator_with_profile
 
 
 @pytest.fixture
-def emulator(tmp_path, monkeypatch):
+def emulator(tmp_path):
     """A full emulator (registry, ARM, cluster) and its profile in a private AML_PROFILE_DIR."""
-    from aml_emulator import Emulator
-
-    monkeypatch.setenv("AML_PROFILE_DIR", str(tmp_path / "profiles"))
-    with Emulator() as emu:
-        profile = emu.profile()
-        profile = type(profile).from_dict({**profile.to_dict(), "extra": {**profile.extra, "arm_polling_interval": 0.2}})
-        profile.save()
+    with emulator_with_profile(tmp_path / "profiles") as emu:
         yield emu
 
 
@@ -21,42 +16,27 @@ def ws(tmp_path):
     return Workspace.create(tmp_path / "ws", container_registry="profile:emulator")
 
 
-# -- shared by the contract modules: one emulator per module, a fresh workspace per test
+# -- the contract modules: one emulator per module, a fresh workspace per test (these override
+# the contract suite's aml_workspace and aml_deployment_target; no other test here uses them)
 @pytest.fixture(scope="module")
 def aks_module_emulator(tmp_path_factory):
-    import os
-
-    from aml_emulator import Emulator
-
-    profiles = tmp_path_factory.mktemp("profiles")
-    saved = os.environ.get("AML_PROFILE_DIR")
-    os.environ["AML_PROFILE_DIR"] = str(profiles)
-    try:
-        with Emulator() as emu:
-            profile = emu.profile()
-            profile = type(profile).from_dict({**profile.to_dict(), "extra": {**profile.extra, "arm_polling_interval": 0.2}})
-            profile.save()
-            yield emu
-    finally:
-        if saved is None:
-            os.environ.pop("AML_PROFILE_DIR", None)
-        else:
-            os.environ["AML_PROFILE_DIR"] = saved
+    with emulator_with_profile(tmp_path_factory.mktemp("profiles")) as emu:
+        yield emu
 
 
 @pytest.fixture
-def aks_workspace(aks_module_emulator, tmp_path):
+def aml_workspace(aks_module_emulator, tmp_path):
     from aml_core.workspace import Workspace
 
     return Workspace.create(tmp_path / "workspace", container_registry="profile:emulator")
 
 
 @pytest.fixture
-def aks_target(aks_workspace):
+def aml_deployment_target(aml_workspace):
     from aml_core.compute import ComputeTarget
     from aml_provider_aks import AksCompute
 
-    target = ComputeTarget.create(aks_workspace, "aks-contract",
+    target = ComputeTarget.create(aml_workspace, "aks-contract",
                                   AksCompute.provisioning_configuration(cluster_purpose="DevTest", agent_count=1))
     target.wait_for_completion()
     return target

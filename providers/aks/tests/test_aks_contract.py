@@ -10,16 +10,6 @@ def aml_target_kind():
 
 
 @pytest.fixture
-def aml_workspace(aks_workspace):
-    return aks_workspace
-
-
-@pytest.fixture
-def aml_deployment_target(aks_target):
-    return aks_target
-
-
-@pytest.fixture
 def aml_deployment_config():
     from aml_provider_aks import AksWebservice
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from aks_testing import emulator_with_profile, wait_until
 from aml_core.errors import InvalidConfig, ProvisioningFailed
 from aml_core.records import ScaleRequest
 
@@ -50,37 +51,12 @@ def run(raw_data):
 """
 
 
-def _wait_until(what: str, check, timeout: float = 60.0, interval: float = 0.3):
-    """Poll ``check()`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not reached within {timeout:.0f} s (last: {last!r})")
-
-
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    from aml_emulator import Emulator
-
-    saved = os.environ.get("AML_PROFILE_DIR")
-    os.environ["AML_PROFILE_DIR"] = str(tmp_path_factory.mktemp("profiles"))
-    try:
-        with Emulator(hpa_sync_period=1.0, hpa_downscale_window=3.0, backoff_base=1.0) as emulator:
-            profile = emulator.profile()
-            profile = type(profile).from_dict({**profile.to_dict(),
-                                               "extra": {**profile.extra, "arm_polling_interval": 0.2}})
-            profile.save()
-            yield emulator
-    finally:
-        if saved is None:
-            os.environ.pop("AML_PROFILE_DIR", None)
-        else:
-            os.environ["AML_PROFILE_DIR"] = saved
+    with emulator_with_profile(tmp_path_factory.mktemp("profiles"), hpa_sync_period=1.0,
+                               hpa_downscale_window=3.0, backoff_base=1.0) as emulator:
+        yield emulator
 
 
 @pytest.fixture(scope="module")
@@ -314,12 +290,12 @@ def test_kubectl_scale_is_reflected_in_the_service_state(deploy, fast, kubectl):
     assert state in ("Transitioning", "Healthy")
     if service.ready_replicas < 3:
         assert state == "Transitioning"
-    _wait_until("3 ready replicas, Healthy",
+    wait_until("3 ready replicas, Healthy",
                 lambda: service.update_deployment_state() == "Healthy" and service.ready_replicas == 3)
     assert service.num_replicas == 3 and service.error is None
 
     kubectl("scale", "deployment", "scale-kubectl", "--replicas=1")
-    _wait_until("back to 1 replica", lambda: service.update_deployment_state() == "Healthy"
+    wait_until("back to 1 replica", lambda: service.update_deployment_state() == "Healthy"
                 and (service.num_replicas, service.ready_replicas) == (1, 1))
     # a fresh handle reads the same from the workspace
     from aml_core.webservice import Webservice
@@ -335,7 +311,7 @@ def test_scale_sets_the_count_then_autoscale_bounds_and_update_keeps_them(deploy
 
     service.scale(num_replicas=2)
     assert service.num_replicas == 2 and _desired(kubectl, "scale-hook") == 2
-    _wait_until("2 ready replicas", lambda: _ready_count(kubectl, "scale-hook") == 2)
+    wait_until("2 ready replicas", lambda: _ready_count(kubectl, "scale-hook") == 2)
     stored = _load_row(ws, "scale-hook")[1]["deployment_config"]
     assert stored["num_replicas"] == 2 and stored["description"] == "v1"
 
@@ -367,7 +343,7 @@ def test_scale_sets_the_count_then_autoscale_bounds_and_update_keeps_them(deploy
     assert record.details["replicas"] == 1
     assert "scale-hook" not in kubectl("get", "hpa", "-o", "name")
     assert _desired(kubectl, "scale-hook") == 1
-    _wait_until("1 ready replica", lambda: service.update_deployment_state() == "Healthy"
+    wait_until("1 ready replica", lambda: service.update_deployment_state() == "Healthy"
                 and (service.num_replicas, service.ready_replicas) == (1, 1))
 
 
@@ -387,7 +363,7 @@ def test_autoscale_goes_up_under_load_and_back_down_within_bounds(deploy, slow, 
 
     # four clients against one replica that serves one request at a time: ~400 % of target 70 %
     with Load(ws, "scale-auto", threads=4, limit_s=60) as load:
-        _wait_until("a scale-up under load", grown, timeout=45, interval=0.5)
+        wait_until("a scale-up under load", grown, timeout=45, interval=0.5)
         time.sleep(2)  # a little load on the grown service
     assert load.ok > 0
     assert not load.failures, load.failures[:5]
@@ -397,10 +373,10 @@ def test_autoscale_goes_up_under_load_and_back_down_within_bounds(deploy, slow, 
         seen.append(service.num_replicas)
         return service.num_replicas == 1
 
-    _wait_until("the scale-down after the load", shrunk, timeout=45, interval=0.5)
+    wait_until("the scale-down after the load", shrunk, timeout=45, interval=0.5)
     assert max(seen) >= 2
     assert all(1 <= n <= 3 for n in seen), seen
-    _wait_until("one ready replica", lambda: service.update_deployment_state() == "Healthy"
+    wait_until("one ready replica", lambda: service.update_deployment_state() == "Healthy"
                 and service.ready_replicas == 1)
     hpa = json.loads(kubectl("get", "hpa", "scale-auto", "-o", "json"))
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
@@ -435,7 +411,7 @@ def test_a_killed_replica_is_replaced_while_the_other_serves(deploy, fast, kubec
         time.sleep(1)
         before = load.ok
         os.killpg(pgid, signal.SIGKILL)  # the whole container: its runtime and the workers it forked
-        _wait_until("the killed container gone", lambda: not _group_alive(pgid), timeout=10)
+        wait_until("the killed container gone", lambda: not _group_alive(pgid), timeout=10)
 
         def replaced():
             now = {p["metadata"]["name"]: p for p in _pods(kubectl, "fault-kill")}
@@ -443,7 +419,7 @@ def test_a_killed_replica_is_replaced_while_the_other_serves(deploy, fast, kubec
             return (pod is not None and pod["status"]["containerStatuses"][0]["restartCount"] >= 1
                     and len(now) == 2 and all(_ready(p) for p in now.values()))
 
-        _wait_until("the killed replica restarted and both ready", replaced, timeout=60)
+        wait_until("the killed replica restarted and both ready", replaced, timeout=60)
         time.sleep(1)  # and both serving
     assert load.ok > before > 0
     assert not load.failures, load.failures[:5]
@@ -453,7 +429,7 @@ def test_a_killed_replica_is_replaced_while_the_other_serves(deploy, fast, kubec
     last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
     assert last["exitCode"] == 137 and last.get("signal") == signal.SIGKILL
     # the Deployment's status follows the pods' a moment later
-    _wait_until("the service Healthy with 2 of 2 ready", lambda: service.update_deployment_state() == "Healthy"
+    wait_until("the service Healthy with 2 of 2 ready", lambda: service.update_deployment_state() == "Healthy"
                 and (service.num_replicas, service.ready_replicas) == (2, 2), timeout=30)
 
 

@@ -14,12 +14,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 import requests
+from aks_testing import wait_until
 from aml_core.compute import ComputeTarget
 from aml_core.inference import InferenceConfig
 from aml_core.model import Model
@@ -40,17 +40,6 @@ def run(raw_data):
 ADMIN = "host-admin-token"
 
 
-def _until(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not reached within {timeout:.0f} s (last: {last!r})")
-
-
 @contextmanager
 def frontdoor_host(kubeconfig: str, tmp_path, *extra: str) -> Iterator[str]:
     """Run the host on an ephemeral port; yields its URL; stops it with SIGTERM and checks
@@ -69,7 +58,7 @@ def frontdoor_host(kubeconfig: str, tmp_path, *extra: str) -> Iterator[str]:
             log.seek(0)
             raise AssertionError(f"the host did not start: {line!r} {log.read()}")
         url = f"http://127.0.0.1:{match.group(1)}"
-        _until("the host answers", lambda: _healthy(url), timeout=30)
+        wait_until("the host answers", lambda: _healthy(url), timeout=30)
         yield url
     finally:
         if proc.poll() is None:
@@ -119,7 +108,7 @@ def test_the_host_routes_an_aks_service_from_the_cluster_objects(emulator, ws, t
         key = service.get_keys()[0]
         with frontdoor_host(kubeconfig, tmp_path) as url:
             score = f"{url}/api/v1/service/via-host/score"
-            assert len(_until("two replicas routed", lambda: len(_replicas(url, "via-host") or []) == 2 and
+            assert len(wait_until("two replicas routed", lambda: len(_replicas(url, "via-host") or []) == 2 and
                               _replicas(url, "via-host"))) == 2
 
             with requests.Session() as http:
@@ -133,11 +122,11 @@ def test_the_host_routes_an_aks_service_from_the_cluster_objects(emulator, ws, t
                 assert service.scoring_uri != score and service.run({"data": []})["pid"]
 
             service.update(num_replicas=3)
-            _until("three replicas routed", lambda: len(_replicas(url, "via-host") or []) == 3)
+            wait_until("three replicas routed", lambda: len(_replicas(url, "via-host") or []) == 3)
 
             service.delete()
             deleted = True
-            _until("route gone", lambda: _replicas(url, "via-host") is None)
+            wait_until("route gone", lambda: _replicas(url, "via-host") is None)
             gone = requests.post(score, json={"data": []}, headers={"Authorization": f"Bearer {key}"}, timeout=30)
             assert gone.status_code == 404
     finally:
@@ -161,7 +150,7 @@ def test_the_host_publishes_where_it_is_so_that_clients_locate_it(cluster, tmp_p
     kubeconfig = str(cluster.kubeconfig_path)
     with frontdoor_host(kubeconfig, tmp_path, "--publish", "http://frontdoor.example:80/") as url:
         with Cluster(kubeconfig) as c:
-            found = _until("published", lambda: locate(c.core).url == "http://frontdoor.example:80", timeout=30)
+            found = wait_until("published", lambda: locate(c.core).url == "http://frontdoor.example:80", timeout=30)
             found = locate(c.core)
             assert found.admin_token == ADMIN
             secret = c.core.read_namespaced_secret("azureml-fe", "azureml")
@@ -211,7 +200,7 @@ def test_a_watch_that_ends_or_expires_is_followed_by_a_relist_that_drops_what_wa
         assert watcher.synced.wait(30)
         payload = {"auth": "none", "versions": {"v": {"upstream": "default/v", "is_default": True}}}
         core.create_namespaced_secret("default", entry_secret("missed", "default", payload))
-        _until("route from the watch", lambda: frontdoor.describe("missed"), timeout=30)
+        wait_until("route from the watch", lambda: frontdoor.describe("missed"), timeout=30)
         assert expired  # the first watch answered 410, and the host listed again
 
         # from now on the watch's events are lost: only a relist can see the deletion
@@ -219,8 +208,8 @@ def test_a_watch_that_ends_or_expires_is_followed_by_a_relist_that_drops_what_wa
         secrets_kind.on_event = lambda obj, deleted: None
         core.delete_namespaced_secret("missed-frontdoor", "default")
         listed = len(lists)
-        _until("a relist after the watch ended", lambda: len(lists) > listed, timeout=30)
-        _until("route dropped by the resync", lambda: frontdoor.describe("missed") is None, timeout=30)
+        wait_until("a relist after the watch ended", lambda: len(lists) > listed, timeout=30)
+        wait_until("route dropped by the resync", lambda: frontdoor.describe("missed") is None, timeout=30)
         secrets_kind.on_event = real_on_event
     finally:
         watcher.stop()
