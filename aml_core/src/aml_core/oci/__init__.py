@@ -1,9 +1,10 @@
 """OCI images without a container engine: build, push and pull, unpack safely.
 
 * :func:`build_image` turns a :class:`PackageSpec` (app, models, environment, optional base)
-  into a deterministic :class:`Image`; :func:`write_layout`, :func:`write_docker_archive`
-  and :func:`write_build_context` write it out as an OCI layout, a ``docker load`` archive
-  or a Dockerfile build context.
+  into a deterministic :class:`Image`; :func:`build_program_image` does the same for a
+  :class:`ProgramSpec` (a Python program shipped as package sources, e.g. the AKS front
+  door); :func:`write_layout`, :func:`write_docker_archive` and :func:`write_build_context`
+  write it out as an OCI layout, a ``docker load`` archive or a Dockerfile build context.
 * :class:`RegistryClient` pushes and pulls images over the distribution API.
 * :func:`unpack_image` extracts an image into a digest-keyed cache, refusing hostile entries.
 """
@@ -14,7 +15,9 @@ from aml_core.oci.image import (
     Image,
     ModelFiles,
     PackageSpec,
+    ProgramSpec,
     build_image,
+    build_program_image,
     cached_image_from_rootfs,
     image_from_rootfs,
     parse_layout_location,
@@ -38,12 +41,14 @@ __all__ = [
     "LayerBuilder",
     "ModelFiles",
     "PackageSpec",
+    "ProgramSpec",
     "Reference",
     "RegistryClient",
     "RegistryError",
     "UnpackedImage",
     "UnsafeArchive",
     "build_image",
+    "build_program_image",
     "cached_image_from_rootfs",
     "image_from_rootfs",
     "parse_layout_location",

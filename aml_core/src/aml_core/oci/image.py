@@ -390,6 +390,77 @@ def build_image(spec: PackageSpec) -> Image:
     return rebase(image, spec.base) if spec.base is not None else image
 
 
+@attrs.frozen(kw_only=True)
+class ProgramSpec:
+    """An image that runs a Python program shipped as package sources (no model, no
+    ``score.py``): e.g. the AKS front door. It has the same conventions as a scoring image
+    (packages under ``/opt/aml/lib`` on ``PYTHONPATH``, the environment in the labels, the app
+    layers counted), so every engine runs it and :func:`rebase` puts it on an OS base.
+    """
+
+    title: str
+    #: package folders, each copied to ``/opt/aml/lib/<folder name>``
+    packages: tuple[Path, ...] = attrs.field(converter=lambda v: tuple(Path(p) for p in v))
+    environment: EnvironmentSpec
+    #: the entrypoint; the shell form lets the engine's ``AML_HOST``/``AML_PORT`` apply
+    entrypoint: tuple[str, ...] = attrs.field(converter=tuple)
+    cmd: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    port: int
+    base: Image | None = None
+    labels: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+
+
+def build_program_image(spec: ProgramSpec) -> Image:
+    """Build a :class:`ProgramSpec` image in memory: one layer of package sources plus the
+    requirements file. Deterministic: same sources, same digest."""
+    if not spec.packages:
+        raise InvalidConfig(f"image {spec.title!r} needs at least one package folder")
+    names = [p.name for p in spec.packages]
+    if len(set(names)) != len(names):
+        raise InvalidConfig(f"image {spec.title!r} lists a package folder name twice: {names}")
+    builder = LayerBuilder()
+    for package in spec.packages:
+        if not (package / "__init__.py").is_file():
+            raise InvalidConfig(f"{package} is not a Python package folder (no __init__.py)")
+        builder.add_tree(f"{RUNTIME_LIB}/{package.name}", package)
+    builder.add_bytes(
+        REQUIREMENTS_FILE, ("\n".join(spec.environment.requirements()) + "\n").encode()
+    )
+    layer = builder.build(comment=f"{spec.title}: {', '.join(names)}")
+    env = {
+        "PATH": DEFAULT_PATH,
+        "PYTHONPATH": RUNTIME_LIB,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        **spec.environment.environment_variables,
+    }
+    labels = {
+        "org.opencontainers.image.title": spec.title,
+        **spec.labels,
+        LABEL_ENVIRONMENT: spec.environment.to_label(),
+        LABEL_APP_LAYERS: "1",
+        LABEL_PATH_ENV: "PYTHONPATH",
+        LABEL_PORT: str(spec.port),
+    }
+    config = {
+        "created": EPOCH,
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "Entrypoint": list(spec.entrypoint),
+            "Cmd": list(spec.cmd),
+            "WorkingDir": "/",
+            "ExposedPorts": {f"{spec.port}/tcp": {}},
+            "Labels": dict(sorted(labels.items())),
+        },
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+        "history": [{"created": EPOCH, "created_by": "aml_core.oci", "comment": layer.comment}],
+    }
+    image = Image.assemble(config, [layer.blob])
+    return rebase(image, spec.base) if spec.base is not None else image
+
+
 def app_layer_count(image: Image) -> int:
     """How many of the image's last layers are the app's own (label ``org.aml.app-layers``)."""
     labels = image.labels()
