@@ -1,8 +1,8 @@
 """Installing the front door on a real cluster (``install_frontdoor``, ``aml aks install-frontdoor``).
 
-The emulator's cluster cannot run this path (no ServiceAccounts, RBAC, volumes or in-pod
-service-account token), so the flow runs against an in-memory cluster behind the typed
-clients' method names; the emulator checks only the clear error and the CLI's plumbing.
+The objects, and the flow's ordering, idempotence and errors, against an in-memory cluster
+behind the typed clients' method names; ``test_frontdoor_install_emulator.py`` runs the whole
+install, with the image our packaging builds, on the emulator's cluster.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from kubernetes.client.exceptions import ApiException
 
 
 # ------------------------------------------------------------------ the objects
-def test_the_pod_runs_the_host_with_its_token_file_and_the_published_url():
-    body = deployment_object("registry.example/aml-frontdoor:1", "azureml", 2, "http://20.1.2.3")
+def test_the_pod_runs_our_image_with_its_token_file_and_the_published_url():
+    body = deployment_object("registry.example/azureml-fe:1", "azureml", 2, "http://20.1.2.3")
     pod = body["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == ["python", "-m", "aml_provider_aks.frontdoor_host"]
+    assert "command" not in container  # the image's entrypoint starts the host on its port
     args = container["args"]
-    assert args[args.index("--port") + 1] == "8080" and args[args.index("--publish") + 1] == "http://20.1.2.3"
+    assert args[args.index("--publish") + 1] == "http://20.1.2.3"
+    assert args[args.index("--service-account-dir") + 1] == "/var/run/secrets/kubernetes.io/serviceaccount"
     token_file = Path(args[args.index("--admin-token-file") + 1])
     (mount,) = container["volumeMounts"]
     (volume,) = pod["volumes"]
@@ -41,7 +42,14 @@ def test_the_pod_runs_the_host_with_its_token_file_and_the_published_url():
     assert volume["secret"]["secretName"] == "azureml-fe"
     assert volume["secret"]["items"] == [{"key": "admin-token", "path": token_file.name}]
     assert pod["serviceAccountName"] == "azureml-fe" and body["spec"]["replicas"] == 2
-    assert container["readinessProbe"]["httpGet"]["port"] == 8080
+    assert pod["imagePullSecrets"] == [{"name": "azureml-fe-pull"}]
+    assert container["readinessProbe"]["httpGet"]["port"] == 8080 == container["ports"][0]["containerPort"]
+
+    own = deployment_object("registry.example/yours:1", "azureml", 1, "http://20.1.2.3", own_image=False)
+    (container,) = own["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "aml_provider_aks.frontdoor_host"]
+    assert container["args"][:4] == ["--host", "0.0.0.0", "--port", "8080"]
+    assert "imagePullSecrets" not in own["spec"]["template"]["spec"]
 
     service = service_object("azureml")
     assert service["spec"]["type"] == "LoadBalancer"
@@ -162,15 +170,14 @@ def test_no_load_balancer_address_is_a_clear_error():
                  progress=lambda t: None, sleep=lambda s: None)
 
 
-# ------------------------------------------------------------------ against the emulator
-def test_on_a_cluster_without_service_accounts_the_error_names_what_is_missing():
-    from aml_emulator.cluster import ClusterService
+def test_without_an_image_or_a_registry_to_push_ours_to_the_error_says_which():
+    from aml_core.errors import InvalidConfig
 
-    with ClusterService() as cluster, pytest.raises(
-            ProvisioningFailed, match=r"Creating ServiceAccount azureml-fe failed \(404.*RBAC"):
-        frontdoor_install.install_frontdoor(str(cluster.kubeconfig_path), "img", timeout=5)
+    with pytest.raises(InvalidConfig, match=r"needs registry=.*or image="):
+        frontdoor_install.install_frontdoor("unused-kubeconfig", timeout=5)
 
 
+# ------------------------------------------------------------------ the CLI
 def test_aml_aks_install_frontdoor_is_a_cli_command_that_finds_the_compute(tmp_path):
     from aml_core.workspace import Workspace
 

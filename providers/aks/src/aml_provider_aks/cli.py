@@ -23,9 +23,13 @@ def aks() -> None:
 @aks.command("install-frontdoor")
 @click.option("--compute", "compute", required=True, metavar="NAME",
               help="The AKS compute target (provisioned or attached) whose cluster gets the front door.")
-@click.option("--image", required=True,
-              help="Image to run the front door from: python on its PATH and aml-provider-aks installed, "
-                   "pullable by the cluster.")
+@click.option("--image", default=None,
+              help="Run the front door from this image of yours (python on its PATH, aml-provider-aks "
+                   "installed, pullable by the cluster) instead of building ours and pushing it to the "
+                   "workspace's registry.")
+@click.option("--base-image", "base_image", default=None, metavar="oci:DIR[:TAG]",
+              help="For clusters that run real containers: an OCI layout of a base image with python3 and "
+                   "the requirements (scripts/build-base-image.sh), under our image's layer.")
 @click.option("--namespace", default=kube.NAMESPACE, show_default=True, help="Namespace of the front door's pods.")
 @click.option("--replicas", default=1, show_default=True, type=click.IntRange(min=1),
               help="Front door pods (keep 1 for services with token auth; see the docs).")
@@ -34,22 +38,39 @@ def aks() -> None:
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default=None,
               help="Output format: table (default) or json.")
 @pass_state
-def install_frontdoor_command(state: State, compute: str, image: str, namespace: str, replicas: int,
-                              timeout: float, output: str | None) -> None:
+def install_frontdoor_command(state: State, compute: str, image: str | None, base_image: str | None,
+                              namespace: str, replicas: int, timeout: float, output: str | None) -> None:
     """Install the front door (the router before scoring services) on COMPUTE's cluster.
 
-    Creates its service account and read-only roles, an admin-token Secret, a LoadBalancer
-    Service (port 80) and a Deployment running `python -m aml_provider_aks.frontdoor_host`
-    from IMAGE, then publishes the address in ConfigMap azureml/azureml-fe, where deployments
-    look for it. Running it again updates the installation and keeps the admin token.
+    Builds the front door's image and pushes it to the workspace's registry (unless --image),
+    creates its service account and read-only roles, an admin-token Secret, a LoadBalancer
+    Service (port 80) and a Deployment running it, then publishes the address in ConfigMap
+    azureml/azureml-fe, where deployments look for it. Running it again updates the
+    installation and keeps the admin token.
     """
+    from aml_core.errors import InvalidConfig
+    from aml_core.images import workspace_registry
+    from aml_core.oci import parse_layout_location, read_layout
+
     from aml_provider_aks.frontdoor_install import install_frontdoor
     from aml_provider_aks.provision import kubeconfig_for
 
     if output:
         state.output = output
     kubeconfig = kubeconfig_for(state.workspace, compute)
-    frontdoor = install_frontdoor(kubeconfig, image, namespace=namespace, replicas=replicas, timeout=timeout,
-                                  progress=state.note)
+    registry = base = None
+    if image is None:
+        registry = workspace_registry(state.workspace)
+        if registry is None:
+            raise InvalidConfig(
+                f"Workspace {state.workspace.name!r} keeps images in its embedded store, which no cluster can "
+                "pull from: create it with container_registry='profile:NAME', or give --image.")
+        if base_image:
+            directory, tag = parse_layout_location(base_image)
+            base = read_layout(directory, tag=tag)
+    elif base_image:
+        raise InvalidConfig("--base-image applies to the image built here; leave it out with --image.")
+    frontdoor = install_frontdoor(kubeconfig, image, registry=registry, base=base, namespace=namespace,
+                                  replicas=replicas, timeout=timeout, progress=state.note)
     state.emit({"compute": compute, "namespace": namespace, "url": frontdoor.url, "replicas": replicas,
-                "image": image}, lambda console: console.print(frontdoor.url, markup=False, highlight=False))
+                "image": image or "built"}, lambda console: console.print(frontdoor.url, markup=False, highlight=False))

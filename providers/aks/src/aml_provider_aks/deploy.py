@@ -81,10 +81,11 @@ def package(workspace: Workspace, image_name: str, models, inference_config, pro
     return image.location, workspace_registry(workspace)
 
 
-def _pull_secret(service: str, registry) -> dict:
+def pull_secret(name: str, labels: dict, registry) -> dict:
+    """A ``kubernetes.io/dockerconfigjson`` Secret with ``registry``'s credentials."""
     auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
     cfg = {"auths": {registry.address: {"username": registry.username, "password": registry.password, "auth": auth}}}
-    return {"metadata": {"name": f"{service}-pull", "labels": {SERVICE_LABEL: service}},
+    return {"metadata": {"name": name, "labels": labels},
             "type": "kubernetes.io/dockerconfigjson",
             "data": {".dockerconfigjson": base64.b64encode(json.dumps(cfg).encode()).decode()}}
 
@@ -156,7 +157,8 @@ def apply_version(c: Cluster, namespace: str, service: str, version: str, image:
     name = deployment_name(service, version)
     progress(f"Applying Deployment and Service {name!r} in namespace {namespace!r}")
     _apply(c.core.create_namespaced_secret, c.core.replace_namespaced_secret, c.core.read_namespaced_secret,
-           namespace, f"{service}-pull", _pull_secret(service, registry))
+           namespace, f"{service}-pull",
+           pull_secret(f"{service}-pull", {SERVICE_LABEL: service}, registry))
     deployment = _deployment(service, version, image, config)
     if config.effective_autoscale_enabled:
         # the HPA owns the count; a new Deployment starts at the minimum

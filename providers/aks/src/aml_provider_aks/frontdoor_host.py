@@ -9,7 +9,8 @@ threads list and then watch, in all namespaces, the Secrets labelled ``aml.front
 runs. A watch that ends, or answers 410 Gone, is followed by a fresh list and a resync, so
 nothing missed in between survives; errors are retried with a capped back-off.
 
-Options: ``--kubeconfig PATH`` (else the pod's service account, ``load_incluster_config``),
+Options: ``--kubeconfig PATH`` (else the pod's service account: the token and CA in
+``--service-account-dir``, default the standard mount, and ``$KUBERNETES_SERVICE_HOST``),
 ``--host``, ``--port``, ``--admin-token-file`` (or ``$AML_FRONTDOOR_ADMIN_TOKEN``), and
 ``--publish URL`` to write ConfigMap/Secret ``azureml/azureml-fe`` so that clients
 (:func:`aml_provider_aks.frontdoor.locate`) find this front door at ``URL``. SIGTERM or
@@ -39,17 +40,23 @@ log = logging.getLogger("aml_provider_aks.frontdoor_host")
 WATCH_SECONDS = 300
 #: back-off bounds, in seconds, after a failed list or watch
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0
+#: where a pod's service-account token and the cluster's CA are mounted
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def api_client(kubeconfig: str | None):
-    """A ``kubernetes.client.ApiClient`` from ``kubeconfig``, else the pod's service account."""
+def api_client(kubeconfig: str | None, service_account_dir: str = SERVICE_ACCOUNT_DIR):
+    """A ``kubernetes.client.ApiClient`` from ``kubeconfig``, else the pod's service account
+    (its token and CA in ``service_account_dir``, the API server in ``$KUBERNETES_SERVICE_*``)."""
     from kubernetes import client, config
+    from kubernetes.config.incluster_config import InClusterConfigLoader
 
     if kubeconfig:
         return config.new_client_from_config(config_file=kubeconfig)
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
+        InClusterConfigLoader(token_filename=os.path.join(service_account_dir, "token"),
+                              cert_filename=os.path.join(service_account_dir, "ca.crt"),
+                              ).load_and_set(client_configuration=configuration)
         return client.ApiClient(configuration)
     raise standalone.UsageError("not running in a pod (no KUBERNETES_SERVICE_HOST): give --kubeconfig PATH")
 
@@ -170,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     standalone.add_arguments(parser)
     parser.add_argument("--kubeconfig", default=os.environ.get("AML_FRONTDOOR_KUBECONFIG"),
                         help="kubeconfig of the cluster to watch (default: the pod's service account)")
+    parser.add_argument("--service-account-dir", default=SERVICE_ACCOUNT_DIR, metavar="DIR",
+                        help=f"without --kubeconfig: the pod's service-account token and ca.crt (default {SERVICE_ACCOUNT_DIR})")
     parser.add_argument("--publish", metavar="URL",
                         help="write ConfigMap/Secret azureml/azureml-fe so that clients find this front door at URL")
     parser.add_argument("--log-level", default="INFO", help="log level (default INFO)")
@@ -178,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         token = standalone.admin_token(args)
-        api = api_client(args.kubeconfig)
+        api = api_client(args.kubeconfig, args.service_account_dir)
     except (standalone.UsageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

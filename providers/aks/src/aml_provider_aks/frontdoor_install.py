@@ -1,9 +1,9 @@
 """Install the front door on a Kubernetes cluster (``aml aks install-frontdoor``).
 
-The emulator's cluster runs its front door in-process; any other cluster gets it as a pod,
-:mod:`aml_provider_aks.frontdoor_host`, which routes by the cluster's Secrets and Endpoints.
-:func:`install_frontdoor` creates, idempotently (a second run updates in place and keeps the
-admin token, so clients keep working):
+The emulator's cluster runs its front door in-process; any cluster can also get it as pods
+running :mod:`aml_provider_aks.frontdoor_host`, which routes by the cluster's Secrets and
+Endpoints. :func:`install_frontdoor` creates, idempotently (a second run updates in place and
+keeps the admin token, so clients keep working):
 
 - namespace ``<namespace>`` (default ``azureml``) and namespace ``azureml`` (where clients look);
 - ServiceAccount ``azureml-fe``; ClusterRole + ClusterRoleBinding ``azureml-fe`` (get, list,
@@ -13,20 +13,23 @@ admin token, so clients keep working):
 - Secret ``azureml-fe`` with the admin token (key ``admin-token``), mounted read-only into
   the pod as a file;
 - Service ``azureml-fe``, type LoadBalancer, port 80 to the pod's 8080; the installer waits
-  for the load balancer's address (``http://<address>``);
-- Deployment ``azureml-fe`` running, in ``image``::
+  for the load balancer's address;
+- Deployment ``azureml-fe`` running the host with::
 
-      python -m aml_provider_aks.frontdoor_host --host 0.0.0.0 --port 8080 \\
-          --admin-token-file /etc/azureml-fe/admin-token --publish http://<address>
+      --admin-token-file /etc/azureml-fe/admin-token --publish http://<address> \\
+      --service-account-dir /var/run/secrets/kubernetes.io/serviceaccount
 
   and waits for it to be available; then publishes ConfigMap/Secret ``azureml/azureml-fe``
   itself as well, so :func:`aml_provider_aks.frontdoor.locate` finds the front door.
 
-**The image** must have ``python`` on its ``PATH`` and ``aml-provider-aks`` installed (it
-brings ``aml-core[frontdoor]`` and the ``kubernetes`` client), e.g. a ``python:3.11-slim``
-with ``pip install aml-provider-aks``; the cluster must be able to pull it (AKS: an ACR
-attached to the cluster). Nothing in the emulator runs this path: its cluster serves no
-ServiceAccounts or RBAC objects, mounts no volumes and gives pods no service-account token.
+**The image.** By default our own packaging builds it
+(:mod:`aml_provider_aks.frontdoor_image`) and pushes it to ``registry`` (the workspace's),
+and the Deployment pulls it with a ``kubernetes.io/dockerconfigjson`` Secret
+``azureml-fe-pull``; its entrypoint starts the host, so the Deployment gives only ``args``.
+For a cluster that runs real containers, give ``base=`` (an image with ``python3`` and the
+requirements, e.g. from ``scripts/build-base-image.sh``). Alternatively ``image=`` names an
+image you built: ``python`` on its ``PATH`` and ``aml-provider-aks`` installed; the
+Deployment then runs ``python -m aml_provider_aks.frontdoor_host`` as its ``command``.
 
 With ``replicas`` > 1 every replica reads the same entries, keys and token signing keys,
 so a key or a token works through any of them.
@@ -42,13 +45,19 @@ from typing import Any
 
 from aml_core.errors import InvalidConfig, ProvisioningFailed
 from aml_core.frontdoor import kube
+from aml_core.images import ContainerRegistry
+from aml_core.oci import Image
 
+from aml_provider_aks import frontdoor_image
+from aml_provider_aks.deploy import pull_secret
 from aml_provider_aks.frontdoor import FrontDoorClient, publish
+from aml_provider_aks.frontdoor_host import SERVICE_ACCOUNT_DIR
 
 NAME = kube.NAME
-CONTAINER_PORT = 8080
+CONTAINER_PORT = frontdoor_image.PORT
 SERVICE_PORT = 80
 TOKEN_DIR = "/etc/azureml-fe"
+PULL_SECRET = f"{NAME}-pull"
 LABELS = {"app": NAME, "app.kubernetes.io/name": NAME, "app.kubernetes.io/managed-by": "aml"}
 #: seconds to wait for the load balancer's address, and for the Deployment to be available
 DEFAULT_TIMEOUT = 600.0
@@ -86,12 +95,16 @@ def service_object(namespace: str) -> dict:
                                 "protocol": "TCP"}]}}
 
 
-def deployment_object(image: str, namespace: str, replicas: int, url: str) -> dict:
+def deployment_object(image: str, namespace: str, replicas: int, url: str, *, own_image: bool = True) -> dict:
+    """The Deployment; ``own_image``: ``image`` is :mod:`~aml_provider_aks.frontdoor_image`'s
+    (its entrypoint starts the host, and it is pulled with Secret ``azureml-fe-pull``)."""
+    args = ["--admin-token-file", f"{TOKEN_DIR}/{kube.ADMIN_TOKEN_KEY}", "--publish", url,
+            "--service-account-dir", SERVICE_ACCOUNT_DIR]
     container = {
         "name": "frontdoor", "image": image,
-        "command": ["python", "-m", "aml_provider_aks.frontdoor_host"],
-        "args": ["--host", "0.0.0.0", "--port", str(CONTAINER_PORT),
-                 "--admin-token-file", f"{TOKEN_DIR}/{kube.ADMIN_TOKEN_KEY}", "--publish", url],
+        **({"args": args} if own_image else {
+            "command": ["python", "-m", "aml_provider_aks.frontdoor_host"],
+            "args": ["--host", "0.0.0.0", "--port", str(CONTAINER_PORT), *args]}),
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
         "volumeMounts": [{"name": "admin-token", "mountPath": TOKEN_DIR, "readOnly": True}],
         "readinessProbe": {"httpGet": {"path": "/", "port": CONTAINER_PORT}, "periodSeconds": 2},
@@ -105,6 +118,7 @@ def deployment_object(image: str, namespace: str, replicas: int, url: str) -> di
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                      "template": {"metadata": {"labels": LABELS}, "spec": {
                          "serviceAccountName": NAME, "terminationGracePeriodSeconds": 30,
+                         **({"imagePullSecrets": [{"name": PULL_SECRET}]} if own_image else {}),
                          "containers": [container],
                          "volumes": [{"name": "admin-token", "secret": {
                              "secretName": NAME, "defaultMode": 0o444,
@@ -130,28 +144,42 @@ class _Apis:
         self.api.close()
 
 
-def install_frontdoor(kubeconfig: str, image: str, *, namespace: str = kube.NAMESPACE, replicas: int = 1,
+def install_frontdoor(kubeconfig: str, image: str | None = None, *, registry: ContainerRegistry | None = None,
+                      base: Image | None = None, namespace: str = kube.NAMESPACE, replicas: int = 1,
                       timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None) -> FrontDoorClient:
     """Install (or update) the front door on the cluster of ``kubeconfig``; see the module
     docstring for what is created. Returns the published front door (URL and admin token).
 
+    Give ``registry`` (and for real containers ``base``) to run our own image, built and
+    pushed here, or ``image`` to run one of yours.
+
     Raises :class:`InvalidConfig` for bad arguments and :class:`ProvisioningFailed` naming the
     object or the wait that failed, with what to check.
     """
-    if not image or not isinstance(image, str):
-        raise InvalidConfig("install_frontdoor needs image=<an image with aml-provider-aks installed>.")
+    if image is not None and (not image or not isinstance(image, str)):
+        raise InvalidConfig("image must name an image with aml-provider-aks installed, or be left out.")
+    if image is None and registry is None:
+        raise InvalidConfig("install_frontdoor needs registry=<where to push the front door's image> "
+                            "(the workspace's: aml_core.images.workspace_registry(ws)), or image=<your own>.")
+    if image is not None and base is not None:
+        raise InvalidConfig("base= applies to the image built here; leave it out with image=.")
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise InvalidConfig(f"replicas must be a positive integer, not {replicas!r}.")
+    progress = progress or (lambda text: None)
+    if image is None:
+        image = frontdoor_image.push_frontdoor_image(registry, base=base, progress=progress)
     apis = _Apis(kubeconfig)
     try:
         return _install(apis, image, namespace=namespace, replicas=replicas, timeout=timeout,
-                        progress=progress or (lambda text: None))
+                        progress=progress, registry=registry)
     finally:
         apis.close()
 
 
 def _install(apis: Any, image: str, *, namespace: str, replicas: int, timeout: float,
-             progress: Progress, sleep: Callable[[float], None] = time.sleep) -> FrontDoorClient:
+             progress: Progress, registry: ContainerRegistry | None = None,
+             sleep: Callable[[float], None] = time.sleep) -> FrontDoorClient:
+    """``registry`` given: ``image`` is our own, pulled from it."""
     core, apps, rbac = apis.core, apis.apps, apis.rbac
     for ns in dict.fromkeys((namespace, kube.NAMESPACE)):
         _create_or_keep(f"Namespace {ns}", lambda ns=ns: core.create_namespace({"metadata": {"name": ns}}))
@@ -178,8 +206,13 @@ def _install(apis: Any, image: str, *, namespace: str, replicas: int, timeout: f
     progress(f"Service {namespace}/{NAME} (LoadBalancer, port {SERVICE_PORT}): waiting for its address ...")
     _apply_service(apis, namespace)
     url = _wait_address(apis, namespace, timeout, sleep)
+    if registry is not None:
+        secret = pull_secret(PULL_SECRET, LABELS, registry)
+        _create_or_replace(f"Secret {namespace}/{PULL_SECRET}",
+                           lambda: core.create_namespaced_secret(namespace, secret),
+                           lambda: core.replace_namespaced_secret(PULL_SECRET, namespace, secret))
     progress(f"Deployment {namespace}/{NAME} ({replicas} replica(s) of {image}) ...")
-    body = deployment_object(image, namespace, replicas, url)
+    body = deployment_object(image, namespace, replicas, url, own_image=registry is not None)
     _create_or_replace(f"Deployment {namespace}/{NAME}",
                        lambda: apps.create_namespaced_deployment(namespace, body),
                        lambda: apps.replace_namespaced_deployment(NAME, namespace, body))
@@ -285,7 +318,10 @@ def _wait_address(apis: Any, namespace: str, timeout: float, sleep: Callable[[fl
             host = ingress.get("ip") or ingress.get("hostname")
             if host:
                 host = f"[{host}]" if ":" in host else host
-                return f"http://{host}" if SERVICE_PORT == 80 else f"http://{host}:{SERVICE_PORT}"
+                # the port the load balancer reports, when it reports one (the emulator's
+                # loopback balancers listen on their own ports), else the Service's
+                port = next((p.get("port") for p in ingress.get("ports") or [] if p.get("port")), SERVICE_PORT)
+                return f"http://{host}" if port == 80 else f"http://{host}:{port}"
         if time.monotonic() >= deadline:
             raise ProvisioningFailed(
                 f"Service {namespace}/{NAME} got no load balancer address within {timeout:.0f} s. Does the "
