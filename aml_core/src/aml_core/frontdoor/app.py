@@ -1,9 +1,17 @@
-"""The front door ASGI app: admin API, auth, traffic split, per-replica limits, proxying.
+"""The front door: admin API, auth, traffic split, per-replica limits, proxying.
 
-A raw ASGI callable, like the scoring runtime (``aml_core.runtime.app``), because its
-per-request cost adds to every scoring call. Backends are reached through one
+The routing logic does not depend on a server: :meth:`FrontDoor.head` decides from a
+request's method, path and headers, before its body, either the final response or a
+:class:`PendingCall` that takes the body. Two servers drive it: :class:`FrontDoor` is a raw
+ASGI callable (the emulator serves it in-process with uvicorn), and
+:mod:`aml_core.frontdoor.server` is the front door's own HTTP/1.1 server, used when it runs as
+its own process, because per proxied request uvicorn's ASGI machinery cost about as much CPU
+as the rest of the front door. Backends are reached through one
 :class:`~aml_core.frontdoor.upstream.UpstreamClient` (pooled keep-alive HTTP/1.1 connections
 with ``TCP_NODELAY``, responses parsed by httptools), created lazily on the serving event loop.
+
+A response is ``(status, headers, body)``: ``headers`` a list of ``(name, value)`` bytes pairs
+without ``Content-Length``, which the server adds.
 
 Routes::
 
@@ -36,30 +44,37 @@ logger = logging.getLogger("aml_core.frontdoor")
 
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
+#: ``(status, headers, body)``; ``headers`` are bytes pairs, ``Content-Length`` not among them
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 SCORE_PREFIX = "/api/v1/service/"
 ADMIN_PREFIX = "/-/services"
 DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
+ADMIN_MAX_BODY_BYTES = 1 << 20
 
-_JSON = [(b"content-type", b"application/json")]
+_CONTENT_TYPE_JSON = (b"content-type", b"application/json")
+_JSON = [_CONTENT_TYPE_JSON]
+_HEALTHY: Response = (200, _JSON, b'{"status": "Healthy"}')
 # not forwarded either way: hop-by-hop headers, the client's credentials (user code in the
 # replica never sees the service key or token), and what the two HTTP stacks set themselves
 _DROP_REQUEST = frozenset({b"host", b"connection", b"keep-alive", b"transfer-encoding", b"te",
                            b"upgrade", b"proxy-connection", b"content-length", b"authorization",
                            b"expect", b"trailer"})
-_DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
-                            "upgrade", "proxy-connection", "trailer", "date", "server"})
+_DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
+                            b"upgrade", b"proxy-connection", b"trailer", b"date", b"server"})
 
 
 class _Routed:
     """A service's current entry with its pools and cumulative traffic thresholds."""
 
-    __slots__ = ("default", "entry", "pools", "thresholds")
+    __slots__ = ("default", "entry", "pools", "thresholds", "version_headers")
 
     def __init__(self, entry: ServiceEntry, pools: dict[str, Pool]) -> None:
         self.entry = entry
         self.pools = pools
         self.default = entry.default_version
+        # the response header naming the version that answered
+        self.version_headers = {v.name: (b"x-ms-version", v.name.encode("latin-1")) for v in entry.versions}
         thresholds: list[tuple[float, Version]] = []
         acc = 0
         for version in entry.versions:
@@ -84,8 +99,34 @@ def deployment_name(service: str, version: str) -> str:
     return service if version == service else f"{service}-{version}"
 
 
-def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
-    return status, json.dumps({"error": {"code": code, "message": message}}).encode()
+def _error(status: int, code: str, message: str, *extra: tuple[bytes, bytes]) -> Response:
+    """A JSON error response: ``{"error": {"code": ..., "message": ...}}``."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return status, [_CONTENT_TYPE_JSON, *extra], body
+
+
+def _json(value: Any) -> Response:
+    return 200, _JSON, json.dumps(value).encode()
+
+
+class PendingCall:
+    """A request :meth:`FrontDoor.head` accepted, waiting for its body.
+
+    ``limit`` is the largest body it takes: the server answers :meth:`too_large` instead of
+    calling :meth:`call` with a larger one (and need not read the rest of it).
+    """
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def too_large(self) -> Response:
+        return _error(413, "PayloadTooLarge", f"the request body is larger than {self.limit} bytes")
+
+    async def call(self, query: bytes, body: bytes) -> Response:
+        """The response, given the query string (without ``?``) and the whole body."""
+        raise NotImplementedError
 
 
 class FrontDoor:
@@ -227,29 +268,43 @@ class FrontDoor:
             self._session = UpstreamClient(connect_timeout=5.0, idle_timeout=30.0)
         return self._session
 
-    # ------------------------------------------------------------------ ASGI
+    # ------------------------------------------------------------------ serving
+    def head(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Response | PendingCall:
+        """Decide a request from its head: its final response, or a :class:`PendingCall`
+        that takes the body. ``path`` is percent-decoded, without the query; ``headers``
+        are ``(lower-case name, value)`` bytes pairs. Runs on the serving event loop."""
+        if self._serving_loop is None:
+            self._serving_loop = asyncio.get_running_loop()
+        if path.startswith(SCORE_PREFIX):
+            return self._score_head(method, path, headers)
+        if path.startswith("/-/"):
+            return self._admin_head(method, path, headers)
+        if path == "/":
+            return _HEALTHY
+        return _error(404, "NotFound", f"no route for {path}")
+
+    async def startup(self) -> None:
+        """The server starts serving on the running loop."""
+        self._serving_loop = asyncio.get_running_loop()
+
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        """The ASGI application (HTTP and lifespan)."""
         kind = scope["type"]
         if kind == "http":
-            if self._serving_loop is None:
-                self._serving_loop = asyncio.get_running_loop()
-            path = scope["path"]
-            if path.startswith(SCORE_PREFIX):
-                await self._score(scope, receive, send, path)
+            decided = self.head(scope["method"], scope["path"], scope["headers"])
+            if type(decided) is tuple:
+                await _respond(send, decided)
                 return
-            if path.startswith("/-/"):
-                status, body = await self._admin_call(scope, receive, path)
-                await _respond(send, status, body)
+            body, too_big = await _read_body(receive, decided.limit)
+            if too_big:
+                await _respond(send, decided.too_large())
                 return
-            if path == "/":
-                await _respond(send, 200, b'{"status": "Healthy"}')
-                return
-            await _respond(send, *_error(404, "NotFound", f"no route for {path}"))
+            await _respond(send, await decided.call(scope.get("query_string") or b"", body))
         elif kind == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    self._serving_loop = asyncio.get_running_loop()
+                    await self.startup()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await self.aclose()
@@ -257,9 +312,9 @@ class FrontDoor:
                     return
 
     # ------------------------------------------------------------------ admin API
-    def _is_admin(self, scope: dict) -> bool:
+    def _is_admin(self, headers: list[tuple[bytes, bytes]]) -> bool:
         given = b""
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"authorization":
                 given = value
                 break
@@ -267,18 +322,17 @@ class FrontDoor:
         ok = hmac.compare_digest(token.strip(), self._admin)
         return ok and scheme.lower() == b"bearer"
 
-    async def _admin_call(self, scope: dict, receive: Receive, path: str) -> tuple[int, bytes]:
-        if not self._is_admin(scope):
+    def _admin_head(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Response | PendingCall:
+        if not self._is_admin(headers):
             return _error(401, "Unauthorized", "the admin API needs 'Authorization: Bearer <admin token>'")
-        method = scope["method"]
         if path == "/-/metrics":
             if method != "GET":
                 return _error(405, "MethodNotAllowed", "use GET")
-            return 200, json.dumps(self.metrics()).encode()
+            return _json(self.metrics())
         if path in (ADMIN_PREFIX, ADMIN_PREFIX + "/"):
             if method != "GET":
                 return _error(405, "MethodNotAllowed", "use GET")
-            return 200, json.dumps({"services": sorted(self._services)}).encode()
+            return _json({"services": sorted(self._services)})
         if not path.startswith(ADMIN_PREFIX + "/"):
             return _error(404, "NotFound", f"no admin route {path}")
         rest = path[len(ADMIN_PREFIX) + 1:].split("/")
@@ -291,33 +345,21 @@ class FrontDoor:
                 return _error(404, "NotFound", f"no service named {name!r}")
             if routed.entry.auth != "token":
                 return _error(400, "BadRequest", f"token auth is not enabled for service {name!r}")
-            return 200, json.dumps(self.tokens.issue(name)).encode()
+            return _json(self.tokens.issue(name))
         if len(rest) != 1 or not name:
             return _error(404, "NotFound", f"no admin route {path}")
         if method == "PUT":
-            raw, too_big = await _read_body(receive, 1 << 20)
-            if too_big:
-                return _error(413, "PayloadTooLarge", "the service entry is larger than 1 MiB")
-            try:
-                body = json.loads(raw or b"null")
-            except ValueError as exc:
-                return _error(400, "BadRequest", f"the body is not valid JSON: {exc}")
-            try:
-                entry = ServiceEntry.from_payload(name, body)
-            except ConfigError as exc:
-                return _error(400, "InvalidConfig", str(exc))
-            self._store(entry)
-            return 200, json.dumps(self.describe(name)).encode()
+            return _PutService(self, name)
         if method == "GET":
             described = self.describe(name)
             if described is None:
                 return _error(404, "NotFound", f"no service named {name!r}")
-            return 200, json.dumps(described).encode()
+            return _json(described)
         if method == "DELETE":
             if name not in self._services:
                 return _error(404, "NotFound", f"no service named {name!r}")
             self._remove(name)
-            return 204, b""
+            return 204, _JSON, b""
         return _error(405, "MethodNotAllowed", "use PUT, GET or DELETE")
 
     def _store(self, entry: ServiceEntry) -> None:
@@ -337,12 +379,12 @@ class FrontDoor:
         self._services[entry.name] = _Routed(entry, pools)
 
     # ------------------------------------------------------------------ scoring
-    def _authorized(self, entry: ServiceEntry, scope: dict) -> str | None:
+    def _authorized(self, entry: ServiceEntry, headers: list[tuple[bytes, bytes]]) -> str | None:
         """``None`` if the request may pass, else why not."""
         if entry.auth == "none":
             return None
         given = b""
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"authorization":
                 given = value
                 break
@@ -356,96 +398,126 @@ class FrontDoor:
             return None if primary | secondary else "invalid key"
         return self.tokens.check(entry.name, credential)
 
-    async def _score(self, scope: dict, receive: Receive, send: Send, path: str) -> None:
+    def _score_head(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Response | PendingCall:
         name, _, tail = path[len(SCORE_PREFIX):].partition("/")
         routed = self._services.get(name)
         if routed is None:
-            await _respond(send, *_error(404, "NotFound", f"no service named {name!r}"))
-            return
-        method = scope["method"]
+            return _error(404, "NotFound", f"no service named {name!r}")
         if tail == "score":
             if method not in ("POST", "GET", "OPTIONS"):
-                await _respond(send, *_error(405, "MethodNotAllowed", "use POST, GET or OPTIONS"))
-                return
-            backend_path = "/score"
-        elif tail == "swagger.json" and method == "GET":
-            backend_path = "/swagger.json"
-        else:
-            await _respond(send, *_error(404, "NotFound", f"no route for {path}"))
-            return
-        entry = routed.entry
-        if backend_path == "/score":
-            denied = self._authorized(entry, scope)
+                return _error(405, "MethodNotAllowed", "use POST, GET or OPTIONS")
+            denied = self._authorized(routed.entry, headers)
             if denied is not None:
-                await _respond(send, *_error(401, "Unauthorized", denied),
-                               extra=[(b"www-authenticate", b"Bearer")])
-                return
-        body, too_big = await _read_body(receive, self.max_body_bytes)
-        if too_big:
-            await _respond(send, *_error(413, "PayloadTooLarge",
-                                         f"the request body is larger than {self.max_body_bytes} bytes"))
-            return
-        version = routed.choose(self._rng)
-        pool = routed.pools[version.name]
-        pool.requests += 1
-        replica = await pool.acquire(entry.max_queue_wait_ms / 1000.0)
-        if replica is None:
-            pool.rejected_503 += 1
-            why = (f"no replica of {name}/{version.name} was free within {entry.max_queue_wait_ms} ms"
-                   if pool.replicas else f"{name}/{version.name} has no ready replica")
-            await _respond(send, *_error(503, "ServiceUnavailable", why), version=version.name)
-            return
-        query = scope.get("query_string") or b""
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
-                   if k not in _DROP_REQUEST]
-        held = [replica]  # the replica this request counts against; _forward may swap it
-        try:
-            async with asyncio.timeout(entry.scoring_timeout_ms / 1000.0):
-                result = await self._forward(pool, held, method, backend_path, query, headers,
-                                             body, entry)
-        except TimeoutError:
-            pool.timeouts_504 += 1
-            result = (*_error(504, "GatewayTimeout", f"scoring took longer than {entry.scoring_timeout_ms} ms"), _JSON)
-        finally:
-            if held[0] is not None:
-                pool.release(held[0])
-        status, payload, raw_headers = result
-        await _respond(send, status, payload, version=version.name, headers=raw_headers)
+                return _error(401, "Unauthorized", denied, (b"www-authenticate", b"Bearer"))
+            return _Scoring(self, routed, method, "/score", headers)
+        if tail == "swagger.json" and method == "GET":
+            return _Scoring(self, routed, method, "/swagger.json", headers)
+        return _error(404, "NotFound", f"no route for {path}")
 
-    async def _forward(self, pool: Pool, held: list[Replica | None], method: str, path: str,
-                       query: bytes, headers: list, body: bytes, entry: ServiceEntry) -> tuple:
-        """``(status, body, raw headers)`` from a replica, trying a second one once if the
-        first cannot be reached (refused, reset, closed before answering: any
+    async def _forward(self, pool: Pool, held: list[Replica | None], method: str, target: str,
+                       headers: bytes, body: bytes, entry: ServiceEntry) -> Response:
+        """The response of a replica (hop-by-hop headers dropped), trying a second one once
+        if the first cannot be reached (refused, reset, closed before answering: any
         :class:`UpstreamError`). ``held[0]`` is always the replica counted as busy (or None)."""
         client = self._client()
-        suffix = path + ("?" + query.decode("latin-1") if query else "")
         failed = held[0]
         assert failed is not None
         try:
-            return await _call(client, method, failed.url, suffix, headers, body)
+            return await _call(client, method, failed.url, target, headers, body)
         except UpstreamError as exc:
             logger.warning("replica %s of %s failed (%s); trying another", failed.url, entry.name, exc)
         held[0] = None
         pool.release(failed)
         if not any(r is not failed for r in pool.replicas):
-            return _error(502, "BadGateway", f"the replica of {entry.name} could not be reached") + (_JSON,)
+            return _error(502, "BadGateway", f"the replica of {entry.name} could not be reached")
         retry = await pool.acquire(entry.max_queue_wait_ms / 1000.0, exclude=failed)
         held[0] = retry
         if retry is None:
             return _error(502, "BadGateway", f"a replica of {entry.name} could not be reached "
-                                             "and no other was free") + (_JSON,)
+                                             "and no other was free")
         try:
-            return await _call(client, method, retry.url, suffix, headers, body)
+            return await _call(client, method, retry.url, target, headers, body)
         except UpstreamError as exc:
             logger.warning("replica %s of %s failed too (%s)", retry.url, entry.name, exc)
-            return _error(502, "BadGateway", f"no replica of {entry.name} could be reached") + (_JSON,)
+            return _error(502, "BadGateway", f"no replica of {entry.name} could be reached")
 
 
-async def _call(client: UpstreamClient, method: str, base: str, target: str, headers: list,
-                body: bytes) -> tuple:
-    status, raw_headers, payload = await client.request(base, method, target, headers, body)
-    raw = [(k, v) for k, v in raw_headers if k.decode("latin-1").lower() not in _DROP_RESPONSE]
-    return status, payload, raw
+class _PutService(PendingCall):
+    """``PUT /-/services/{name}``: the body is the service entry."""
+
+    __slots__ = ("frontdoor", "name")
+
+    def __init__(self, frontdoor: FrontDoor, name: str) -> None:
+        super().__init__(ADMIN_MAX_BODY_BYTES)
+        self.frontdoor = frontdoor
+        self.name = name
+
+    def too_large(self) -> Response:
+        return _error(413, "PayloadTooLarge", "the service entry is larger than 1 MiB")
+
+    async def call(self, query: bytes, body: bytes) -> Response:
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError as exc:
+            return _error(400, "BadRequest", f"the body is not valid JSON: {exc}")
+        try:
+            entry = ServiceEntry.from_payload(self.name, payload)
+        except ConfigError as exc:
+            return _error(400, "InvalidConfig", str(exc))
+        self.frontdoor._store(entry)
+        return _json(self.frontdoor.describe(self.name))
+
+
+class _Scoring(PendingCall):
+    """A call to proxy to a replica of ``routed`` (authorized already)."""
+
+    __slots__ = ("backend_path", "frontdoor", "headers", "method", "routed")
+
+    def __init__(self, frontdoor: FrontDoor, routed: _Routed, method: str, backend_path: str,
+                 headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(frontdoor.max_body_bytes)
+        self.frontdoor = frontdoor
+        self.routed = routed
+        self.method = method
+        self.backend_path = backend_path
+        self.headers = headers
+
+    async def call(self, query: bytes, body: bytes) -> Response:
+        frontdoor, routed = self.frontdoor, self.routed
+        entry = routed.entry
+        version = routed.choose(frontdoor._rng)
+        tag = routed.version_headers[version.name]
+        pool = routed.pools[version.name]
+        pool.requests += 1
+        replica = await pool.acquire(entry.max_queue_wait_ms / 1000.0)
+        if replica is None:
+            pool.rejected_503 += 1
+            why = (f"no replica of {entry.name}/{version.name} was free within {entry.max_queue_wait_ms} ms"
+                   if pool.replicas else f"{entry.name}/{version.name} has no ready replica")
+            return _error(503, "ServiceUnavailable", why, tag)
+        # the forwarded headers, serialized once (a retry sends the same bytes)
+        forwarded = b"".join([name + b": " + value + b"\r\n" for name, value in self.headers
+                              if name not in _DROP_REQUEST])
+        target = self.backend_path + "?" + query.decode("latin-1") if query else self.backend_path
+        held = [replica]  # the replica this request counts against; _forward may swap it
+        try:
+            async with asyncio.timeout(entry.scoring_timeout_ms / 1000.0):
+                status, headers, payload = await frontdoor._forward(pool, held, self.method, target,
+                                                                    forwarded, body, entry)
+        except TimeoutError:
+            pool.timeouts_504 += 1
+            return _error(504, "GatewayTimeout", f"scoring took longer than {entry.scoring_timeout_ms} ms", tag)
+        finally:
+            if held[0] is not None:
+                pool.release(held[0])
+        headers.append(tag)
+        return status, headers, payload
+
+
+async def _call(client: UpstreamClient, method: str, base: str, target: str, headers: bytes,
+                body: bytes) -> Response:
+    status, raw_headers, payload = await client.request(base, method, target, body=body, raw_headers=headers)
+    return status, [(k, v) for k, v in raw_headers if k.lower() not in _DROP_RESPONSE], payload
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
@@ -465,13 +537,9 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
     return b"".join(chunks), False
 
 
-async def _respond(send: Send, status: int, body: bytes, *, version: str | None = None,
-                   headers: list | None = None, extra: list | None = None) -> None:
-    out = list(headers) if headers is not None else list(_JSON)
-    if extra:
-        out.extend(extra)
-    if version is not None:
-        out.append((b"x-ms-version", version.encode("latin-1")))
+async def _respond(send: Send, response: Response) -> None:
+    status, headers, body = response
+    out = list(headers)
     out.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": body})

@@ -82,7 +82,7 @@ class UpstreamProtocolError(UpstreamError):
 
 
 class _Origin:
-    __slots__ = ("host", "host_header", "port", "server_hostname", "ssl")
+    __slots__ = ("host", "host_header", "host_line", "port", "server_hostname", "ssl")
 
     def __init__(self, base: str) -> None:
         parts = urlsplit(base)
@@ -100,6 +100,7 @@ class _Origin:
         self.host_header = (
             name if parts.port in (None, 443 if secure else 80) else f"{name}:{self.port}"
         )
+        self.host_line = f"host: {self.host_header}\r\n".encode("latin-1")
 
 
 class _Connection(asyncio.Protocol):
@@ -283,12 +284,15 @@ class UpstreamClient:
         target: str,
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
+        *,
+        raw_headers: bytes = b"",
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Send ``method target`` to the backend at ``base`` (``http://host:port``).
 
-        ``headers`` are latin-1 text pairs, sent as given. Returns ``(status, headers as
-        received (bytes pairs), body)``; raises :class:`UpstreamError` if the backend could
-        not be used.
+        ``headers`` are latin-1 text pairs, sent as given; ``raw_headers`` are more header
+        lines already serialized (``b"name: value\\r\\n"`` each), sent after them. Returns
+        ``(status, headers as received (bytes pairs), body)``; raises :class:`UpstreamError`
+        if the backend could not be used.
         """
         if self._closed:
             raise UpstreamConnectError("the upstream client is closed")
@@ -297,14 +301,18 @@ class UpstreamClient:
             if len(self._origins) >= _MAX_ORIGINS:  # replicas come and go (new pod addresses)
                 self._origins.clear()
             origin = self._origins[base] = _Origin(base)
-        lines = [f"{method} {target} HTTP/1.1\r\nhost: {origin.host_header}\r\n"]
-        lines.extend([f"{name}: {value}\r\n" for name, value in headers])
+        parts = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), origin.host_line]
+        if headers:
+            parts.append("".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1"))
+        parts.append(raw_headers)
         if body or method not in _NO_LENGTH_IF_EMPTY:
-            lines.append(f"content-length: {len(body)}\r\n")
-        lines.append("\r\n")
-        head = "".join(lines).encode("latin-1")
+            parts.append(b"content-length: %d\r\n\r\n" % len(body))
+        else:
+            parts.append(b"\r\n")
         if len(body) < _COPY_LIMIT:
-            head, body = head + body, b""
+            parts.append(body)
+            body = b""
+        head = b"".join(parts)
         head_only = method == "HEAD"
         conn = self._take_idle(base)
         if conn is not None:
