@@ -1,4 +1,6 @@
-"""Fixtures: the front door and fake replicas, each served by uvicorn on 127.0.0.1."""
+"""Fixtures: the front door (on its own HTTP server, and as an ASGI app on uvicorn: every test
+using the ``frontdoor`` fixture runs on both) and fake replicas served by uvicorn, on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import socket
 
 import pytest
 from aml_core.frontdoor import FrontDoor
-from frontdoor_testkit import Backend, FakeClock, FrontDoorHarness, Served
+from frontdoor_testkit import Backend, FakeClock, FrontDoorHarness, Served, ServedNative
 
 
 @pytest.fixture
@@ -15,11 +17,11 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def frontdoor(clock):
+@pytest.fixture(params=["native", "asgi"])
+def frontdoor(request, clock):
     token = secrets.token_urlsafe(16)
     app = FrontDoor(token, clock=clock, token_refresh_after_s=60, token_grace_s=120)
-    served = Served(app).start()
+    served = (ServedNative(app) if request.param == "native" else Served(app)).start()
     harness = FrontDoorHarness(app, served, token)
     yield harness
     harness.http.close()

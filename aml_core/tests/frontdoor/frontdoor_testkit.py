@@ -1,4 +1,5 @@
-"""Helpers for the front door tests: uvicorn in a thread, fake replicas, a fake clock."""
+"""Helpers for the front door tests: the front door's own server or uvicorn in a thread, fake
+replicas, a fake clock."""
 
 from __future__ import annotations
 
@@ -43,6 +44,38 @@ class Served:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        self.sock.close()
+
+
+class ServedNative:
+    """A :class:`FrontDoor` on the front door's own HTTP server (``aml_core.frontdoor.server``),
+    on a loopback ephemeral port, in its own thread and event loop."""
+
+    def __init__(self, frontdoor: FrontDoor, **options: Any) -> None:
+        from aml_core.frontdoor.server import HttpServer
+
+        self.app = frontdoor
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.listen(256)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = HttpServer(frontdoor, **options)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> ServedNative:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(self.sock), self.loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(40)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+        self.loop.close()
         self.sock.close()
 
 
@@ -92,7 +125,7 @@ class Backend:
 
 
 class FrontDoorHarness:
-    def __init__(self, app: FrontDoor, served: Served, token: str) -> None:
+    def __init__(self, app: FrontDoor, served: Served | ServedNative, token: str) -> None:
         self.app = app
         self.url = served.url
         self.token = token

@@ -1,9 +1,10 @@
 """Serving the front door as its own process: what ``python -m aml_core.frontdoor`` and the
 AKS provider's cluster-watching host (``python -m aml_provider_aks.frontdoor_host``) share.
 
-uvicorn with uvloop (when installed) and httptools, no access log, ``TCP_NODELAY`` on the
-listening socket, and a clean exit (status 0) on SIGTERM or SIGINT once in-flight requests
-are answered.
+The front door's own HTTP/1.1 server (:mod:`aml_core.frontdoor.server`) on uvloop (when
+installed), ``TCP_NODELAY`` on the listening socket, and a clean exit (status 0) on SIGTERM or
+SIGINT once in-flight requests are answered. ``AML_FRONTDOOR_SERVER=uvicorn`` serves the
+ASGI app with uvicorn (httptools, no access log) instead, as before that server existed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 #: the admin token itself, for hosts that get it from the environment (a Secret as env var)
 TOKEN_ENV = "AML_FRONTDOOR_ADMIN_TOKEN"
+#: ``native`` (the default: :mod:`aml_core.frontdoor.server`) or ``uvicorn``
+SERVER_ENV = "AML_FRONTDOOR_SERVER"
 
 
 class UsageError(Exception):
@@ -61,11 +64,23 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(app: Any, sock: socket.socket, *, on_started: Callable[[], None] | None = None) -> None:
-    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT (from the main thread).
+    """Serve the front door ``app`` on ``sock`` until SIGTERM or SIGINT (from the main thread).
 
     ``on_started`` runs on a helper thread once the server accepts requests (its lifespan
     startup done); it is not called if the server stops first.
     """
+    choice = os.environ.get(SERVER_ENV, "native").strip().lower() or "native"
+    if choice == "uvicorn":
+        _serve_uvicorn(app, sock, on_started)
+    elif choice == "native":
+        from aml_core.frontdoor import server
+
+        server.serve(app, sock, on_started=on_started)
+    else:
+        raise UsageError(f"${SERVER_ENV} is {choice!r}: use 'native' or 'uvicorn'")
+
+
+def _serve_uvicorn(app: Any, sock: socket.socket, on_started: Callable[[], None] | None) -> None:
     import uvicorn
 
     try:
