@@ -3,8 +3,9 @@
 # except for Debian's mirror and PyPI:
 #   1. debootstrap a minimal Debian (python3 from Debian);
 #   2. install the scoring runtime's requirements, plus numpy/scikit-learn/joblib for the
-#      quickstart model, as manylinux wheels chosen for the rootfs's Python, with uv on the
-#      host (the rootfs never needs network access);
+#      quickstart model and pyjwt/kubernetes for the AKS front door's image, as manylinux
+#      wheels chosen for the rootfs's Python, with uv on the host (the rootfs never needs
+#      network access);
 #   3. write a deterministic rootfs tarball into the cache, keyed by this script's hash, so
 #      CI and later runs reuse it.
 # Prints the tarball's path on stdout. Needs root (debootstrap), debootstrap and uv.
@@ -20,6 +21,7 @@ PACKAGES=(
   "pluggy>=1.5" "attrs>=23.1" "click>=8.1" "rich>=13" "requests>=2.31" "packaging>=23"
   "pyyaml>=6" "uvicorn>=0.30" "uvloop>=0.19" "httptools>=0.6"
   "numpy" "scikit-learn" "joblib"
+  "pyjwt>=2.8" "kubernetes>=29"
 )
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
