@@ -166,8 +166,8 @@ def test_a_refused_request_with_a_small_body_keeps_the_connection(native, backen
     b"NOT HTTP AT ALL\r\n\r\n",
     b"POST /api/v1/service/svc/score HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
     b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n",
-    b"PUT /-/services/svc HTTP/1.1\r\nAuthorization: Bearer {token}\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    (b"PUT /-/services/svc HTTP/1.1\r\nAuthorization: Bearer {token}\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"),
 ])
 def test_a_malformed_request_gets_400_and_the_connection_closes(native, request_bytes):
     fd = native()
@@ -269,3 +269,35 @@ def test_shutdown_answers_the_request_in_flight_then_closes(backends):
     harness.http.close()
     idle.close()
     busy.close()
+
+
+def test_deadlines_cancel_only_the_tasks_whose_time_came():
+    import asyncio
+
+    from aml_core.frontdoor.app import _Deadlines
+
+    async def scenario() -> dict[str, float | None]:
+        loop = asyncio.get_running_loop()
+        deadlines = _Deadlines(loop)
+        began = loop.time()
+        cancelled: dict[str, float | None] = {}
+
+        async def sleeper(name: str, delay: float, end_after: float | None = None) -> None:
+            deadline = deadlines.start(asyncio.current_task(), delay)
+            try:
+                await asyncio.sleep(end_after if end_after is not None else 10)
+                cancelled[name] = None
+            except asyncio.CancelledError:
+                assert deadline.expired
+                cancelled[name] = loop.time() - began
+            finally:
+                deadlines.end(deadline)
+
+        await asyncio.gather(sleeper("late", 0.2), sleeper("early", 0.05),
+                             sleeper("done in time", 0.1, end_after=0.02), sleeper("middle", 0.1))
+        return cancelled
+
+    got = asyncio.run(scenario())
+    assert got["done in time"] is None
+    assert 0.05 <= got["early"] < got["middle"] < got["late"]
+    assert 0.1 <= got["middle"] < 0.2 <= got["late"] < 0.5

@@ -27,6 +27,7 @@ Routes::
 from __future__ import annotations
 
 import asyncio
+import heapq
 import hmac
 import json
 import logging
@@ -62,6 +63,70 @@ _DROP_REQUEST = frozenset({b"host", b"connection", b"keep-alive", b"transfer-enc
                            b"expect", b"trailer"})
 _DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
                             b"upgrade", b"proxy-connection", b"trailer", b"date", b"server"})
+
+
+class _Deadline:
+    __slots__ = ("expired", "slot", "task")
+
+    def __init__(self, task: asyncio.Task, slot: int) -> None:
+        self.task = task
+        self.slot = slot
+        self.expired = False
+
+
+class _Deadlines:
+    """Cancels each task whose deadline passed, with one event-loop timer for all of them.
+
+    Why not ``asyncio.timeout`` per request: its loop timer (plus the context manager) cost
+    ~5-8 us per proxied request on uvloop. Here a deadline joins the set of its slot (time
+    in :attr:`RESOLUTION` steps, rounded up: a timeout fires up to that much late) and leaves
+    it when its request ends; one timer is set for the earliest slot. Slots left empty stay
+    until their time (at most the longest timeout over :attr:`RESOLUTION` of them).
+    """
+
+    RESOLUTION = 0.01
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._slots: dict[int, set[_Deadline]] = {}
+        self._heap: list[int] = []  # the slots in _slots, earliest first
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: int | None = None  # the slot the timer is set for
+
+    def start(self, task: asyncio.Task, delay: float) -> _Deadline:
+        """Cancel ``task`` in ``delay`` seconds unless :meth:`end` comes first."""
+        slot = -int(-(self.loop.time() + delay) // self.RESOLUTION)
+        members = self._slots.get(slot)
+        if members is None:
+            members = self._slots[slot] = set()
+            heapq.heappush(self._heap, slot)
+            if self._armed is None or slot < self._armed:
+                self._arm(slot)
+        deadline = _Deadline(task, slot)
+        members.add(deadline)
+        return deadline
+
+    def end(self, deadline: _Deadline) -> None:
+        members = self._slots.get(deadline.slot)
+        if members is not None:
+            members.discard(deadline)
+
+    def _arm(self, slot: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = slot
+        self._timer = self.loop.call_at(slot * self.RESOLUTION, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._armed = None
+        now = self.loop.time()
+        heap = self._heap
+        while heap and heap[0] * self.RESOLUTION <= now:
+            for deadline in self._slots.pop(heapq.heappop(heap)):
+                deadline.expired = True
+                deadline.task.cancel()
+        if heap:
+            self._arm(heap[0])
 
 
 class _Routed:
@@ -158,6 +223,7 @@ class FrontDoor:
         self._serving_loop: asyncio.AbstractEventLoop | None = None
         self._rng = random.Random()
         self._session: Any = None
+        self._deadlines: _Deadlines | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -266,6 +332,7 @@ class FrontDoor:
         if self._session is None:
             self._loop = asyncio.get_running_loop()
             self._session = UpstreamClient(connect_timeout=5.0, idle_timeout=30.0)
+            self._deadlines = _Deadlines(self._loop)
         return self._session
 
     # ------------------------------------------------------------------ serving
@@ -500,14 +567,19 @@ class _Scoring(PendingCall):
                               if name not in _DROP_REQUEST])
         target = self.backend_path + "?" + query.decode("latin-1") if query else self.backend_path
         held = [replica]  # the replica this request counts against; _forward may swap it
+        frontdoor._client()  # the upstream client and the deadlines, on this loop
+        task = asyncio.current_task()
+        deadline = frontdoor._deadlines.start(task, entry.scoring_timeout_ms / 1000.0)
         try:
-            async with asyncio.timeout(entry.scoring_timeout_ms / 1000.0):
-                status, headers, payload = await frontdoor._forward(pool, held, self.method, target,
-                                                                    forwarded, body, entry)
-        except TimeoutError:
+            status, headers, payload = await frontdoor._forward(pool, held, self.method, target,
+                                                                forwarded, body, entry)
+        except asyncio.CancelledError:
+            if not deadline.expired or task.uncancel() > 0:
+                raise  # cancelled by someone else (too)
             pool.timeouts_504 += 1
             return _error(504, "GatewayTimeout", f"scoring took longer than {entry.scoring_timeout_ms} ms", tag)
         finally:
+            frontdoor._deadlines.end(deadline)
             if held[0] is not None:
                 pool.release(held[0])
         headers.append(tag)
