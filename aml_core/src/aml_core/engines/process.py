@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -129,9 +129,17 @@ class ProcessEngine(Engine):
         self.allow_current_interpreter = allow_current_interpreter
 
     def prepare(
-        self, image, *, port: int, env: Mapping[str, str] | None = None
+        self,
+        image,
+        *,
+        port: int,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
     ) -> LaunchPlan:
         """Unpack ``image`` and materialise its environment; what to execute, not yet started.
+
+        ``args``, when given, replace the image's ``Cmd`` (what Kubernetes does with a
+        container's ``args``): the argv is ``Entrypoint + args``.
 
         For callers that supervise the process themselves (the emulator's kubelet keeps
         its own logs and restart policy); :meth:`run` is ``prepare`` plus ``Popen``.
@@ -153,7 +161,8 @@ class ProcessEngine(Engine):
             allow_current=self.allow_current_interpreter,
         )
         process_env = self._environment(inner, labels, unpacked.rootfs, python, port, env or {})
-        argv = list(inner.get("Entrypoint") or []) + list(inner.get("Cmd") or [])
+        cmd = list(inner.get("Cmd") or []) if args is None else [str(a) for a in args]
+        argv = list(inner.get("Entrypoint") or []) + cmd
         if not argv:
             raise InvalidConfig(
                 f"image {image.digest} has neither Entrypoint nor Cmd; nothing to run"
