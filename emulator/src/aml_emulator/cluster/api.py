@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import datetime
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,16 @@ from urllib.parse import parse_qs
 
 import yaml
 
-from aml_emulator.cluster import conversion, fields, openapi, protobuf, strategies, tables
+from aml_emulator.cluster import (
+    admission,
+    conversion,
+    fields,
+    openapi,
+    protobuf,
+    strategies,
+    tables,
+)
+from aml_emulator.cluster import auth as authn
 from aml_emulator.cluster import exceptions as err
 from aml_emulator.cluster import patch as patchlib
 from aml_emulator.cluster.models import (
@@ -27,8 +37,10 @@ from aml_emulator.cluster.models import (
     ResourceType,
     is_terminating,
     lookup,
+    now_rfc3339,
     resources_of,
 )
+from aml_emulator.cluster.rbac import Attributes, Authorizer
 from aml_emulator.cluster.selectors import (
     parse_field_selector,
     parse_label_selector,
@@ -45,6 +57,11 @@ SERVER_VERSION = {
 }
 NS = lookup("", "v1", "namespaces")
 PODS = lookup("", "v1", "pods")
+SERVICEACCOUNTS = lookup("", "v1", "serviceaccounts")
+SECRETS = lookup("", "v1", "secrets")
+#: TokenRequest.spec.expirationSeconds: the default, and the bounds the apiserver enforces
+TOKEN_DEFAULT_SECONDS = 3600
+TOKEN_MIN_SECONDS = 600
 # Real subresources the emulator knows of but does not serve: a 501 that names them.
 UNIMPLEMENTED_SUBRESOURCES = {
     ("pods", "exec"), ("pods", "attach"), ("pods", "portforward"), ("pods", "proxy"),
@@ -73,6 +90,11 @@ class Request:
         self.path: str = scope["path"]
         self.query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True).items()}
         self.headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        self.user: authn.UserInfo | None = None
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header that may repeat (``Impersonate-Group``)."""
+        return [v.decode() for k, v in self.scope.get("headers", []) if k.decode().lower() == name]
 
     async def body(self) -> bytes:
         chunks, size = [], 0
@@ -117,14 +139,17 @@ def _int_param(req: Request, name: str) -> int | None:
 
 
 class ClusterAPI:
-    """The ASGI app. ``token`` is required as a bearer token on every request."""
+    """The ASGI app. Every request carries a bearer token: ``token`` (the admin,
+    ``system:masters``) or a service-account token signed by ``tokens``, authorized by RBAC."""
 
     def __init__(self, store: Store, token: str, *, logs: LogSource | None = None,
-                 bookmark_interval: float = 5.0) -> None:
+                 bookmark_interval: float = 5.0, tokens: authn.TokenIssuer | None = None) -> None:
         self.store = store
         self.token = token
         self.logs = logs
         self.bookmark_interval = bookmark_interval
+        self.tokens = tokens
+        self.authorizer = Authorizer(store)
         self._closed = False
 
     def shutdown(self) -> None:
@@ -137,19 +162,65 @@ class ClusterAPI:
             return
         req = Request(scope, receive)
         try:
-            if not self._authorized(req):
+            req.user = self._authenticate(req)
+            if req.user is None:
                 raise err.unauthorized()
+            self._impersonate(req)
             await self._route(req, send)
         except err.ApiError as e:
             await _send_json(send, e.code, e.status(), e.headers)
         except Exception as e:  # pragma: no cover - a bug, reported as the apiserver would
             await _send_json(send, 500, err.ApiError(500, "InternalError", f"Internal error occurred: {type(e).__name__}: {e}").status())
 
-    def _authorized(self, req: Request) -> bool:
+    def _authenticate(self, req: Request) -> authn.UserInfo | None:
         auth = req.headers.get("authorization", "")
         if not auth.lower().startswith("bearer "):
-            return False
-        return hmac.compare_digest(auth[7:].strip().encode(), self.token.encode())
+            return None
+        presented = auth[7:].strip()
+        if hmac.compare_digest(presented.encode(), self.token.encode()):
+            return authn.ADMIN
+        return self.service_account_user(presented)
+
+    def service_account_user(self, token: str) -> authn.UserInfo | None:
+        """The identity of a service-account token, or None (expired, foreign, or its
+        service account or bound pod is gone, or was recreated with another uid)."""
+        claims = self.tokens.verify(token) if self.tokens is not None else None
+        if claims is None:
+            return None
+        ns, name, sa_uid, bound = authn.identity_of(claims)
+        sa = self.store.try_get(SERVICEACCOUNTS, ns, name)
+        if sa is None or sa["metadata"].get("uid") != sa_uid or is_terminating(sa):
+            return None
+        if bound is not None:
+            rt = PODS if bound["kind"] == "Pod" else SECRETS
+            obj = self.store.try_get(rt, ns, bound["name"])
+            if obj is None or obj["metadata"].get("uid") != bound["uid"]:
+                return None
+        return authn.UserInfo(authn.service_account_username(ns, name), authn.service_account_groups(ns), sa_uid)
+
+    def _impersonate(self, req: Request) -> None:
+        """``Impersonate-User`` / ``Impersonate-Group`` (``kubectl --as``, ``--as-group``):
+        the caller must be allowed to ``impersonate`` them; the request then runs as them."""
+        user = req.headers.get("impersonate-user")
+        groups = req.header_values("impersonate-group")
+        if not user:
+            if groups:
+                raise err.bad_request("requested [Impersonate-Group] without impersonating a user")
+            return
+        real = req.user
+        assert real is not None
+        sa = authn.split_service_account(user)
+        if sa is not None:
+            self.authorizer.check(real, Attributes("impersonate", "serviceaccounts", "", name=sa[1], namespace=sa[0]))
+        else:
+            self.authorizer.check(real, Attributes("impersonate", "users", "", name=user))
+        for g in groups:
+            self.authorizer.check(real, Attributes("impersonate", "groups", "", name=g))
+        if sa is not None and not groups:
+            groups = list(authn.service_account_groups(sa[0]))
+        if "system:authenticated" not in groups and user != "system:anonymous":
+            groups.append("system:authenticated")
+        req.user = authn.UserInfo(user, tuple(groups))
 
     async def _route(self, req: Request, send: Callable) -> None:
         path = req.path.rstrip("/") or "/"
@@ -208,6 +279,8 @@ class ClusterAPI:
                     s |= {"group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}
                 elif sub == "log":
                     s |= {"kind": "Pod", "verbs": ["get"]}
+                elif sub == "token":
+                    s |= {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}
                 else:
                     s |= {"kind": rt.kind, "verbs": ["get", "patch", "update"]}
                 out.append(s)
@@ -248,8 +321,15 @@ class ClusterAPI:
                 ("DELETE", False): "deletecollection"}.get((m, name is not None))
         if verb == "list" and req.flag("watch"):
             verb = "watch"
+        if sub == "token" and m == "POST" and name is not None:
+            verb = "create"
         if verb is None or (sub is None and verb not in rt.verbs):
             raise err.method_not_allowed(f"the server does not allow this method on the requested resource ({m} {rt.plural})")
+        self._authorize(req, rt, verb, namespace, name, sub)
+        if sub == "token":
+            if verb != "create":
+                raise err.method_not_allowed("the server does not allow this method on the requested resource (serviceaccounts/token)")
+            return await self._token_request(req, send, namespace or "", name or "")
         if sub == "log":
             if verb != "get":
                 raise err.method_not_allowed("the server does not allow this method on the requested resource (pods/log)")
@@ -260,6 +340,71 @@ class ClusterAPI:
             raise err.method_not_allowed(f"the server does not allow this method on the requested resource ({rt.plural}/status)")
         handler = getattr(self, f"_{verb}")
         await handler(req, send, rt, namespace, name, sub)
+
+    # -------------------------------------------------- authorization
+    def _authorize(self, req: Request, rt: ResourceType, verb: str, namespace: str | None,
+                   name: str | None, sub: str | None) -> None:
+        user = req.user
+        if user is None or user.privileged:
+            return
+        attr_name = name or ""
+        if not name and verb in ("list", "watch"):
+            # as the apiserver's RequestInfo: a list or watch of one name is about that name
+            for part in (req.query.get("fieldSelector") or "").split(","):
+                key, _, value = part.replace("==", "=").partition("=")
+                if key.strip() == "metadata.name" and not key.endswith("!"):
+                    attr_name = value.strip()
+        ns = namespace or ""
+        if rt.plural == "namespaces" and not rt.group and name:
+            ns = name
+        self.authorizer.check(user, Attributes(verb, rt.plural, rt.group, sub or "", attr_name, ns))
+
+    # -------------------------------------------------- service account tokens
+    async def _token_request(self, req: Request, send: Callable, ns: str, name: str) -> None:
+        """``POST .../serviceaccounts/<name>/token`` (TokenRequest, ``kubectl create token``)."""
+        body = await self._read_object(req)
+        if not isinstance(body, dict) or body.get("kind") not in (None, "TokenRequest") \
+                or body.get("apiVersion") not in (None, "authentication.k8s.io/v1"):
+            raise err.bad_request("the body of the request was not a valid authentication.k8s.io/v1 TokenRequest")
+        sa = self.store.get(SERVICEACCOUNTS, ns, name)
+        if self.tokens is None:
+            raise err.not_implemented("serviceaccounts/token")
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        seconds = spec.get("expirationSeconds") or TOKEN_DEFAULT_SECONDS
+        causes: list[tuple[str, str]] = []
+        if not isinstance(seconds, int) or seconds < TOKEN_MIN_SECONDS:
+            causes.append(("spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration less than 10 minutes"))
+        elif seconds > 1 << 32:
+            causes.append(("spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration larger than 2^32 seconds"))
+        audiences = spec.get("audiences") or list(authn.API_AUDIENCES)
+        if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+            causes.append(("spec.audiences", "Invalid value: must be a list of strings"))
+        bound = None
+        ref = spec.get("boundObjectRef")
+        if isinstance(ref, dict) and ref:
+            kind = ref.get("kind")
+            rt = {"Pod": PODS, "Secret": SECRETS}.get(kind or "")
+            if rt is None:
+                causes.append(("spec.boundObjectRef.kind", f'Unsupported value: "{kind}": supported values: "Pod", "Secret"'))
+            else:
+                obj = self.store.try_get(rt, ns, ref.get("name", ""))
+                if obj is None:
+                    raise err.not_found("", rt.plural, ref.get("name", ""))
+                if ref.get("uid") and ref["uid"] != obj["metadata"].get("uid"):
+                    raise err.conflict("", rt.plural, ref.get("name", ""),
+                                       f'the UID in the bound object reference ({ref["uid"]}) does not match the UID in record. The object might have been deleted and then recreated')
+                bound = {"kind": kind, "name": obj["metadata"]["name"], "uid": obj["metadata"]["uid"]}
+                ref = {"kind": kind, "apiVersion": "v1", "name": bound["name"], "uid": bound["uid"]}
+        if causes:
+            raise err.invalid("authentication.k8s.io", "TokenRequest", name, causes)
+        token, exp = self.tokens.issue(ns, name, sa["metadata"]["uid"], seconds=seconds, audiences=audiences, bound=bound)
+        out_spec: dict[str, Any] = {"audiences": audiences, "expirationSeconds": seconds}
+        if bound is not None:
+            out_spec["boundObjectRef"] = ref
+        expires = datetime.datetime.fromtimestamp(exp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await _send_json(send, 201, {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                                     "metadata": {"name": name, "namespace": ns, "creationTimestamp": now_rfc3339()},
+                                     "spec": out_spec, "status": {"token": token, "expirationTimestamp": expires}})
 
     # -------------------------------------------------- get / list / watch
     async def _get(self, req, send, rt: ResourceType, ns, name, sub) -> None:
@@ -486,6 +631,8 @@ class ClusterAPI:
     def _create_object(self, rt: ResourceType, obj: dict, dry_run: bool) -> dict:
         obj = conversion.to_internal(rt, obj, None)
         self._check_namespace(rt, obj["metadata"].get("namespace"))
+        if rt is PODS:
+            admission.admit_pod(self.store, obj)
         m = obj["metadata"]
         used: set[str] = set()
         if rt.kind == "Service":
@@ -504,7 +651,12 @@ class ClusterAPI:
             if self.store.try_get(rt, m.get("namespace", ""), m["name"]) is not None:
                 raise err.already_exists(rt.group, rt.plural, m["name"])
             return obj
-        return self.store.create(rt, obj)
+        created = self.store.create(rt, obj)
+        if rt is NS:
+            # the serviceaccount controller's work, done at once so that a pod created right
+            # after its namespace finds the default service account
+            admission.ensure_default_service_account(self.store, created["metadata"]["name"])
+        return created
 
     async def _create(self, req, send, rt: ResourceType, ns, name, sub) -> None:
         obj = self._check_body(rt, await self._read_object(req), ns, None)

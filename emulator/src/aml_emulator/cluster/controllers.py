@@ -21,12 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 from aml_emulator.cluster import exceptions as err
+from aml_emulator.cluster.admission import admit_pod, ensure_default_service_account
 from aml_emulator.cluster.models import (
-    parse_rfc3339,
     controller_ref,
     is_terminating,
     lookup,
     now_rfc3339,
+    parse_rfc3339,
     pod_is_active,
     pod_is_ready,
 )
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 NS = lookup("", "v1", "namespaces")
 PODS = lookup("", "v1", "pods")
 SERVICES = lookup("", "v1", "services")
+SERVICEACCOUNTS = lookup("", "v1", "serviceaccounts")
 ENDPOINTS = lookup("", "v1", "endpoints")
 EVENTS = lookup("", "v1", "events")
 DEPLOYMENTS = lookup("apps", "v1", "deployments")
@@ -130,6 +132,8 @@ class ControllerManager:
         self._hpa_last: dict[str, float] = {}
         self._hpa_recs: dict[str, list[tuple[float, int]]] = {}
         self._progress: dict[str, tuple[tuple, float]] = {}
+        # replica set uid → (failed creations in a row, monotonic time of the next try)
+        self._create_backoff: dict[str, tuple[int, float]] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cluster-controllers", daemon=True)
@@ -167,6 +171,7 @@ class ControllerManager:
     def reconcile_once(self) -> None:
         self.garbage_collect()
         self.namespaces()
+        self.service_accounts()
         for d in self.store.list(DEPLOYMENTS)[0]:
             self.sync_deployment(d)
         for rs in self.store.list(REPLICASETS)[0]:
@@ -253,6 +258,16 @@ class ControllerManager:
                         self._delete(rt, o, "Background")
             if remaining == 0 and not ns["metadata"].get("finalizers"):
                 self.store.remove_now(NS, "", name)
+
+    # ------------------------------------------------------------------ service accounts
+    def service_accounts(self) -> None:
+        """The serviceaccount controller: a ``default`` service account in every active
+        namespace (recreated when deleted)."""
+        have = {sa["metadata"]["namespace"] for sa in self.store.list(SERVICEACCOUNTS)[0]
+                if sa["metadata"]["name"] == "default"}
+        for ns in self.store.list(NS)[0]:
+            if ns["metadata"]["name"] not in have and not is_terminating(ns):
+                ensure_default_service_account(self.store, ns["metadata"]["name"])
 
     # ------------------------------------------------------------------ deployments
     def _owned_rs(self, d: dict) -> list[dict]:
@@ -468,12 +483,16 @@ class ControllerManager:
         else:
             progressing = cond("Progressing", "True", "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
                                f'ReplicaSet "{new_rs_name}" has successfully progressed.' if complete else f'ReplicaSet "{new_rs_name}" is progressing.')
+        failed = next((c for r in rss for c in (r.get("status") or {}).get("conditions") or []
+                       if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), None)
         conditions = [
             cond("Available", "True" if is_available else "False",
                  "MinimumReplicasAvailable" if is_available else "MinimumReplicasUnavailable",
                  "Deployment has minimum availability." if is_available else "Deployment does not have minimum availability."),
             progressing,
         ]
+        if failed is not None:  # as the deployment controller's getReplicaFailures
+            conditions.append(cond("ReplicaFailure", "True", failed.get("reason", "FailedCreate"), failed.get("message", "")))
         status = {"observedGeneration": d["metadata"].get("generation", 1), "replicas": total,
                   "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": available,
                   "unavailableReplicas": max(0, max(replicas, total) - available), "conditions": conditions}
@@ -493,10 +512,26 @@ class ControllerManager:
         active = [p for p in pods if pod_is_active(p)]
         want = int(rs["spec"].get("replicas", 0))
         diff = want - len(active)
+        failure: str | None = None
+        uid = rs["metadata"]["uid"]
         if diff > 0:
-            for _ in range(min(diff, 20)):
-                self._create_pod(rs)
-        elif diff < 0:
+            failures, next_try = self._create_backoff.get(uid, (0, 0.0))
+            if time.monotonic() < next_try:
+                failure = next((c.get("message") for c in (rs.get("status") or {}).get("conditions") or []
+                                if c.get("type") == "ReplicaFailure"), None)
+            else:
+                for _ in range(min(diff, 20)):
+                    failure = self._create_pod(rs)
+                    if failure is not None:
+                        break
+                if failure is None:
+                    self._create_backoff.pop(uid, None)
+                else:
+                    # as the controller's rate-limited requeue: 0.5 s, 1 s, 2 s ... 8 s
+                    self._create_backoff[uid] = (failures + 1, time.monotonic() + min(8.0, 0.5 * 2 ** failures))
+        else:
+            self._create_backoff.pop(uid, None)
+        if diff < 0:
             def rank(p: dict) -> tuple:
                 phase_rank = {"Pending": 0, "Unknown": 1, "Running": 2}.get((p.get("status") or {}).get("phase", "Pending"), 0)
                 return (pod_is_ready(p), phase_rank, [-ord(c) for c in p["metadata"].get("creationTimestamp", "")],
@@ -516,10 +551,17 @@ class ControllerManager:
         for k in ("readyReplicas", "availableReplicas", "fullyLabeledReplicas"):
             if status[k] == 0:
                 del status[k]
+        old_conds = [c for c in (rs.get("status") or {}).get("conditions") or [] if c.get("type") == "ReplicaFailure"]
+        if failure is not None:
+            prev = old_conds[0] if old_conds else None
+            status["conditions"] = [prev if prev and prev.get("message") == failure else {
+                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": failure,
+                "lastTransitionTime": prev["lastTransitionTime"] if prev else now_rfc3339()}]
         if status != (rs.get("status") or {}):
             self.store.mutate(REPLICASETS, ns, name, lambda x: x | {"status": status}, subresource="status")
 
-    def _create_pod(self, rs: dict) -> None:
+    def _create_pod(self, rs: dict) -> str | None:
+        """Create one pod of ``rs``; the error message when the API would refuse it."""
         tmpl = copy.deepcopy(rs["spec"].get("template") or {})
         tm = tmpl.get("metadata") or {}
         spec = tmpl.get("spec") or {}
@@ -534,11 +576,16 @@ class ControllerManager:
         if tm.get("annotations"):
             pod["metadata"]["annotations"] = tm["annotations"]
         try:
+            admit_pod(self.store, pod)
             created = self.store.create(PODS, pod)
-        except err.ApiError:
-            return
+        except err.ApiError as e:
+            if e.code == 403:
+                record_event(self.store, rs, "ReplicaSet", "apps/v1", "Warning", "FailedCreate",
+                             f"Error creating: {e.message}", "replicaset-controller")
+            return e.message
         record_event(self.store, rs, "ReplicaSet", "apps/v1", "Normal", "SuccessfulCreate",
                      f"Created pod: {created['metadata']['name']}", "replicaset-controller")
+        return None
 
     # ------------------------------------------------------------------ endpoints
     @staticmethod

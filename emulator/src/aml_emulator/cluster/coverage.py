@@ -10,12 +10,17 @@ from aml_emulator.cluster.api import UNIMPLEMENTED_SUBRESOURCES
 from aml_emulator.cluster.models import RESOURCES
 
 NOT_SERVED = [
-    ("protobuf request bodies for kinds other than ConfigMap, Secret, Namespace, Service, Deployment and autoscaling/v1 HPA",
+    ("protobuf request bodies for kinds other than ConfigMap, Secret, Namespace, Service, Deployment, autoscaling/v1 HPA, "
+     "ServiceAccount, TokenRequest and the four RBAC kinds",
      "415 UnsupportedMediaType naming the kind (kubectl's typed `create <kind>` helpers send protobuf; `apply`/`create -f` send JSON); responses are always JSON"),
     ("CBOR bodies", "415 UnsupportedMediaType"),
     ("aggregated discovery (`apidiscovery.k8s.io/v2`)", "legacy discovery is served; kubectl falls back to it"),
     ("`/openapi/v2`", "404; kubectl tolerates it"),
-    ("other API groups (batch, networking.k8s.io, rbac ...)", "404 NotFound"),
+    ("other API groups (batch, networking.k8s.io, authorization.k8s.io ...)", "404 NotFound"),
+    ("RBAC escalation checks and ClusterRole aggregation", "a user allowed to create Roles/bindings may grant more than "
+     "it holds; `aggregationRule` is stored but not evaluated"),
+    ("legacy service-account token Secrets (`kubernetes.io/service-account-token`)", "stored, never populated; use "
+     "`kubectl create token` (TokenRequest) or the token the kubelet mounts"),
     ("metrics API (`kubectl top`)", "not served; the HPA reads a pluggable metrics source instead"),
     ("managedFields", "server-side apply tracks ownership per manager internally, not in managedFields"),
 ]
@@ -31,6 +36,11 @@ def render() -> str:
                      f"{', '.join(r.verbs)} | {', '.join(r.subresources) or '-'} |")
     lines += ["", "Patch content types: `application/json-patch+json`, `application/merge-patch+json`, "
               "`application/strategic-merge-patch+json`, `application/apply-patch+yaml` (server-side apply).", "",
+              "Authentication: the admin bearer token (`system:masters`) and service-account tokens (the kubelet's "
+              "mounted token, `serviceaccounts/token`); impersonation (`Impersonate-User`/`-Group`, `kubectl --as`). "
+              "Authorization: RBAC (Role, ClusterRole, RoleBinding, ClusterRoleBinding).", "",
+              "Pod volumes: secret, configMap, emptyDir, projected (secret, configMap, downwardAPI, serviceAccountToken), "
+              "downwardAPI, hostPath; the service-account token at `/var/run/secrets/kubernetes.io/serviceaccount`.", "",
               "## Refused with 501 NotImplemented (named in the message)", ""]
     lines += [f"- `{p}/{s}`" for p, s in sorted(UNIMPLEMENTED_SUBRESOURCES)]
     lines += ["", "## Not served", ""]

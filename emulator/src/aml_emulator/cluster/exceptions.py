@@ -80,9 +80,21 @@ def apply_conflict(group: str, plural: str, name: str, conflicts: list[tuple[str
 def invalid(group: str, kind: str, name: str, causes: list[tuple[str, str]]) -> ApiError:
     """``causes`` is a list of ``(field, message)``."""
     text = ", ".join(f"{f}: {m}" for f, m in causes)
+    if len(causes) > 1:  # a Go aggregate error prints as a list
+        text = f"[{text}]"
     d = _details(name, group, kind)
-    d["causes"] = [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes]
-    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {text}', details=d)
+    d["causes"] = [{"reason": _cause_reason(m), "message": m, "field": f} for f, m in causes]
+    qualified = f"{kind}.{group}" if group else kind
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {text}', details=d)
+
+
+def _cause_reason(message: str) -> str:
+    """The ``field.ErrorType`` of a cause, from the start of its message."""
+    for prefix, reason in (("Required value", "FieldValueRequired"), ("Unsupported value", "FieldValueNotSupported"),
+                           ("Duplicate value", "FieldValueDuplicate"), ("Forbidden", "FieldValueForbidden")):
+        if message.startswith(prefix):
+            return reason
+    return "FieldValueInvalid"
 
 
 def bad_request(message: str) -> ApiError:
@@ -108,6 +120,15 @@ def gone(message: str) -> ApiError:
 
 def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized", "Unauthorized")
+
+
+def forbidden(group: str, plural: str, name: str | None, why: str) -> ApiError:
+    """``apierrors.NewForbidden``: ``<resource> "<name>" is forbidden: <why>``."""
+    if not plural:
+        return ApiError(403, "Forbidden", f"forbidden: {why}", details={})
+    q = _qualified(group, plural)
+    msg = f'{q} "{name}" is forbidden: {why}' if name else f"{q} is forbidden: {why}"
+    return ApiError(403, "Forbidden", msg, details=_details(name, group, plural))
 
 
 def path_not_found(path: str) -> ApiError:

@@ -37,6 +37,10 @@ POD_SPEC = {k: _OPEN for k in (
 POD_SPEC |= {"containers": [CONTAINER], "initContainers": [CONTAINER], "ephemeralContainers": [CONTAINER]}
 TEMPLATE = {"metadata": METADATA, "spec": POD_SPEC}
 
+RULE = {k: _OPEN for k in ("verbs", "apiGroups", "resources", "resourceNames", "nonResourceURLs")}
+SUBJECT = {k: _OPEN for k in ("kind", "apiGroup", "name", "namespace")}
+ROLE_REF = {k: _OPEN for k in ("apiGroup", "kind", "name")}
+
 SCHEMAS: dict[str, dict] = {
     "Pod": {"spec": POD_SPEC, "status": ANY},
     "Deployment": {"spec": {k: _OPEN for k in ("replicas", "selector", "strategy", "minReadySeconds",
@@ -60,6 +64,13 @@ SCHEMAS: dict[str, dict] = {
                                  "lastTimestamp", "count", "type", "eventTime", "series", "action",
                                  "related", "reportingComponent", "reportingInstance")},
     "Scale": {"spec": ANY, "status": ANY},
+    "ServiceAccount": {"secrets": _OPEN, "imagePullSecrets": _OPEN, "automountServiceAccountToken": _OPEN},
+    "Role": {"rules": [RULE]},
+    "ClusterRole": {"rules": [RULE], "aggregationRule": _OPEN},
+    "RoleBinding": {"subjects": [SUBJECT], "roleRef": ROLE_REF},
+    "ClusterRoleBinding": {"subjects": [SUBJECT], "roleRef": ROLE_REF},
+    "TokenRequest": {"spec": {k: _OPEN for k in ("audiences", "expirationSeconds", "boundObjectRef")},
+                     "status": ANY},
 }
 
 

@@ -11,7 +11,11 @@ For each container with an ``image`` the runtime
 3. starts its entrypoint as a process in its own process group, with the image's
    environment, the pod's resolved ``env`` on top, and the scoring runtime's port (the
    container's port 5001, or its first declared port) mapped to the host port the kubelet
-   assigned to the pod. Killing the container kills the whole group.
+   assigned to the pod; the container's ``args``, when set, replace the image's ``Cmd``
+   (``Entrypoint + args``, as Kubernetes does). Killing the container kills the whole group.
+
+The kubelet has already rewritten volume mount paths in ``args`` and ``env`` to the
+volumes' host directories, so this runtime gets the same volumes as the process runtime.
 
 Containers without an image, or with a ``command`` (which replaces the image's entrypoint,
 and runs on the host), go to the wrapped ``fallback`` runtime
@@ -35,6 +39,7 @@ from aml_emulator.cluster.kubelet import (
     ProcessRuntime,
     RunContainerError,
     _Process,
+    expand_vars,
 )
 
 #: the port the scoring runtime listens on inside an image (azureml's convention)
@@ -81,8 +86,12 @@ class ImagePodRuntime:
         host_port = ports.get(SCORING_PORT) or (next(iter(ports.values())) if ports else None)
         if host_port is None:
             host_port = int(env["PORT"])
+        # Kubernetes semantics: ``args`` replace the image's Cmd (``command`` would replace its
+        # Entrypoint), with $(VAR) expanded from the container's environment; no args (or an
+        # empty list, as containerd reads it) keep the Cmd
+        args = [expand_vars(str(a), env) for a in container.get("args") or []] or None
         try:
-            plan = self.engine.prepare(image, port=host_port, env=env)
+            plan = self.engine.prepare(image, port=host_port, env=env, args=args)
         except AmlError as exc:
             raise RunContainerError(f'cannot run image "{image_ref}": {exc}') from exc
         try:

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from aml_emulator.cluster import exceptions as err
+from aml_emulator.cluster import volumes as vol
+from aml_emulator.cluster.auth import API_AUDIENCES, POD_TOKEN_SECONDS, TokenIssuer
 from aml_emulator.cluster.controllers import PORT_ANNOTATION, PORTS_ANNOTATION, record_event
 from aml_emulator.cluster.models import is_terminating, lookup, now_rfc3339
 from aml_emulator.cluster.store import Store
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 PODS = lookup("", "v1", "pods")
 SECRETS = lookup("", "v1", "secrets")
 CONFIGMAPS = lookup("", "v1", "configmaps")
+SERVICEACCOUNTS = lookup("", "v1", "serviceaccounts")
 NODE_NAME = "emulator-node"
 POD_IP = "127.0.0.1"
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SYSTEMROOT")
@@ -146,6 +149,9 @@ class PodRuntime(Protocol):
 
     def logs(self, handle: Any) -> ContainerLog:
         """The log the container writes into."""
+
+
+Files = vol.Files
 
 
 def expand_vars(text: str, env: dict[str, str]) -> str:
@@ -324,6 +330,15 @@ class _PodWorker:
         self.main_port = 0
         self.dir = kubelet.log_dir / f"{self.ns}_{self.name}_{self.uid[:8]}"
         self.workdir = self.dir / "work"
+        self.volumes_dir = self.dir / "volumes"
+        self.mounted: dict[str, Path] = {}  # volume name → its host directory
+        self.volumes_ready = False
+        self._volume_content: dict[str, Files] = {}
+        self._mount_errors: set[str] = set()
+        self._next_volume_sync = 0.0
+        # (volume, path) → (token, monotonic time to refresh it)
+        self._tokens: dict[tuple[str, str], tuple[bytes, float]] = {}
+        self.sa_volume = f"kube-api-access-{self.uid[:5]}"
         self.start_time = now_rfc3339()
         self._stop = threading.Event()
         self.finished = threading.Event()
@@ -353,8 +368,13 @@ class _PodWorker:
 
     def _resolve_env(self, pod: dict, c: dict) -> dict[str, str]:
         store = self.kubelet.store
-        env: dict[str, str] = {"PORT": str(self.main_port), "HOSTNAME": self.name,
-                               "KUBERNETES_NAMESPACE": self.ns}
+        env: dict[str, str] = {}
+        k = self.kubelet
+        if k.api_port:  # as a real kubelet: the "kubernetes" service, i.e. the API server
+            env |= {"KUBERNETES_SERVICE_HOST": k.api_host, "KUBERNETES_SERVICE_PORT": str(k.api_port),
+                    "KUBERNETES_SERVICE_PORT_HTTPS": str(k.api_port),
+                    "KUBERNETES_PORT": f"tcp://{k.api_host}:{k.api_port}"}
+        env |= {"PORT": str(self.main_port), "HOSTNAME": self.name, "KUBERNETES_NAMESPACE": self.ns}
         for cp, hp in self.ports.items():
             env[f"PORT_{cp}"] = str(hp)
 
@@ -447,6 +467,190 @@ class _PodWorker:
                     auths[registry] = {"username": user, "password": password or ""}
         return auths
 
+    # ------------------------------------------------------------- volumes
+    def _automount_token(self, pod: dict) -> bool:
+        """Whether the service-account token is mounted (``automountServiceAccountToken``
+        of the pod, else of its service account, else yes)."""
+        if self.kubelet.tokens is None:
+            return False
+        flag = pod["spec"].get("automountServiceAccountToken")
+        if flag is not None:
+            return bool(flag)
+        sa = self.kubelet.store.try_get(SERVICEACCOUNTS, self.ns, pod["spec"].get("serviceAccountName") or "default")
+        return not (sa is not None and sa.get("automountServiceAccountToken") is False)
+
+    def _token_files(self, pod: dict, volume: str, path: str = "token", seconds: int = POD_TOKEN_SECONDS,
+                     audience: str | None = None, mode: int = vol.DEFAULT_MODE) -> Files:
+        """A token bound to this pod, kept until 80 % of its life has passed (then a new
+        one is written, as the kubelet's token manager does)."""
+        k = self.kubelet
+        cached = self._tokens.get((volume, path))
+        if cached is not None and time.monotonic() < cached[1]:
+            return {path: (cached[0], mode)}
+        sa_name = pod["spec"].get("serviceAccountName") or "default"
+        sa = k.store.try_get(SERVICEACCOUNTS, self.ns, sa_name)
+        if sa is None:
+            raise vol.MountError(f'failed to fetch token: serviceaccounts "{sa_name}" not found')
+        if k.tokens is None:
+            raise vol.MountError("failed to fetch token: this kubelet has no token issuer")
+        token, _ = k.tokens.issue(self.ns, sa_name, sa["metadata"]["uid"], seconds=seconds,
+                                  audiences=[audience] if audience else list(API_AUDIENCES),
+                                  bound={"kind": "Pod", "name": self.name, "uid": self.uid})
+        self._tokens[(volume, path)] = (token.encode(), time.monotonic() + 0.8 * seconds)
+        return {vol._check_relative(path): (token.encode(), mode)}
+
+    def _downward_files(self, pod: dict, items: list[dict], default_mode: int) -> Files:
+        files: Files = {}
+        for item in items or []:
+            fp = (item.get("fieldRef") or {}).get("fieldPath", "")
+            m = pod["metadata"]
+            if fp in ("metadata.labels", "metadata.annotations"):
+                d = m.get(fp.split(".")[1]) or {}
+                value = "\n".join(f'{key}="{val}"' for key, val in sorted(d.items()))
+            else:
+                mm = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", fp)
+                value = (m.get(mm.group(1)) or {}).get(mm.group(2), "") if mm else {
+                    "metadata.name": self.name, "metadata.namespace": self.ns, "metadata.uid": self.uid,
+                    "spec.serviceAccountName": pod["spec"].get("serviceAccountName") or "default",
+                    "spec.nodeName": NODE_NAME, "status.podIP": POD_IP, "status.hostIP": POD_IP}.get(fp)
+                if value is None:
+                    raise vol.MountError(f'unsupported downward API fieldPath "{fp}"')
+            mode = item.get("mode")
+            files[vol._check_relative(item.get("path", ""))] = (str(value).encode(), default_mode if mode is None else mode)
+        return files
+
+    def _source_files(self, pod: dict, kind: str, src: dict, default_mode: int) -> Files:
+        store = self.kubelet.store
+        optional = bool(src.get("optional"))
+        if kind == "secret":
+            name = src.get("secretName") or src.get("name") or ""
+            obj = store.try_get(SECRETS, self.ns, name)
+            missing, data_of, missing_key = f'secret "{name}" not found', vol.secret_data, \
+                "references non-existent secret key: {key}"
+        else:
+            name = src.get("name") or ""
+            obj = store.try_get(CONFIGMAPS, self.ns, name)
+            missing, data_of, missing_key = f'configmap "{name}" not found', vol.configmap_data, \
+                "configmap references non-existent config key: {key}"
+        if obj is None:
+            if optional:
+                return {}
+            raise vol.MountError(missing)
+        return vol.key_payload(data_of(obj), src.get("items"), default_mode, optional, missing_key)
+
+    def _volume_files(self, pod: dict, name: str, v: dict) -> Files | str:
+        """The files of a volume, or for a host directory volume the string ``"dir"``."""
+        def mode_of(src: dict) -> int:
+            m = src.get("defaultMode")
+            return vol.DEFAULT_MODE if m is None else int(m)
+        if "secret" in v:
+            return self._source_files(pod, "secret", v["secret"] or {}, mode_of(v["secret"] or {}))
+        if "configMap" in v:
+            return self._source_files(pod, "configmap", v["configMap"] or {}, mode_of(v["configMap"] or {}))
+        if "downwardAPI" in v:
+            src = v["downwardAPI"] or {}
+            return self._downward_files(pod, src.get("items") or [], mode_of(src))
+        if "projected" in v:
+            src = v["projected"] or {}
+            files: Files = {}
+            for s in src.get("sources") or []:
+                if "secret" in s:
+                    files |= self._source_files(pod, "secret", s["secret"] or {}, mode_of(src))
+                elif "configMap" in s:
+                    files |= self._source_files(pod, "configmap", s["configMap"] or {}, mode_of(src))
+                elif "downwardAPI" in s:
+                    files |= self._downward_files(pod, (s["downwardAPI"] or {}).get("items") or [], mode_of(src))
+                elif "serviceAccountToken" in s:
+                    t = s["serviceAccountToken"] or {}
+                    files |= self._token_files(pod, name, t.get("path", "token"),
+                                               int(t.get("expirationSeconds") or POD_TOKEN_SECONDS),
+                                               t.get("audience"), mode_of(src))
+            return files
+        if "emptyDir" in v:
+            return "dir"
+        kinds = [key for key in v if key != "name"]
+        raise vol.MountError(f"volume type {', '.join(kinds) or '(none)'} is not supported by the emulator's "
+                             "kubelet (supported: secret, configMap, emptyDir, projected, downwardAPI, hostPath)")
+
+    def _sync_volumes(self, pod: dict) -> None:
+        """Materialise the pod's volumes (and the service-account token); until every one
+        can be set up, the containers wait (``FailedMount``). Afterwards, once a second,
+        changed Secrets and ConfigMaps are written again and the token is refreshed."""
+        now = time.monotonic()
+        if self.volumes_ready and now < self._next_volume_sync:
+            return
+        self._next_volume_sync = now + 1.0
+        wanted: list[tuple[str, dict | None]] = [(v.get("name", ""), v) for v in pod["spec"].get("volumes") or []]
+        if self._automount_token(pod):
+            wanted.append((self.sa_volume, None))
+        ok = True
+        for name, v in wanted:
+            target = self.volumes_dir / name
+            if v is not None and "hostPath" in v:
+                self.mounted[name] = Path((v["hostPath"] or {}).get("path") or "/")
+                continue
+            try:
+                if v is None:  # what the ServiceAccount admission plugin projects into a pod
+                    files: Files | str = self._token_files(pod, name) | self._sa_static_files()
+                else:
+                    files = self._volume_files(pod, name, v)
+            except vol.MountError as e:
+                ok = False
+                if not self.volumes_ready:
+                    msg = f'MountVolume.SetUp failed for volume "{name}" : {e}'
+                    if msg not in self._mount_errors:
+                        self._mount_errors.add(msg)
+                        record_event(self.kubelet.store, pod, "Pod", "v1", "Warning", "FailedMount", msg, "kubelet")
+                continue
+            if files == "dir":
+                target.mkdir(exist_ok=True)
+            elif self._volume_content.get(name) != files:
+                vol.write_atomically(target, files)
+                self._volume_content[name] = files
+            self.mounted[name] = target
+        if ok and not self.volumes_ready:
+            self.volumes_ready = True
+
+    def _sa_static_files(self) -> Files:
+        k = self.kubelet
+        ca = k.ca_path.read_bytes() if k.ca_path is not None and k.ca_path.exists() else b""
+        return {"ca.crt": (ca, vol.DEFAULT_MODE), "namespace": (self.ns.encode(), vol.DEFAULT_MODE)}
+
+    def _mounts_of(self, c: dict) -> list[tuple[str, str]]:
+        """``(mountPath, host path)`` of a container: its volumeMounts, then the
+        service-account token's (unless the container mounts something there itself)."""
+        out = []
+        for m in c.get("volumeMounts") or []:
+            host = self.mounted.get(m.get("name", ""))
+            if host is None or not m.get("mountPath"):
+                continue
+            sub = m.get("subPath") or ""
+            if m.get("subPathExpr"):
+                sub = expand_vars(m["subPathExpr"], {"POD_NAME": self.name, "POD_NAMESPACE": self.ns})
+            out.append((m["mountPath"], str(host / sub) if sub else str(host)))
+        sa_host = self.mounted.get(self.sa_volume)
+        if sa_host is not None and not any(mp.rstrip("/") == vol.SERVICE_ACCOUNT_MOUNT for mp, _ in out):
+            out.append((vol.SERVICE_ACCOUNT_MOUNT, str(sa_host)))
+        return out
+
+    def _rewrite_env(self, c: dict, env: dict[str, str]) -> dict[str, str]:
+        mounts = self._mounts_of(c)
+        return {k: vol.rewrite_paths(v, mounts) for k, v in env.items()} if mounts else env
+
+    def _rewrite_container(self, c: dict) -> dict:
+        """The container as the runtime sees it: mount paths in command, args and
+        workingDir rewritten to the volumes' host directories."""
+        mounts = self._mounts_of(c)
+        if not mounts:
+            return c
+        out = dict(c)
+        for key in ("command", "args"):
+            if out.get(key):
+                out[key] = [vol.rewrite_paths(str(a), mounts) for a in out[key]]
+        if out.get("workingDir"):
+            out["workingDir"] = vol.rewrite_paths(out["workingDir"], mounts)
+        return out
+
     # ------------------------------------------------------------- loop
     def start(self) -> None:
         self.thread.start()
@@ -461,6 +665,7 @@ class _PodWorker:
             if pod is None or pod["metadata"].get("uid") != self.uid:
                 return
             self.workdir.mkdir(parents=True, exist_ok=True)
+            self.volumes_dir.mkdir(mode=0o700, exist_ok=True)
             self._allocate_ports(pod)
             while not self._stop.is_set():
                 pod = k.store.try_get(PODS, self.ns, self.name)
@@ -471,8 +676,10 @@ class _PodWorker:
                     self._terminate(pod)
                     return
                 self._follow_image_changes(pod)
-                for c in self.containers:
-                    self._tick(pod, c)
+                self._sync_volumes(pod)
+                if self.volumes_ready:
+                    for c in self.containers:
+                        self._tick(pod, c)
                 self._report(pod)
                 self._stop.wait(k.period)
             self._kill_all(0.5)
@@ -556,7 +763,7 @@ class _PodWorker:
             if c.done or now < c.next_start:
                 return
             try:
-                c.env = self._resolve_env(pod, c.spec)
+                c.env = self._rewrite_env(c.spec, self._resolve_env(pod, c.spec))
             except ContainerConfigError as e:
                 c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
                 c.next_start = now + 1.0
@@ -566,7 +773,7 @@ class _PodWorker:
             elif c.instances > 0:
                 c.log.new_instance()
             try:
-                c.handle = k.runtime.start(pod, c.spec, env=c.env, ports=dict(self.ports),
+                c.handle = k.runtime.start(pod, self._rewrite_container(c.spec), env=c.env, ports=dict(self.ports),
                                            log=c.log, workdir=self.workdir, pull_auth=self._pull_auth(pod))
             except ImagePullError as e:
                 again = c.state.get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff")
@@ -688,7 +895,7 @@ class _PodWorker:
                 c["reason"] = reason
             return c
         not_ready = [c.name for c in self.containers if not c.ready]
-        conds = [cond("PodReadyToStartContainers", True), cond("Initialized", True),
+        conds = [cond("PodReadyToStartContainers", self.volumes_ready), cond("Initialized", True),
                  cond("Ready", all_ready and phase == "Running", "ContainersNotReady"),
                  cond("ContainersReady", all_ready and phase == "Running", "ContainersNotReady"),
                  cond("PodScheduled", True)]
@@ -746,9 +953,16 @@ class Kubelet:
                  clock: Callable[[], float] = time.monotonic, backoff_base: float = 10.0,
                  backoff_cap: float = 300.0, backoff_reset: float | None = None,
                  period: float = 0.1, drain_delay: float = 0.3, max_grace: float = 10.0,
-                 log_max_bytes: int = 1 << 20) -> None:
+                 log_max_bytes: int = 1 << 20, tokens: TokenIssuer | None = None) -> None:
         self.store = store
         self.runtime = runtime
+        # the service-account token issuer, and where pods reach the API server (set by the
+        # ClusterService once it listens): without them no token is mounted and no
+        # KUBERNETES_SERVICE_* is set
+        self.tokens = tokens
+        self.api_host = "127.0.0.1"
+        self.api_port: int | None = None
+        self.ca_path: Path | None = None
         self.log_dir = log_dir
         self.clock = clock
         self.backoff_base = backoff_base

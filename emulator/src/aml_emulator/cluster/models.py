@@ -43,6 +43,7 @@ class ResourceType:
 
 
 _CORE = ""
+RBAC_GROUP = "rbac.authorization.k8s.io"
 RESOURCES: list[ResourceType] = [
     ResourceType(_CORE, "v1", "namespaces", "namespace", "Namespace", namespaced=False,
                  short_names=("ns",), verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
@@ -58,6 +59,8 @@ RESOURCES: list[ResourceType] = [
     ResourceType(_CORE, "v1", "events", "event", "Event", short_names=("ev",)),
     ResourceType(_CORE, "v1", "nodes", "node", "Node", namespaced=False, short_names=("no",),
                  verbs=("get", "list", "watch"), subresources=("status",), has_status=True),
+    ResourceType(_CORE, "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", short_names=("sa",),
+                 subresources=("token",)),
     ResourceType("apps", "v1", "deployments", "deployment", "Deployment", short_names=("deploy",),
                  subresources=("scale", "status"), categories=("all",), has_status=True,
                  has_spec_generation=True),
@@ -71,6 +74,11 @@ RESOURCES: list[ResourceType] = [
     ResourceType("autoscaling", "v1", "horizontalpodautoscalers", "horizontalpodautoscaler",
                  "HorizontalPodAutoscaler", short_names=("hpa",), subresources=("status",),
                  categories=("all",), has_status=True, has_spec_generation=True),
+    ResourceType(RBAC_GROUP, "v1", "roles", "role", "Role"),
+    ResourceType(RBAC_GROUP, "v1", "rolebindings", "rolebinding", "RoleBinding"),
+    ResourceType(RBAC_GROUP, "v1", "clusterroles", "clusterrole", "ClusterRole", namespaced=False),
+    ResourceType(RBAC_GROUP, "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding",
+                 namespaced=False),
 ]
 
 GROUP_VERSIONS: dict[str, list[str]] = {}

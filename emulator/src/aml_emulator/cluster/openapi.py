@@ -57,6 +57,12 @@ def gv_document(group: str, version: str) -> dict:
                     "get": op("get", "read", ["container", "follow", "tailLines", "previous", "timestamps"], "Log"),
                     "parameters": ns_param + name_param}
                 continue
+            if sub == "token":
+                paths[f"{base}{ns}/{rt.plural}/{{name}}/token"] = {
+                    "post": op("post", "create", _QUERY, "Token",
+                               {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}),
+                    "parameters": ns_param + name_param}
+                continue
             kind = {"group": "autoscaling", "version": "v1", "kind": "Scale"} if sub == "scale" else gvk
             paths[f"{base}{ns}/{rt.plural}/{{name}}/{sub}"] = {
                 "get": op("get", "read", ["pretty"], sub.title(), kind),

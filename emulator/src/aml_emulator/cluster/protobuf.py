@@ -1,6 +1,7 @@
 """Decoding of Kubernetes protobuf request bodies (``application/vnd.kubernetes.protobuf``)
 for the kinds kubectl's typed ``create`` helpers send: ConfigMap, Secret, Namespace,
-Service, Deployment and autoscaling/v1 HorizontalPodAutoscaler.
+Service, Deployment, autoscaling/v1 HorizontalPodAutoscaler, ServiceAccount, the RBAC kinds
+(Role, ClusterRole, RoleBinding, ClusterRoleBinding) and TokenRequest (``kubectl create token``).
 
 The envelope is ``b"k8s\\x00"`` + ``runtime.Unknown{typeMeta, raw}``; ``raw`` is the object
 in the field numbering of ``k8s.io/api``'s ``generated.proto``. The tables below name the
@@ -88,7 +89,35 @@ XVERSION_REF = S({1: ("kind", "str", None), 2: ("name", "str", None), 3: ("apiVe
 HPA_V1_SPEC = S({1: ("scaleTargetRef", "msg", XVERSION_REF), 2: ("minReplicas", "int0", None),
                  3: ("maxReplicas", "int0", None), 4: ("targetCPUUtilizationPercentage", "int0", None)})
 
+OBJECT_REF = S({1: ("kind", "str", None), 2: ("namespace", "str", None), 3: ("name", "str", None),
+                4: ("uid", "str", None), 5: ("apiVersion", "str", None), 6: ("resourceVersion", "str", None),
+                7: ("fieldPath", "str", None)})
+POLICY_RULE = S({1: ("verbs", "rep_str", None), 2: ("apiGroups", "rep_str", None), 3: ("resources", "rep_str", None),
+                 4: ("resourceNames", "rep_str", None), 5: ("nonResourceURLs", "rep_str", None)})
+AGGREGATION_RULE = S({1: ("clusterRoleSelectors", "rep_msg", LABEL_SELECTOR)})
+SUBJECT = S({1: ("kind", "str", None), 2: ("apiGroup", "str", None), 3: ("name", "str", None),
+             4: ("namespace", "str", None)})
+ROLE_REF = S({1: ("apiGroup", "str", None), 2: ("kind", "str", None), 3: ("name", "str", None)})
+BOUND_OBJECT_REF = S({1: ("kind", "str", None), 2: ("apiVersion", "str", None), 3: ("name", "str", None),
+                      4: ("uid", "str", None)})
+TOKEN_REQUEST_SPEC = S({1: ("audiences", "rep_str", None), 3: ("boundObjectRef", "msg", BOUND_OBJECT_REF),
+                        4: ("expirationSeconds", "int0", None)})
+_BINDING = S({1: ("metadata", "msg", OBJECT_META), 2: ("subjects", "rep_msg", SUBJECT), 3: ("roleRef", "msg", ROLE_REF)})
+
 KINDS: dict[tuple[str, str], dict] = {
+    ("v1", "ServiceAccount"): S({1: ("metadata", "msg", OBJECT_META), 2: ("secrets", "rep_msg", OBJECT_REF),
+                                 3: ("imagePullSecrets", "rep_msg", LOCAL_REF),
+                                 4: ("automountServiceAccountToken", "bool0", None)}),
+    ("rbac.authorization.k8s.io/v1", "Role"): S({1: ("metadata", "msg", OBJECT_META),
+                                                 2: ("rules", "rep_msg", POLICY_RULE)}),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): S({1: ("metadata", "msg", OBJECT_META),
+                                                        2: ("rules", "rep_msg", POLICY_RULE),
+                                                        3: ("aggregationRule", "msg", AGGREGATION_RULE)}),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): _BINDING,
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): _BINDING,
+    ("authentication.k8s.io/v1", "TokenRequest"): S({1: ("metadata", "msg", OBJECT_META),
+                                                     2: ("spec", "msg", TOKEN_REQUEST_SPEC),
+                                                     3: ("status", "skip", None)}),
     ("v1", "ConfigMap"): S({1: ("metadata", "msg", OBJECT_META), 2: ("data", "map_ss", None),
                             3: ("binaryData", "map_sb", None), 4: ("immutable", "bool0", None)}),
     ("v1", "Secret"): S({1: ("metadata", "msg", OBJECT_META), 2: ("data", "map_sb", None), 3: ("type", "str", None),

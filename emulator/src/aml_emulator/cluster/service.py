@@ -19,7 +19,9 @@ import yaml
 
 from aml_emulator._http import BackgroundServer
 from aml_emulator.cluster import tls
+from aml_emulator.cluster.admission import ensure_default_service_account
 from aml_emulator.cluster.api import ClusterAPI
+from aml_emulator.cluster.auth import TokenIssuer
 from aml_emulator.cluster.models import lookup, now_rfc3339
 from aml_emulator.cluster.store import Store
 
@@ -77,6 +79,7 @@ class ClusterService:
         self._frontdoor_server: BackgroundServer | None = None
         self._frontdoor_sync: Any = None
         self.ca_path: Path | None = None
+        self.tokens: TokenIssuer | None = None  # signs and verifies service-account tokens
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -111,15 +114,22 @@ class ClusterService:
         self.store = Store(self.state_dir)
         self.store.start()
         self._bootstrap()
+        # with a state dir the signing key persists, so tokens issued before a restart stay valid
+        self.tokens = TokenIssuer.load_or_create(
+            self.state_dir / "serviceaccount-signing-key" if self.state_dir is not None else None)
         runtime = self._pod_runtime or ProcessRuntime()
         self.kubelet = Kubelet(self.store, runtime, log_dir=work / "pod-logs", clock=self.clock,
                                backoff_base=self.backoff_base, backoff_cap=self.backoff_cap,
-                               period=self._kubelet_period, drain_delay=self._drain_delay)
+                               period=self._kubelet_period, drain_delay=self._drain_delay,
+                               tokens=self.tokens)
         self.kubelet.adopt_existing()
         self.api = ClusterAPI(self.store, self.token, logs=self.kubelet,
-                              bookmark_interval=self._bookmark_interval)
+                              bookmark_interval=self._bookmark_interval, tokens=self.tokens)
         self.ca_path, crt, key = tls.generate(work / "tls", self.host)
         self.server = self._bind(endpoint.get("port", 0), crt, key)
+        # what a real kubelet gives every pod: the API server's address and CA
+        self.kubelet.api_host, self.kubelet.api_port = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host, self.server.port
+        self.kubelet.ca_path = self.ca_path
         # Accepted sockets inherit TCP_NODELAY from the listener on Linux; without it every
         # keep-alive response (headers and body written separately) waits ~40 ms on Nagle.
         listener = getattr(self.server, "_sock", None)
@@ -262,6 +272,23 @@ class ClusterService:
             if self.store.try_get(ns, "", name) is None:
                 self.store.create(ns, {"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
                                        "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+            ensure_default_service_account(self.store, name)
+        # the bootstrap RBAC policy's superuser role, bound to system:masters as on a real cluster
+        bootstrap = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+        roles = lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+        bindings = lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+        if self.store.try_get(roles, "", "cluster-admin") is None:
+            self.store.create(roles, {"metadata": {"name": "cluster-admin", "labels": bootstrap,
+                                                   "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+                                      "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                                                {"nonResourceURLs": ["*"], "verbs": ["*"]}]})
+        if self.store.try_get(bindings, "", "cluster-admin") is None:
+            self.store.create(bindings, {"metadata": {"name": "cluster-admin", "labels": bootstrap,
+                                                      "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+                                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                                     "name": "cluster-admin"},
+                                         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                                       "name": "system:masters"}]})
         nodes = lookup("", "v1", "nodes")
         if self.store.try_get(nodes, "", "emulator-node") is None:
             self.store.create(nodes, {"metadata": {"name": "emulator-node", "labels": {
@@ -288,6 +315,7 @@ class ClusterService:
         if self.store.try_get(namespaces, "", ns) is None:
             self.store.create(namespaces, {"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
                                            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+        ensure_default_service_account(self.store, ns)
         labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "aml-emulator"}
         token = base64.b64encode(self.frontdoor_admin_token.encode()).decode()
         for rt, body in ((configmaps, {"data": {kube.URL_KEY: self.frontdoor_url}}),

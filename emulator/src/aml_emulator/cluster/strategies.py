@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from aml_emulator.cluster import exceptions as err
-from aml_emulator.cluster.models import ResourceType
+from aml_emulator.cluster.models import RBAC_GROUP, ResourceType
 from aml_emulator.cluster.selectors import label_selector_object
 
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -105,6 +105,13 @@ def _validate_name(rt: ResourceType, obj: dict) -> list[tuple[str, str]]:
     name = (obj.get("metadata") or {}).get("name") or ""
     if not name:
         return [("metadata.name", "Required value: name or generateName is required")]
+    if rt.group == RBAC_GROUP:  # path segment names: "system:controller:x" is valid
+        for bad in ("/", "%"):
+            if bad in name:
+                return [("metadata.name", f'Invalid value: "{name}": may not contain \'{bad}\'')]
+        if name in (".", ".."):
+            return [("metadata.name", f'Invalid value: "{name}": may not be \'{name}\'')]
+        return []
     pattern = _DNS1123_LABEL if rt.plural in ("namespaces", "services") else _DNS1123_SUBDOMAIN
     if len(name) > 253 or not pattern.fullmatch(name):
         return [("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \'-\' or \'.\', and must start and end with an alphanumeric character')]
@@ -158,6 +165,15 @@ def prepare(rt: ResourceType, obj: dict, old: dict | None, *, used_ips: set[str]
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {}).setdefault("phase", "Active")
         obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+    elif kind in ("RoleBinding", "ClusterRoleBinding"):
+        if obj.get("roleRef") is None:  # a Go struct, never absent: its zero value
+            obj["roleRef"] = {}
+        ref = obj.get("roleRef")
+        if isinstance(ref, dict) and not ref.get("apiGroup"):
+            ref["apiGroup"] = RBAC_GROUP
+        for s in obj.get("subjects") or []:
+            if isinstance(s, dict) and not s.get("apiGroup") and s.get("kind") in ("User", "Group"):
+                s["apiGroup"] = RBAC_GROUP
     elif kind == "HorizontalPodAutoscaler" and isinstance(spec, dict):
         spec.setdefault("minReplicas", 1)
         if not spec.get("metrics"):
@@ -199,6 +215,10 @@ def prepare(rt: ResourceType, obj: dict, old: dict | None, *, used_ips: set[str]
             causes.append(("spec.maxReplicas", "Invalid value: must be greater than or equal to 1"))
         elif spec.get("minReplicas", 1) > spec["maxReplicas"]:
             causes.append(("spec.minReplicas", "Invalid value: must be less than or equal to maxReplicas"))
+    elif kind in ("Role", "ClusterRole"):
+        causes += _validate_rules(obj.get("rules"), namespaced=kind == "Role")
+    elif kind in ("RoleBinding", "ClusterRoleBinding"):
+        causes += _validate_binding(obj, old, namespaced=kind == "RoleBinding")
     elif kind == "Secret":
         for k, v in (obj.get("data") or {}).items():
             try:
@@ -207,3 +227,86 @@ def prepare(rt: ResourceType, obj: dict, old: dict | None, *, used_ips: set[str]
                 causes.append((f"data[{k}]", "Invalid value: illegal base64 data"))
     if causes:
         raise err.invalid(rt.group, rt.kind, (obj.get("metadata") or {}).get("name") or "", causes)
+
+
+def _supported(values: list[str]) -> str:
+    return ", ".join(f'"{v}"' for v in values)
+
+
+def _validate_rules(rules: Any, *, namespaced: bool) -> list[tuple[str, str]]:
+    """rbac/validation.ValidatePolicyRule, for each of ``rules``."""
+    if rules is None:
+        return []
+    if not isinstance(rules, list):
+        return [("rules", "Invalid value: must be a list")]
+    causes: list[tuple[str, str]] = []
+    for i, rule in enumerate(rules):
+        p = f"rules[{i}]"
+        if not isinstance(rule, dict):
+            causes.append((p, "Invalid value: must be an object"))
+            continue
+        if not rule.get("verbs"):
+            causes.append((f"{p}.verbs", "Required value: verbs must contain at least one value"))
+        urls = rule.get("nonResourceURLs") or []
+        if urls:
+            shown = "[]string{" + ", ".join(f'"{u}"' for u in urls) + "}"
+            if namespaced:
+                causes.append((f"{p}.nonResourceURLs", f"Invalid value: {shown}: namespaced rules cannot apply to non-resource URLs"))
+            if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
+                causes.append((f"{p}.nonResourceURLs", f"Invalid value: {shown}: rules cannot apply to both regular resources and non-resource URLs"))
+            continue
+        if not rule.get("apiGroups"):
+            causes.append((f"{p}.apiGroups", "Required value: resource rules must supply at least one api group"))
+        if not rule.get("resources"):
+            causes.append((f"{p}.resources", "Required value: resource rules must supply at least one resource"))
+    return causes
+
+
+def _validate_binding(obj: dict, old: dict | None, *, namespaced: bool) -> list[tuple[str, str]]:
+    """rbac/validation.ValidateRoleBinding / ValidateClusterRoleBinding (and roleRef's
+    immutability on update)."""
+    causes: list[tuple[str, str]] = []
+    ref = obj.get("roleRef")
+    ref = ref if isinstance(ref, dict) else {}
+    if ref.get("apiGroup", "") != RBAC_GROUP:
+        causes.append(("roleRef.apiGroup", f'Unsupported value: "{ref.get("apiGroup", "")}": supported values: "{RBAC_GROUP}"'))
+    kinds = ["Role", "ClusterRole"] if namespaced else ["ClusterRole"]
+    if ref.get("kind", "") not in kinds:
+        causes.append(("roleRef.kind", f'Unsupported value: "{ref.get("kind", "")}": supported values: {_supported(kinds)}'))
+    name = ref.get("name") or ""
+    if not name:
+        causes.append(("roleRef.name", "Required value"))
+    elif "/" in name or "%" in name or name in (".", ".."):
+        causes.append(("roleRef.name", f'Invalid value: "{name}": may not contain \'/\' or \'%\''))
+    subjects = obj.get("subjects") or []
+    if not isinstance(subjects, list):
+        subjects = []
+        causes.append(("subjects", "Invalid value: must be a list"))
+    for i, s in enumerate(subjects):
+        p = f"subjects[{i}]"
+        if not isinstance(s, dict):
+            causes.append((p, "Invalid value: must be an object"))
+            continue
+        kind, group = s.get("kind", ""), s.get("apiGroup", "")
+        if not s.get("name"):
+            causes.append((f"{p}.name", "Required value"))
+        if kind == "ServiceAccount":
+            if s.get("name") and not _DNS1123_SUBDOMAIN.fullmatch(s["name"]):
+                causes.append((f"{p}.name", f'Invalid value: "{s["name"]}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \'-\' or \'.\', and must start and end with an alphanumeric character'))
+            if group:
+                causes.append((f"{p}.apiGroup", f'Unsupported value: "{group}": supported values: ""'))
+            if not namespaced and not s.get("namespace"):
+                causes.append((f"{p}.namespace", "Required value"))
+        elif kind in ("User", "Group"):
+            if group != RBAC_GROUP:
+                causes.append((f"{p}.apiGroup", f'Unsupported value: "{group}": supported values: "{RBAC_GROUP}"'))
+        else:
+            causes.append((f"{p}.kind", f'Unsupported value: "{kind}": supported values: "ServiceAccount", "User", "Group"'))
+    if old is not None and isinstance(old.get("roleRef"), dict) and old["roleRef"] != obj.get("roleRef"):
+        causes.append(("roleRef", f"Invalid value: {_go_struct(obj.get('roleRef'))}: cannot change roleRef"))
+    return causes
+
+
+def _go_struct(ref: Any) -> str:
+    ref = ref if isinstance(ref, dict) else {}
+    return f'rbac.RoleRef{{APIGroup:"{ref.get("apiGroup", "")}", Kind:"{ref.get("kind", "")}", Name:"{ref.get("name", "")}"}}'

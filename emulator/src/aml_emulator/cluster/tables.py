@@ -160,6 +160,34 @@ def _node_row(n: dict) -> list:
             ((n.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "")]
 
 
+def _sa_row(s: dict) -> list:
+    return [_name(s), len(s.get("secrets") or []), _age(s)]
+
+
+def _created_row(r: dict) -> list:
+    return [_name(r), r["metadata"].get("creationTimestamp") or ""]
+
+
+def _subjects(b: dict, kind: str, namespaced: bool) -> str:
+    out = []
+    for s in b.get("subjects") or []:
+        if s.get("kind") != kind:
+            continue
+        if kind == "ServiceAccount" and (not namespaced or s.get("namespace")):
+            out.append(f"{s.get('namespace', '')}/{s.get('name', '')}")
+        else:
+            out.append(s.get("name", ""))
+    return ", ".join(out)
+
+
+def _binding_row(b: dict) -> list:
+    ref = b.get("roleRef") or {}
+    namespaced = bool(b["metadata"].get("namespace"))
+    return [_name(b), f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(b),
+            _subjects(b, "User", namespaced), _subjects(b, "Group", namespaced),
+            _subjects(b, "ServiceAccount", namespaced)]
+
+
 _NAME_COL = _col("Name", fmt="name", description="Name must be unique within a namespace.")
 _AGE_COL = _col("Age", description="CreationTimestamp is a timestamp representing the server time when this object was created.")
 
@@ -189,6 +217,13 @@ TABLES: dict[str, tuple[list[dict], Callable[[dict], list]]] = {
     "configmaps": ([_NAME_COL, _col("Data", "integer"), _AGE_COL], _cm_row),
     "namespaces": ([_NAME_COL, _col("Status"), _AGE_COL], _ns_row),
     "nodes": ([_NAME_COL, _col("Status"), _col("Roles"), _AGE_COL, _col("Version")], _node_row),
+    "serviceaccounts": ([_NAME_COL, _col("Secrets", "integer"), _AGE_COL], _sa_row),
+    "roles": ([_NAME_COL, _col("Created At", "date")], _created_row),
+    "clusterroles": ([_NAME_COL, _col("Created At", "date")], _created_row),
+    "rolebindings": ([_NAME_COL, _col("Role"), _AGE_COL, _col("Users", priority=1),
+                      _col("Groups", priority=1), _col("ServiceAccounts", priority=1)], _binding_row),
+    "clusterrolebindings": ([_NAME_COL, _col("Role"), _AGE_COL, _col("Users", priority=1),
+                             _col("Groups", priority=1), _col("ServiceAccounts", priority=1)], _binding_row),
 }
 
 
