@@ -342,9 +342,13 @@ def test_a_missing_secret_volume_holds_the_pod_in_container_creating_until_it_ap
     (event,) = wait_for(failed_mount, timeout=10, what="FailedMount")
     assert event.type == "Warning"
     assert event.message == 'MountVolume.SetUp failed for volume "creds" : secret "later" not found'
-    status = v1.read_namespaced_pod("mounts", "default").status
+    def reported():
+        st = v1.read_namespaced_pod("mounts", "default").status
+        return st if st is not None and st.container_statuses else None
+    status = wait_for(reported, timeout=10, what="the pod's status")
     assert status.phase == "Pending"
     assert status.container_statuses[0].state.waiting.reason == "ContainerCreating"
+    assert {c.type: c.status for c in status.conditions}["PodReadyToStartContainers"] == "False"
     v1.create_namespaced_secret("default", {"metadata": {"name": "later"}, "stringData": {"password": "pw1"}})
     wait_for(lambda: "got pw1" in (cluster.kubelet.read_logs("default", "mounts", "c") or b"").decode(),
              timeout=15, what="the pod started with the secret")

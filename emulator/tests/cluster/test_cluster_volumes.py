@@ -121,3 +121,17 @@ def test_the_image_runtime_gets_args_as_the_cmd_and_the_volumes(tmp_path):
             assert out == f"v4lue hello api=127.0.0.1:{c.server.port}"
         finally:
             k8s.close()
+
+
+def test_a_volume_mount_must_name_a_declared_volume(k8s):
+    import json as _json
+
+    from kubernetes.client.exceptions import ApiException
+    with pytest.raises(ApiException) as e:
+        client.CoreV1Api(k8s).create_namespaced_pod("default", {"metadata": {"name": "bad"}, "spec": {
+            "containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}],
+            "volumes": [{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]}})
+    body = _json.loads(e.value.body)
+    assert e.value.status == 422
+    assert body["message"] == ('Pod "bad" is invalid: [spec.volumes[1].name: Duplicate value: "a", '
+                               'spec.containers[0].volumeMounts[0].name: Not found: "nope"]')

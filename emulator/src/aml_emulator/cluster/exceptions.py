@@ -91,7 +91,8 @@ def invalid(group: str, kind: str, name: str, causes: list[tuple[str, str]]) -> 
 def _cause_reason(message: str) -> str:
     """The ``field.ErrorType`` of a cause, from the start of its message."""
     for prefix, reason in (("Required value", "FieldValueRequired"), ("Unsupported value", "FieldValueNotSupported"),
-                           ("Duplicate value", "FieldValueDuplicate"), ("Forbidden", "FieldValueForbidden")):
+                           ("Duplicate value", "FieldValueDuplicate"), ("Forbidden", "FieldValueForbidden"),
+                           ("Not found", "FieldValueNotFound")):
         if message.startswith(prefix):
             return reason
     return "FieldValueInvalid"

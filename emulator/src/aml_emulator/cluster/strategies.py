@@ -64,6 +64,16 @@ def validate_pod_spec(spec: Any, prefix: str) -> list[tuple[str, str]]:
     containers = spec.get("containers")
     if not containers or not isinstance(containers, list):
         return [(f"{prefix}.containers", "Required value")]
+    volumes: set[str] = set()
+    for i, v in enumerate(spec.get("volumes") or []):
+        name = v.get("name") if isinstance(v, dict) else None
+        if not name:
+            causes.append((f"{prefix}.volumes[{i}].name", "Required value"))
+        elif name in volumes:
+            causes.append((f"{prefix}.volumes[{i}].name", f'Duplicate value: "{name}"'))
+        elif len(v) < 2:
+            causes.append((f"{prefix}.volumes[{i}]", "Required value: must specify a volume type"))
+        volumes.add(name)
     seen = set()
     for i, c in enumerate(containers):
         p = f"{prefix}.containers[{i}]"
@@ -80,6 +90,13 @@ def validate_pod_spec(spec: Any, prefix: str) -> list[tuple[str, str]]:
         seen.add(name)
         if not c.get("image"):
             causes.append((f"{p}.image", "Required value"))
+        for j, m in enumerate(c.get("volumeMounts") or []):
+            if not isinstance(m, dict):
+                continue
+            if m.get("name") not in volumes:
+                causes.append((f"{p}.volumeMounts[{j}].name", f'Not found: "{m.get("name", "")}"'))
+            if not m.get("mountPath"):
+                causes.append((f"{p}.volumeMounts[{j}].mountPath", "Required value"))
     rp = spec.get("restartPolicy")
     if rp not in (None, "Always", "OnFailure", "Never"):
         causes.append((f"{prefix}.restartPolicy", f'Unsupported value: "{rp}": supported values: "Always", "OnFailure", "Never"'))
