@@ -301,3 +301,20 @@ def test_deadlines_cancel_only_the_tasks_whose_time_came():
     assert got["done in time"] is None
     assert 0.05 <= got["early"] < got["middle"] < got["late"]
     assert 0.1 <= got["middle"] < 0.2 <= got["late"] < 0.5
+
+
+def test_ended_deadlines_behind_a_long_one_do_not_pile_up():
+    import asyncio
+
+    from aml_core.frontdoor.app import _Deadlines
+
+    async def scenario() -> None:
+        deadlines = _Deadlines(asyncio.get_running_loop())
+        task = asyncio.current_task()
+        stuck = deadlines.start(task, 60)
+        for _ in range(10_000):
+            deadlines.end(deadlines.start(task, 60))
+        assert len(stuck.queue.entries) <= 2 * stuck.queue.live + 65
+        deadlines.end(stuck)
+
+    asyncio.run(scenario())

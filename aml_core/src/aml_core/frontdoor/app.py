@@ -27,12 +27,12 @@ Routes::
 from __future__ import annotations
 
 import asyncio
-import heapq
 import hmac
 import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -66,67 +66,85 @@ _DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"transfer-encoding", 
 
 
 class _Deadline:
-    __slots__ = ("expired", "slot", "task")
+    __slots__ = ("expired", "queue", "task", "when")
 
-    def __init__(self, task: asyncio.Task, slot: int) -> None:
-        self.task = task
-        self.slot = slot
+    def __init__(self, task: asyncio.Task, when: float, queue: _DeadlineQueue) -> None:
+        self.task: asyncio.Task | None = task  # None once ended or expired
+        self.when = when
+        self.queue = queue
         self.expired = False
 
 
-class _Deadlines:
-    """Cancels each task whose deadline passed, with one event-loop timer for all of them.
+class _DeadlineQueue:
+    """The deadlines of one duration: they come due in the order they were started."""
 
-    Why not ``asyncio.timeout`` per request: its loop timer (plus the context manager) cost
-    ~5-8 us per proxied request on uvloop. Here a deadline joins the set of its slot (time
-    in :attr:`RESOLUTION` steps, rounded up: a timeout fires up to that much late) and leaves
-    it when its request ends; one timer is set for the earliest slot. Slots left empty stay
-    until their time (at most the longest timeout over :attr:`RESOLUTION` of them).
-    """
+    __slots__ = ("delay", "entries", "live", "loop", "timer")
 
-    RESOLUTION = 0.01
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
         self.loop = loop
-        self._slots: dict[int, set[_Deadline]] = {}
-        self._heap: list[int] = []  # the slots in _slots, earliest first
-        self._timer: asyncio.TimerHandle | None = None
-        self._armed: int | None = None  # the slot the timer is set for
+        self.delay = delay
+        self.entries: deque[_Deadline] = deque()
+        self.live = 0  # entries not ended yet
+        self.timer: asyncio.TimerHandle | None = None
 
-    def start(self, task: asyncio.Task, delay: float) -> _Deadline:
-        """Cancel ``task`` in ``delay`` seconds unless :meth:`end` comes first."""
-        slot = -int(-(self.loop.time() + delay) // self.RESOLUTION)
-        members = self._slots.get(slot)
-        if members is None:
-            members = self._slots[slot] = set()
-            heapq.heappush(self._heap, slot)
-            if self._armed is None or slot < self._armed:
-                self._arm(slot)
-        deadline = _Deadline(task, slot)
-        members.add(deadline)
+    def add(self, task: asyncio.Task) -> _Deadline:
+        deadline = _Deadline(task, self.loop.time() + self.delay, self)
+        entries = self.entries
+        if len(entries) > 2 * self.live + 64:  # ended ones stuck behind a long request
+            self.entries = entries = deque(d for d in entries if d.task is not None)
+        entries.append(deadline)
+        self.live += 1
+        if self.timer is None:
+            self.timer = self.loop.call_at(deadline.when, self._fire)
         return deadline
 
     def end(self, deadline: _Deadline) -> None:
-        members = self._slots.get(deadline.slot)
-        if members is not None:
-            members.discard(deadline)
-
-    def _arm(self, slot: int) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._armed = slot
-        self._timer = self.loop.call_at(slot * self.RESOLUTION, self._fire)
+        if deadline.task is not None:
+            deadline.task = None
+            self.live -= 1
 
     def _fire(self) -> None:
-        self._timer = self._armed = None
+        self.timer = None
         now = self.loop.time()
-        heap = self._heap
-        while heap and heap[0] * self.RESOLUTION <= now:
-            for deadline in self._slots.pop(heapq.heappop(heap)):
+        entries = self.entries
+        while entries:
+            deadline = entries[0]
+            task = deadline.task
+            if task is not None:
+                if deadline.when > now:
+                    self.timer = self.loop.call_at(deadline.when, self._fire)
+                    return
+                deadline.task = None
+                self.live -= 1
                 deadline.expired = True
-                deadline.task.cancel()
-        if heap:
-            self._arm(heap[0])
+                task.cancel()
+            entries.popleft()
+
+
+class _Deadlines:
+    """Cancels each task whose deadline passed, with one event-loop timer per duration.
+
+    Why not ``asyncio.timeout`` per request: its loop timer (plus the context manager) cost
+    ~5-8 us per proxied request on uvloop. Deadlines of one duration (a service's scoring
+    timeout) come due in the order they start, so each duration keeps a queue and one timer
+    set for its oldest live deadline: a request that ends early only marks its entry, and
+    the timer, when it fires, drops ended entries, cancels the due ones and is set again for
+    the next. A deadline fires on time, as ``asyncio.timeout`` would.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._queues: dict[float, _DeadlineQueue] = {}
+
+    def start(self, task: asyncio.Task, delay: float) -> _Deadline:
+        """Cancel ``task`` in ``delay`` seconds unless :meth:`end` comes first."""
+        queue = self._queues.get(delay)
+        if queue is None:
+            queue = self._queues[delay] = _DeadlineQueue(self.loop, delay)
+        return queue.add(task)
+
+    def end(self, deadline: _Deadline) -> None:
+        deadline.queue.end(deadline)
 
 
 class _Routed:
