@@ -9,7 +9,10 @@ clients locate, exactly as on a cluster that had none.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
+from pathlib import Path
 
 import requests
 from aks_testing import wait_until
@@ -87,15 +90,19 @@ def test_the_installed_front_door_runs_our_image_and_serves_a_deployed_model(emu
     assert logs.returncode == 0 and "front door listening on 127.0.0.1" in logs.stdout, logs.stderr
 
 
-def test_a_second_install_updates_in_place_and_keeps_the_admin_token(emulator, ws):
+def test_a_second_install_from_the_cli_updates_in_place_and_keeps_the_admin_token(emulator, ws):
     target = ComputeTarget.create(ws, "aks-fe2", AksCompute.provisioning_configuration(
         cluster_purpose="DevTest", agent_count=1))
     target.wait_for_completion()
     kubeconfig = ComputeTarget(ws, "aks-fe2").record.details["kubeconfig"]
-    registry = workspace_registry(ws)
-    first = install_frontdoor(kubeconfig, registry=registry, timeout=120)
-    second = install_frontdoor(kubeconfig, registry=registry, timeout=120)
-    assert (second.url, second.admin_token) == (first.url, first.admin_token)
-    answer = requests.get(f"{second.url}/-/services", headers={"Authorization": f"Bearer {second.admin_token}"},
+    first = install_frontdoor(kubeconfig, registry=workspace_registry(ws), timeout=120)
+    aml = Path(sys.executable).parent / "aml"
+    done = subprocess.run([str(aml), "--workspace", str(ws.root), "aks", "install-frontdoor", "--compute", "aks-fe2",
+                           "--timeout", "120", "-o", "json"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["url"] == first.url
+    with Cluster(kubeconfig) as c:
+        assert locate(c.core).admin_token == first.admin_token
+    answer = requests.get(f"{first.url}/-/services", headers={"Authorization": f"Bearer {first.admin_token}"},
                           timeout=10)
     assert answer.status_code == 200, answer.text
