@@ -3,24 +3,20 @@ AKS provider's cluster-watching host (``python -m aml_provider_aks.frontdoor_hos
 
 The front door's own HTTP/1.1 server (:mod:`aml_core.frontdoor.server`) on uvloop (when
 installed), ``TCP_NODELAY`` on the listening socket, and a clean exit (status 0) on SIGTERM or
-SIGINT once in-flight requests are answered. ``AML_FRONTDOOR_SERVER=uvicorn`` serves the
-ASGI app with uvicorn (httptools, no access log) instead, as before that server existed.
+SIGINT once in-flight requests are answered. (The ASGI form of the same app is what the
+emulator serves in-process, on uvicorn.)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
 #: the admin token itself, for hosts that get it from the environment (a Secret as env var)
 TOKEN_ENV = "AML_FRONTDOOR_ADMIN_TOKEN"
-#: ``native`` (the default: :mod:`aml_core.frontdoor.server`) or ``uvicorn``
-SERVER_ENV = "AML_FRONTDOOR_SERVER"
 
 
 class UsageError(Exception):
@@ -69,52 +65,7 @@ def serve(app: Any, sock: socket.socket, *, on_started: Callable[[], None] | Non
     ``on_started`` runs on a helper thread once the server accepts requests (its lifespan
     startup done); it is not called if the server stops first.
     """
-    choice = os.environ.get(SERVER_ENV, "native").strip().lower() or "native"
-    if choice == "uvicorn":
-        _serve_uvicorn(app, sock, on_started)
-    elif choice == "native":
-        from aml_core.frontdoor import server
+    from aml_core.frontdoor import server
 
-        server.serve(app, sock, on_started=on_started)
-    else:
-        raise UsageError(f"${SERVER_ENV} is {choice!r}: use 'native' or 'uvicorn'")
-
-
-def _serve_uvicorn(app: Any, sock: socket.socket, on_started: Callable[[], None] | None) -> None:
-    import uvicorn
-
-    try:
-        import uvloop  # noqa: F401
-
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
-    config = uvicorn.Config(app, loop=loop, http="httptools", lifespan="on", log_level="warning",
-                            access_log=False, server_header=False, timeout_keep_alive=30)
-    server = uvicorn.Server(config)
-    done = threading.Event()
-    if on_started is not None:
-        def wait_started() -> None:
-            while not server.started:
-                if done.wait(0.02) or server.should_exit:
-                    return
-            on_started()
-
-        threading.Thread(target=wait_started, name="frontdoor-started", daemon=True).start()
-    # uvicorn catches SIGTERM/SIGINT while it serves and, after a graceful shutdown, raises
-    # the signal again to the handler that was there before: make that one a no-op, so a
-    # stop asked for by the platform (kubelet, systemd, the test) is a clean exit 0.
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        server.run(sockets=[sock])
-    finally:
-        done.set()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _ignore(signum: int, frame: Any) -> None:
-    pass
+    server.serve(app, sock, on_started=on_started)
 

@@ -1,10 +1,10 @@
 """The front door on a real cluster: ``python -m aml_provider_aks.frontdoor_host``.
 
 Serves :class:`aml_core.frontdoor.FrontDoor` (the standalone server of
-:mod:`aml_core.frontdoor.standalone`: uvicorn, uvloop, httptools, no access log) and keeps its
-routes equal to the cluster's objects with the official ``kubernetes`` client: two background
-threads list and then watch, in all namespaces, the Secrets labelled ``aml.frontdoor/service``
-(routing entries) and the Endpoints (ready replicas), and hand what they see to
+:mod:`aml_core.frontdoor.standalone`: the front door's own HTTP/1.1 server on uvloop and
+httptools) and keeps its routes equal to the cluster's objects with the official
+``kubernetes`` client: two background threads list and then watch, in all namespaces, the
+Secrets labelled ``aml.frontdoor/service`` (routing entries) and the Endpoints (ready replicas), and hand what they see to
 :class:`aml_core.frontdoor.kube.RouteSync`, the same code the emulator's in-process front door
 runs. A watch that ends, or answers 410 Gone, is followed by a fresh list and a resync, so
 nothing missed in between survives; errors are retried with a capped back-off.
