@@ -464,3 +464,21 @@ raise SystemExit("exiting without stop()")
     groups = [int(g) for g in r.stdout.strip().split(",") if g]
     assert len(groups) == 2, r.stderr
     wait_for(lambda: not any(group_alive(g) for g in groups), timeout=10, what="pods killed at host exit")
+
+
+def test_a_container_whose_main_process_exits_leaves_nothing_it_started_running(tmp_path):
+    """Like a container's PID 1: when the command exits, its background children go too."""
+    from aml_core.engines.process import group_members
+    from aml_emulator.cluster import ProcessRuntime
+    from aml_emulator.cluster.kubelet import ContainerLog
+
+    runtime = ProcessRuntime()
+    script = "sleep 300 & echo started; exit 3"
+    handle = runtime.start({"metadata": {"name": "p"}}, {"name": "c", "command": ["/bin/sh", "-c", script]},
+                           env={}, ports={}, log=ContainerLog(tmp_path / "log"), workdir=tmp_path)
+    wait_for(lambda: runtime.poll(handle) is not None, timeout=10, what="the main process exits")
+    assert runtime.poll(handle) == 3
+    wait_for(lambda: not group_members(handle.pgid), timeout=10, what="the background sleep is gone")
+    # the log pump ends once no process of the group holds the output pipe
+    handle.pump.join(10)
+    assert not handle.pump.is_alive() and b"started" in runtime.logs(handle).read()

@@ -202,6 +202,19 @@ class ProcessRuntime:
         return _Process(popen, log)
 
     def poll(self, handle: _Process) -> int | None:
+        if handle.popen.returncode is None:
+            try:
+                exited = os.waitid(os.P_PID, handle.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                exited = None
+            if exited is not None:
+                # As when a container's main process ends: nothing it started keeps running.
+                # Not reaped yet (WNOWAIT), the leader still holds its group id, so the
+                # signal cannot reach a group that reused it.
+                try:
+                    os.killpg(handle.pgid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         return handle.popen.poll()
 
     def kill(self, handle: _Process, grace: float) -> None:
