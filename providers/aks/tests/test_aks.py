@@ -4,6 +4,7 @@ through ARM (the emulator's managedClusters), attaching once only, kubeconfig at
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -73,3 +74,27 @@ def test_provision_through_arm_then_attach_twice_is_a_conflict(emulator, ws, tmp
     ComputeTarget(ws, "byfile").detach()
     ComputeTarget(ws, "aks1").delete()
     assert ComputeTarget.list(ws) == []
+
+
+def _container_status(restarts: int, ready: bool, finished_seconds_ago: float | None):
+    from kubernetes.client import V1ContainerState, V1ContainerStateTerminated, V1ContainerStatus
+
+    last = None
+    if finished_seconds_ago is not None:
+        finished = datetime.now(timezone.utc) - timedelta(seconds=finished_seconds_ago)
+        last = V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=1, finished_at=finished))
+    return V1ContainerStatus(name="score", image="i", image_id="", ready=ready, restart_count=restarts,
+                             last_state=last, state=V1ContainerState())
+
+
+@pytest.mark.parametrize("restarts, ready, finished_ago, crashing", [
+    (2, False, 5, True),       # failed twice, the last time just now, not ready between back-offs
+    (1, False, 5, False),      # one restart (a killed replica) is not a crash loop
+    (5, False, 3600, False),   # crashes long ago, now merely not ready (e.g. busy)
+    (5, True, 5, False),       # ready: serving
+    (3, False, None, False),   # no termination recorded
+])
+def test_a_crash_loop_is_repeated_recent_failures_not_one_restart(restarts, ready, finished_ago, crashing):
+    from aml_provider_aks.deploy import _crashing
+
+    assert _crashing(_container_status(restarts, ready, finished_ago)) is crashing

@@ -18,6 +18,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
@@ -268,6 +269,8 @@ def write_entry(c: Cluster, namespace: str, service: str, payload: dict) -> None
 
 
 # ------------------------------------------------------------------ rollout
+#: a container's last failure counts towards a crash loop for this long (seconds)
+CRASH_RECENT_S = 60.0
 _FAILING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "RunContainerError", "CreateContainerConfigError")
 
 
@@ -277,9 +280,19 @@ def _pod_failure(c: Cluster, namespace: str, selector: str) -> str | None:
             waiting = status.state.waiting if status.state else None
             if waiting and waiting.reason in _FAILING:
                 return f"{waiting.reason} in pod {pod.metadata.name}"
-            if status.restart_count and status.restart_count >= 1 and not status.ready:
+            if _crashing(status):
                 return f"CrashLoopBackOff in pod {pod.metadata.name} (restarts: {status.restart_count})"
     return None
+
+
+def _crashing(status: Any) -> bool:
+    """Restarted and failed again lately, but caught between back-off waits (running, not
+    ready). One restart is not enough: a replica killed once (by a node, by a test) restarts
+    and is fine; nor is a failure long ago."""
+    last = status.last_state.terminated if status.last_state else None
+    if (status.restart_count or 0) < 2 or status.ready or last is None or not last.finished_at:
+        return False
+    return (datetime.now(timezone.utc) - last.finished_at).total_seconds() < CRASH_RECENT_S
 
 
 def _rolled_out(c: Cluster, namespace: str, name: str) -> bool:
