@@ -315,11 +315,11 @@ class ModelPackage(Image):
 def package(workspace: Workspace, models: Iterable[Any], inference_config: InferenceConfig | None,
             generate_dockerfile: bool = False, image_name: str | None = None,
             image_label: str | None = None) -> ModelPackage:
-    from aml_core.webservice import _model_record
+    from aml_core.model import model_record
 
     if inference_config is None:
         raise InvalidConfig("Model.package needs an InferenceConfig with an Environment.")
-    record = build_and_store(workspace, [_model_record(m) for m in models], inference_config,
+    record = build_and_store(workspace, [model_record(m) for m in models], inference_config,
                              image_name or "package", image_label, generate_dockerfile)
     return ModelPackage._from_record(workspace, record)
 
@@ -372,8 +372,8 @@ class ContainerImage(Image):
 
     @staticmethod
     def create(workspace: Workspace, name: str, models: Iterable[Any], image_config: ContainerImageConfig) -> "ContainerImage":
-        from aml_core.webservice import _model_record
+        from aml_core.model import model_record
 
-        record = build_and_store(workspace, [_model_record(m) for m in models], image_config.inference_config(),
+        record = build_and_store(workspace, [model_record(m) for m in models], image_config.inference_config(),
                                  name, tags=image_config.tags, description=image_config.description)
         return ContainerImage._from_record(workspace, record)

@@ -220,6 +220,17 @@ class Model:
                       overwrite=overwrite, show_output=show_output)
 
 
+def model_record(model: Any) -> ModelRecord:
+    """The :class:`ModelRecord` of a registered :class:`Model` (or of a record itself), for
+    code that accepts either, such as providers taking ``models=`` arguments."""
+    if isinstance(model, ModelRecord):
+        return model
+    record = getattr(model, "record", None)
+    if isinstance(record, ModelRecord):
+        return record
+    raise InvalidConfig(f"Expected a registered Model, got {type(model).__name__}.")
+
+
 def materialize(workspace: Workspace, record: ModelRecord, dest: Path) -> Path:
     """Write a model's files under ``dest`` (the folder's contents, or the single file)."""
     dest.mkdir(parents=True, exist_ok=True)

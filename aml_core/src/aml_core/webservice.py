@@ -29,8 +29,9 @@ from aml_core.errors import (
     WebserviceException,
 )
 from aml_core.inference import InferenceConfig
+from aml_core.model import model_record
 from aml_core.plugins import Hooks, default_hooks
-from aml_core.records import AuthRequest, DeploymentSpec, ModelRecord, ServiceRecord, utcnow
+from aml_core.records import AuthRequest, DeploymentSpec, ServiceRecord, utcnow
 from aml_core.serialization import service_from_dict, to_dict, to_json
 from aml_core.workspace import Workspace
 
@@ -418,7 +419,7 @@ class Webservice:
             raise InvalidConfig("No parameters provided to update.")
         changes: dict[str, Any] = {}
         if models is not None:
-            changes["models"] = tuple(_model_record(m) for m in models)
+            changes["models"] = tuple(model_record(m) for m in models)
         if inference_config is not None:
             inference_config.validate_entry_script()
             changes["inference_config"] = inference_config
@@ -587,15 +588,6 @@ class AccessToken:
     token_type: str = "Bearer"
 
 
-def _model_record(model: Any) -> ModelRecord:
-    if isinstance(model, ModelRecord):
-        return model
-    record = getattr(model, "record", None)
-    if isinstance(record, ModelRecord):
-        return record
-    raise InvalidConfig(f"Expected a Model, got {type(model).__name__}.")
-
-
 def _progress_printer():
     from rich.console import Console
 
@@ -627,7 +619,7 @@ def deploy(workspace: Workspace, name: str, models: Iterable[Any], inference_con
         raise InvalidConfig(f"{type(deployment_config).__name__} is not a deployment configuration (it has no kind).")
     hooks = default_hooks()
     hooks.require(kind, "deploy")
-    records = tuple(_model_record(m) for m in models)
+    records = tuple(model_record(m) for m in models)
     if not records:
         raise InvalidConfig("Model.deploy needs at least one model.")
     inference_config.validate_entry_script()

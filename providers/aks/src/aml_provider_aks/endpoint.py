@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 from aml_core.errors import InvalidConfig, NotFound, ProvisioningFailed
+from aml_core.model import model_record
 from aml_core.records import DeploymentSpec, ModelRecord, ServiceRecord, TrafficSplit, utcnow
 from aml_core.workspace import Workspace
 
@@ -168,12 +169,7 @@ def _version_settings(settings: dict[str, Any]) -> dict[str, Any]:
 def _models(models: Iterable[Any] | None) -> tuple[ModelRecord, ...] | None:
     if models is None:
         return None
-    out = []
-    for m in models:
-        record = m if isinstance(m, ModelRecord) else getattr(m, "record", None)
-        if not isinstance(record, ModelRecord):
-            raise InvalidConfig(f"models must be registered Model objects, got {type(m).__name__}.")
-        out.append(record)
+    out = [model_record(m) for m in models]
     if not out:
         raise InvalidConfig("A version needs at least one model.")
     return tuple(out)
