@@ -12,6 +12,7 @@ import time
 import urllib.error
 from pathlib import Path
 
+import pytest
 from aml_emulator.cluster import ClusterService
 from cluster_testing import CRASHER, deployment, group_alive, http_get, service, wait_for
 from kubernetes import client
@@ -231,6 +232,65 @@ def test_hpa_scales_up_fast_and_down_after_the_window(tmp_path):
         k8s.close()
     finally:
         c.stop()
+
+
+def test_hpa_behavior_policies_limit_the_rate_and_can_disable_a_direction(tmp_path):
+    clock = FakeClock()
+    metrics = {"web": 400.0}
+    c = ClusterService(clock=clock, hpa_sync_period=0.0, backoff_base=0.3,
+                       metrics_source=lambda ns, name: metrics.get(name)).start()
+    try:
+        from kubernetes import config
+        k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
+        apps, auto = client.AppsV1Api(k8s), client.AutoscalingV2Api(k8s)
+        apps.create_namespaced_deployment("default", deployment("web", replicas=1, probe=False))
+        auto.create_namespaced_horizontal_pod_autoscaler("default", {
+            "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "minReplicas": 1, "maxReplicas": 5,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
+                     "behavior": {"scaleUp": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+                                  "scaleDown": {"selectPolicy": "Disabled"}}}})
+
+        def replicas():
+            return apps.read_namespaced_deployment("web", "default").spec.replicas
+
+        wait_for(lambda: replicas() == 2, timeout=10, what="one pod more")
+        time.sleep(1.0)  # many sync periods within the same 60 s policy period
+        assert replicas() == 2
+        limited = next(cd for cd in auto.read_namespaced_horizontal_pod_autoscaler("web", "default").status.conditions
+                       if cd.type == "ScalingLimited")
+        assert (limited.status, limited.reason) == ("True", "ScaleUpLimit")
+        clock.t += 61
+        wait_for(lambda: replicas() == 3, timeout=10, what="one more in the next period")
+        metrics["web"] = 5.0
+        clock.t += 400  # past every window: scaling down is disabled all the same
+        time.sleep(1.0)
+        assert replicas() == 3
+        k8s.close()
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("current, proposed, behavior, changes, expected", [
+    (1, 10, {}, [], 5),                                  # defaults: max(+100 %, +4 pods)
+    (10, 40, {}, [], 20),                                # +100 % beats +4
+    (4, 10, {}, [(995.0, 3)], 5),                        # 3 added in this period: from 1, +4 pods
+    (10, 1, {}, [], 1),                                  # down: 100 % per 15 s
+    (10, 1, {"scaleDown": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]}}, [], 8),
+    (10, 1, {"scaleDown": {"policies": [{"type": "Percent", "value": 10, "periodSeconds": 60},
+                                        {"type": "Pods", "value": 3, "periodSeconds": 60}],
+                           "selectPolicy": "Min"}}, [], 9),
+    (2, 8, {"scaleUp": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60},
+                                     {"type": "Percent", "value": 200, "periodSeconds": 60}],
+                        "selectPolicy": "Min"}}, [], 3),
+    (2, 8, {"scaleUp": {"selectPolicy": "Disabled"}}, [], 2),
+    (5, 5, {}, [], 5),
+])
+def test_hpa_behavior_policy_arithmetic(current, proposed, behavior, changes, expected):
+    from aml_emulator.cluster.controllers import limit_by_policies
+
+    assert limit_by_policies(current, proposed, behavior, changes, now=1000.0) == expected
 
 
 def test_stop_leaves_no_processes(tmp_path):

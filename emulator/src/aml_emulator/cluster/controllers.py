@@ -131,6 +131,9 @@ class ControllerManager:
         self._thread: threading.Thread | None = None
         self._hpa_last: dict[str, float] = {}
         self._hpa_recs: dict[str, list[tuple[float, int]]] = {}
+        #: per HPA, (time, replicas added (+) or removed (-)) of its own rescales, for the
+        #: behavior policies' periods
+        self._hpa_changes: dict[str, list[tuple[float, int]]] = {}
         self._progress: dict[str, tuple[tuple, float]] = {}
         # replica set uid → (failed creations in a row, monotonic time of the next try)
         self._create_backoff: dict[str, tuple[int, float]] = {}
@@ -737,13 +740,26 @@ class ControllerManager:
             final = up_rec
         elif current > down_rec:
             final = down_rec
+        changes = self._hpa_changes.setdefault(key, [])
+        longest = max((int(pol.get("periodSeconds", 15)) for rules in behavior.values() if isinstance(rules, dict)
+                       for pol in rules.get("policies") or []), default=15)
+        changes[:] = [(t, n) for t, n in changes if now - t <= max(longest, 15)]
+        unlimited = final
+        final = limit_by_policies(current, final, behavior, changes, now)
         conds.append({"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound",
                       "message": "the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)"})
-        conds.append({"type": "ScalingLimited", "status": "True" if limited else "False",
-                      "reason": "TooManyReplicas" if limited and desired == hi else "TooFewReplicas" if limited else "DesiredWithinRange",
-                      "message": "the desired count is within the acceptable range" if not limited else "the desired replica count is out of range"})
+        if final != unlimited:
+            conds.append({"type": "ScalingLimited", "status": "True",
+                          "reason": "ScaleUpLimit" if unlimited > current else "ScaleDownLimit",
+                          "message": "the desired replica count is "
+                                     f"{'increasing' if unlimited > current else 'decreasing'} faster than the maximum scale rate"})
+        else:
+            conds.append({"type": "ScalingLimited", "status": "True" if limited else "False",
+                          "reason": "TooManyReplicas" if limited and desired == hi else "TooFewReplicas" if limited else "DesiredWithinRange",
+                          "message": "the desired count is within the acceptable range" if not limited else "the desired replica count is out of range"})
         status["desiredReplicas"] = final
         if final != current:
+            changes.append((now, final - current))
             self.store.mutate(target_rt, ns, ref["name"], lambda x: (x["spec"].__setitem__("replicas", final), x)[1])
             status["lastScaleTime"] = ts
             record_event(self.store, hpa, "HorizontalPodAutoscaler", "autoscaling/v2", "Normal", "SuccessfulRescale",
@@ -761,3 +777,45 @@ class ControllerManager:
         if status != (hpa.get("status") or {}):
             self.store.mutate(HPAS, hpa["metadata"]["namespace"], hpa["metadata"]["name"],
                               lambda x: x | {"status": status}, subresource="status")
+
+
+#: autoscaling/v2's defaults for ``behavior`` rules a HorizontalPodAutoscaler leaves out
+DEFAULT_SCALE_UP = {"selectPolicy": "Max", "policies": [
+    {"type": "Percent", "value": 100, "periodSeconds": 15}, {"type": "Pods", "value": 4, "periodSeconds": 15}]}
+DEFAULT_SCALE_DOWN = {"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}
+
+
+def limit_by_policies(current: int, proposed: int, behavior: dict, changes: list[tuple[float, int]],
+                      now: float) -> int:
+    """``proposed`` limited by the HPA's ``behavior`` scaling policies, as the HPA controller
+    does: each policy allows, from the count at the start of its period (``periodSeconds``
+    back, undoing the rescales since), ``value`` more (or fewer) pods, or ``value`` percent;
+    ``selectPolicy`` Max takes the policy allowing the biggest change, Min the smallest, and
+    Disabled forbids scaling that way. ``changes``: (time, replicas added or removed)."""
+    if proposed == current:
+        return current
+    up = proposed > current
+    rules = behavior.get("scaleUp" if up else "scaleDown") or {}
+    defaults = DEFAULT_SCALE_UP if up else DEFAULT_SCALE_DOWN
+    select = rules.get("selectPolicy") or defaults["selectPolicy"]
+    if select == "Disabled":
+        return current
+    limits = []
+    for policy in rules.get("policies") or defaults["policies"]:
+        period = int(policy.get("periodSeconds", 15))
+        moved = sum(n for t, n in changes if now - t < period and (n > 0) == up)
+        start = current - moved
+        value = int(policy.get("value", 0))
+        if policy.get("type") == "Pods":
+            limits.append(start + value if up else start - value)
+        elif up:
+            limits.append(math.ceil(start * (1 + value / 100)))
+        else:
+            limits.append(math.ceil(start * (1 - value / 100)))
+    if not limits:
+        return proposed
+    if up:
+        bound = max(limits) if select == "Max" else min(limits)
+        return max(current, min(proposed, bound))
+    bound = min(limits) if select == "Max" else max(limits)
+    return min(current, max(proposed, bound))
