@@ -98,3 +98,14 @@ def test_a_crash_loop_is_repeated_recent_failures_not_one_restart(restarts, read
     from aml_provider_aks.deploy import _crashing
 
     assert _crashing(_container_status(restarts, ready, finished_ago)) is crashing
+
+
+@pytest.mark.parametrize("refresh, period", [(None, 1), (20, 20), (5000, 1800)])
+def test_autoscale_refresh_seconds_is_the_period_of_the_hpa_policies(refresh, period):
+    from aml_provider_aks.deploy import _hpa
+
+    config = AksWebservice.deploy_configuration(autoscale_refresh_seconds=refresh, autoscale_max_replicas=6)
+    behavior = _hpa("svc", "svc", config)["spec"]["behavior"]
+    up, down = behavior["scaleUp"]["policies"], behavior["scaleDown"]["policies"]
+    assert {(pol["type"], pol["value"]) for pol in up} == {("Percent", 100), ("Pods", 4)}
+    assert {pol["periodSeconds"] for pol in up + down} == {period}

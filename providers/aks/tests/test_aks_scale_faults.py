@@ -327,6 +327,8 @@ def test_scale_sets_the_count_then_autoscale_bounds_and_update_keeps_them(deploy
     service.scale(autoscale_enabled=True, autoscale_min_replicas=3, autoscale_max_replicas=4)
     hpa = json.loads(kubectl("get", "hpa", "scale-hook", "-o", "json"))["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 4)
+    # autoscale_refresh_seconds (default 1) is the period of the HPA's scaling policies
+    assert {pol["periodSeconds"] for rules in hpa["behavior"].values() for pol in rules["policies"]} == {1}
     assert service.num_replicas == 3 and _desired(kubectl, "scale-hook") == 3  # raised to the minimum
     stored = _load_row(ws, "scale-hook")[1]["deployment_config"]
     assert stored["autoscale_enabled"] is True and stored["num_replicas"] is None

@@ -133,12 +133,22 @@ def _deployment(service: str, version: str, image: str, config: AksServiceDeploy
 
 
 def _hpa(service: str, version: str, config: AksServiceDeploymentConfiguration) -> dict:
+    """The HPA; ``autoscale_refresh_seconds`` (how often Azure ML's autoscaler may act) is the
+    period of its scaling policies: per period at most double or 4 pods more (Kubernetes'
+    default amounts, whose period is 15 s), and any decrease."""
     name = deployment_name(service, version)
+    period = min(config.effective_refresh_seconds, MAX_POLICY_PERIOD_S)
     return {"metadata": {"name": name, "labels": _labels(service, version)},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                      "minReplicas": config.effective_min_replicas, "maxReplicas": config.effective_max_replicas,
                      "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                         "type": "Utilization", "averageUtilization": config.effective_target_utilization}}}]}}
+                         "type": "Utilization", "averageUtilization": config.effective_target_utilization}}}],
+                     "behavior": {
+                         "scaleUp": {"selectPolicy": "Max", "policies": [
+                             {"type": "Percent", "value": 100, "periodSeconds": period},
+                             {"type": "Pods", "value": 4, "periodSeconds": period}]},
+                         "scaleDown": {"selectPolicy": "Max", "policies": [
+                             {"type": "Percent", "value": 100, "periodSeconds": period}]}}}}
 
 
 def _apply(create, replace, read, namespace: str, name: str, body: dict) -> None:
@@ -269,6 +279,8 @@ def write_entry(c: Cluster, namespace: str, service: str, payload: dict) -> None
 
 
 # ------------------------------------------------------------------ rollout
+#: the longest period Kubernetes accepts for an HPA scaling policy (seconds)
+MAX_POLICY_PERIOD_S = 1800
 #: a container's last failure counts towards a crash loop for this long (seconds)
 CRASH_RECENT_S = 60.0
 _FAILING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "RunContainerError", "CreateContainerConfigError")
