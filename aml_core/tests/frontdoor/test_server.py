@@ -203,6 +203,36 @@ def test_a_body_over_the_limit_gets_413_without_being_read(native, backends):
     assert backend.calls == 0
 
 
+def test_a_pipelined_request_over_the_limit_ends_the_connection_after_the_ones_before(native, backends):
+    fd = native()
+    backend, url = backends("b")
+    fd.put_ok("svc", keyed([url]))
+    client = Client(fd.url)
+    client.send(score_request(b'{"n": 1}')
+                + score_request(b"").replace(b"Content-Length: 0", b"Content-Length: 50000000")
+                + score_request(b'{"n": 3}'))
+    first, refused = client.response(), client.response()
+    assert first[0] == 200 and json.loads(first[2])["body"] == '{"n": 1}'
+    assert refused[0] == 413 and refused[1]["connection"] == "close"
+    assert client.closed()  # what followed the refused body is never taken for a request
+    assert backend.calls == 1
+    client.close()
+
+
+def test_an_upgrade_request_is_answered_as_plain_http_and_the_connection_closes(native, backends):
+    fd = native()
+    backend, url = backends("b")
+    fd.put_ok("svc", keyed([url]))
+    client = Client(fd.url)
+    client.send(f"GET /api/v1/service/svc/score HTTP/1.1\r\nHost: fd\r\nAuthorization: Bearer {KEY}\r\n"
+                "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n".encode() + b"\x81\x05hello")
+    status, headers, _ = client.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert client.closed()  # the bytes after the head are not parsed as HTTP
+    assert backend.calls == 1
+    client.close()
+
+
 def test_a_client_that_goes_away_mid_request_frees_the_replica_when_it_answers(native, backends):
     fd = native()
     backend, url = backends("b", delay=0.3)
