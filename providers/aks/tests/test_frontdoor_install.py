@@ -190,3 +190,22 @@ def test_aml_aks_install_frontdoor_is_a_cli_command_that_finds_the_compute(tmp_p
     helped = subprocess.run([str(aml), "aks", "install-frontdoor", "--help"], capture_output=True, text=True,
                             timeout=120, check=False)
     assert helped.returncode == 0 and "--image" in helped.stdout
+
+
+def test_the_base_image_is_an_oci_layout_or_a_rootfs_tarball(tmp_path):
+    import tarfile
+
+    from aml_core.errors import InvalidConfig
+    from aml_core.oci import write_layout
+    from aml_provider_aks.cli import _base_image
+
+    (tmp_path / "rootfs" / "usr" / "bin").mkdir(parents=True)
+    (tmp_path / "rootfs" / "usr" / "bin" / "python3").write_text("#!/bin/sh\n")
+    with tarfile.open(tmp_path / "rootfs.tar", "w") as tar:
+        tar.add(tmp_path / "rootfs", arcname=".")
+    from_tar = _base_image(str(tmp_path / "rootfs.tar"))
+    assert len(from_tar.layers) == 1
+    write_layout(from_tar, tmp_path / "layout", tag="base")
+    assert _base_image(f"oci:{tmp_path / 'layout'}:base").digest == from_tar.digest
+    with pytest.raises(InvalidConfig, match=r"neither an OCI layout .* nor an existing root file system"):
+        _base_image(str(tmp_path / "missing.tar"))

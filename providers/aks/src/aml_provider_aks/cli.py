@@ -27,9 +27,10 @@ def aks() -> None:
               help="Run the front door from this image of yours (python on its PATH, aml-provider-aks "
                    "installed, pullable by the cluster) instead of building ours and pushing it to the "
                    "workspace's registry.")
-@click.option("--base-image", "base_image", default=None, metavar="oci:DIR[:TAG]",
-              help="For clusters that run real containers: an OCI layout of a base image with python3 and "
-                   "the requirements (scripts/build-base-image.sh), under our image's layer.")
+@click.option("--base-image", "base_image", default=None, metavar="oci:DIR[:TAG] | ROOTFS.tar",
+              help="For clusters that run real containers: a base image with python3 and the requirements, "
+                   "under our image's layer: an OCI layout, or the root file system tarball that "
+                   "scripts/build-base-image.sh prints.")
 @click.option("--namespace", default=kube.NAMESPACE, show_default=True, help="Namespace of the front door's pods.")
 @click.option("--replicas", default=1, show_default=True, type=click.IntRange(min=1),
               help="Front door pods (keep 1 for services with token auth; see the docs).")
@@ -50,7 +51,6 @@ def install_frontdoor_command(state: State, compute: str, image: str | None, bas
     """
     from aml_core.errors import InvalidConfig
     from aml_core.images import workspace_registry
-    from aml_core.oci import parse_layout_location, read_layout
 
     from aml_provider_aks.frontdoor_install import install_frontdoor
     from aml_provider_aks.provision import kubeconfig_for
@@ -66,11 +66,26 @@ def install_frontdoor_command(state: State, compute: str, image: str | None, bas
                 f"Workspace {state.workspace.name!r} keeps images in its embedded store, which no cluster can "
                 "pull from: create it with container_registry='profile:NAME', or give --image.")
         if base_image:
-            directory, tag = parse_layout_location(base_image)
-            base = read_layout(directory, tag=tag)
+            base = _base_image(base_image)
     elif base_image:
         raise InvalidConfig("--base-image applies to the image built here; leave it out with --image.")
     frontdoor = install_frontdoor(kubeconfig, image, registry=registry, base=base, namespace=namespace,
                                   replicas=replicas, timeout=timeout, progress=state.note)
     state.emit({"compute": compute, "namespace": namespace, "url": frontdoor.url, "replicas": replicas,
                 "image": image or "built"}, lambda console: console.print(frontdoor.url, markup=False, highlight=False))
+
+
+def _base_image(location: str):
+    """``oci:DIR[:TAG]``, or a root file system tarball (made into a one-layer image once)."""
+    from pathlib import Path
+
+    from aml_core.errors import InvalidConfig
+    from aml_core.oci import cached_image_from_rootfs, parse_layout_location, read_layout
+
+    if location.startswith("oci:"):
+        directory, tag = parse_layout_location(location)
+        return read_layout(directory, tag=tag)
+    if location.endswith(".tar") and Path(location).is_file():
+        return cached_image_from_rootfs(Path(location))
+    raise InvalidConfig(f"--base-image {location!r} is neither an OCI layout (oci:DIR[:TAG]) nor an existing "
+                        "root file system .tar (what scripts/build-base-image.sh prints).")
