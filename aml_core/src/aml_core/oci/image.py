@@ -299,9 +299,7 @@ def _content_builders(spec: PackageSpec) -> list[tuple[str, LayerBuilder]]:
     out: list[tuple[str, LayerBuilder]] = []
     runtime = LayerBuilder()
     runtime.add_tree(f"{RUNTIME_LIB}/aml_core", spec.runtime_source or _default_runtime_source())
-    runtime.add_bytes(
-        REQUIREMENTS_FILE, ("\n".join(spec.environment.requirements()) + "\n").encode()
-    )
+    runtime.add_bytes(REQUIREMENTS_FILE, _requirements_file(spec.environment))
     out.append(("aml runtime", runtime))
     seen = set()
     for model in spec.models:
@@ -329,19 +327,54 @@ def _content_builders(spec: PackageSpec) -> list[tuple[str, LayerBuilder]]:
     return out
 
 
-def _image_env(spec: PackageSpec) -> list[str]:
+def _requirements_file(environment: EnvironmentSpec) -> bytes:
+    return ("\n".join(environment.requirements()) + "\n").encode()
+
+
+#: what every image built here sets for Python: its packages under /opt/aml/lib importable
+_PYTHON_ENV = {
+    "PATH": DEFAULT_PATH,
+    "PYTHONPATH": RUNTIME_LIB,
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def _image_env(spec: PackageSpec) -> dict[str, str]:
     _, rel, _ = spec.app.resolve()
-    ours = {
-        "PYTHONPATH": RUNTIME_LIB,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
+    return {
+        **_PYTHON_ENV,
         "AML_APP_ROOT": APP_ROOT,
         "AZUREML_SOURCE_DIRECTORY": f"{APP_ROOT}/{_source_dir_name(spec.app)}",
         "AZUREML_ENTRY_SCRIPT": rel,
         "AZUREML_MODEL_DIR": _model_dir_env(spec.models),
         **spec.environment.environment_variables,
     }
-    return [f"{k}={v}" for k, v in {"PATH": DEFAULT_PATH, **ours}.items()]
+
+
+def _assemble(layers: list[Layer], *, env: Mapping[str, str], entrypoint: Iterable[str],
+              cmd: Iterable[str], workdir: str, port: int, labels: Mapping[str, str],
+              docker: bool = False) -> Image:
+    """The app-only image of ``layers`` with its run configuration."""
+    config = {
+        "created": EPOCH,
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "Entrypoint": list(entrypoint),
+            "Cmd": list(cmd),
+            "WorkingDir": workdir,
+            "ExposedPorts": {f"{port}/tcp": {}},
+            "Labels": dict(sorted(labels.items())),
+        },
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        "history": [
+            {"created": EPOCH, "created_by": "aml_core.oci", "comment": layer.comment}
+            for layer in layers
+        ],
+    }
+    return Image.assemble(config, [layer.blob for layer in layers], docker=docker)
 
 
 def _labels(spec: PackageSpec, app_layers: int) -> dict[str, str]:
@@ -368,25 +401,8 @@ def build_image(spec: PackageSpec) -> Image:
         else "application/vnd.docker.image.rootfs.diff.tar.gzip"
     )
     layers: list[Layer] = [b.build(comment=c, media_type=media) for c, b in _content_builders(spec)]
-    config = {
-        "created": EPOCH,
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {
-            "Env": _image_env(spec),
-            "Entrypoint": ENTRYPOINT,
-            "Cmd": [],
-            "WorkingDir": APP_ROOT,
-            "ExposedPorts": {f"{PORT}/tcp": {}},
-            "Labels": dict(sorted(_labels(spec, len(layers)).items())),
-        },
-        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-        "history": [
-            {"created": EPOCH, "created_by": "aml_core.oci", "comment": layer.comment}
-            for layer in layers
-        ],
-    }
-    image = Image.assemble(config, [layer.blob for layer in layers], docker=spec.docker_media_types)
+    image = _assemble(layers, env=_image_env(spec), entrypoint=ENTRYPOINT, cmd=(), workdir=APP_ROOT,
+                      port=PORT, labels=_labels(spec, len(layers)), docker=spec.docker_media_types)
     return rebase(image, spec.base) if spec.base is not None else image
 
 
@@ -423,17 +439,8 @@ def build_program_image(spec: ProgramSpec) -> Image:
         if not (package / "__init__.py").is_file():
             raise InvalidConfig(f"{package} is not a Python package folder (no __init__.py)")
         builder.add_tree(f"{RUNTIME_LIB}/{package.name}", package)
-    builder.add_bytes(
-        REQUIREMENTS_FILE, ("\n".join(spec.environment.requirements()) + "\n").encode()
-    )
+    builder.add_bytes(REQUIREMENTS_FILE, _requirements_file(spec.environment))
     layer = builder.build(comment=f"{spec.title}: {', '.join(names)}")
-    env = {
-        "PATH": DEFAULT_PATH,
-        "PYTHONPATH": RUNTIME_LIB,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        **spec.environment.environment_variables,
-    }
     labels = {
         "org.opencontainers.image.title": spec.title,
         **spec.labels,
@@ -442,22 +449,8 @@ def build_program_image(spec: ProgramSpec) -> Image:
         LABEL_PATH_ENV: "PYTHONPATH",
         LABEL_PORT: str(spec.port),
     }
-    config = {
-        "created": EPOCH,
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {
-            "Env": [f"{k}={v}" for k, v in env.items()],
-            "Entrypoint": list(spec.entrypoint),
-            "Cmd": list(spec.cmd),
-            "WorkingDir": "/",
-            "ExposedPorts": {f"{spec.port}/tcp": {}},
-            "Labels": dict(sorted(labels.items())),
-        },
-        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
-        "history": [{"created": EPOCH, "created_by": "aml_core.oci", "comment": layer.comment}],
-    }
-    image = Image.assemble(config, [layer.blob])
+    image = _assemble([layer], env={**_PYTHON_ENV, **spec.environment.environment_variables},
+                      entrypoint=spec.entrypoint, cmd=spec.cmd, workdir="/", port=spec.port, labels=labels)
     return rebase(image, spec.base) if spec.base is not None else image
 
 
@@ -748,9 +741,7 @@ def write_build_context(spec: PackageSpec, directory: Path, *, base_image: str) 
         f"RUN PYTHONPATH={RUNTIME_LIB} python3 -m aml_core.oci.requirements --install "
         f"{REQUIREMENTS_FILE} || python3 -m pip install -r {REQUIREMENTS_FILE}"
     )
-    env = _image_env(spec)
-    for item in env:
-        key, _, value = item.partition("=")
+    for key, value in _image_env(spec).items():
         if key != "PATH":
             steps.append(f"ENV {key}={_quote(value)}")
     for key, value in sorted(_labels(spec, 0).items()):
