@@ -4,10 +4,11 @@ Serves :class:`aml_core.frontdoor.FrontDoor` (the standalone server of
 :mod:`aml_core.frontdoor.standalone`: the front door's own HTTP/1.1 server on uvloop and
 httptools) and keeps its routes equal to the cluster's objects with the official
 ``kubernetes`` client: two background threads list and then watch, in all namespaces, the
-Secrets labelled ``aml.frontdoor/service`` (routing entries) and the Endpoints (ready replicas), and hand what they see to
-:class:`aml_core.frontdoor.kube.RouteSync`, the same code the emulator's in-process front door
-runs. A watch that ends, or answers 410 Gone, is followed by a fresh list and a resync, so
-nothing missed in between survives; errors are retried with a capped back-off.
+Secrets labelled ``aml.frontdoor/service`` (routing entries) and the Endpoints (ready
+replicas), and hand what they see to :class:`aml_core.frontdoor.kube.RouteSync`, the same code
+the emulator's in-process front door runs. A watch that ends, or answers 410 Gone, is
+followed by a fresh list and a resync, so nothing missed in between survives; errors are
+retried with a capped back-off.
 
 Options: ``--kubeconfig PATH`` (else the pod's service account: the token and CA in
 ``--service-account-dir``, default the standard mount, and ``$KUBERNETES_SERVICE_HOST``),
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", default=os.environ.get("AML_FRONTDOOR_KUBECONFIG"),
                         help="kubeconfig of the cluster to watch (default: the pod's service account)")
     parser.add_argument("--service-account-dir", default=SERVICE_ACCOUNT_DIR, metavar="DIR",
-                        help=f"without --kubeconfig: the pod's service-account token and ca.crt (default {SERVICE_ACCOUNT_DIR})")
+                        help="without --kubeconfig: the pod's service-account token and ca.crt "
+                             f"(default {SERVICE_ACCOUNT_DIR})")
     parser.add_argument("--publish", metavar="URL",
                         help="write ConfigMap/Secret azureml/azureml-fe so that clients find this front door at URL")
     parser.add_argument("--log-level", default="INFO", help="log level (default INFO)")
