@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.error
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -199,21 +200,35 @@ class FakeClock:
         return self.t
 
 
-def test_hpa_scales_up_fast_and_down_after_the_window(tmp_path):
+@contextmanager
+def hpa_on_fake_clock(metrics: dict, max_replicas: int, behavior: dict | None = None):
+    """A cluster on a fake clock whose HPA syncs at every tick, fed ``metrics`` (deployment
+    name -> utilization), with Deployment ``web`` (1 replica) and its HPA (target 50 %).
+    Yields ``(clock, apps, autoscaling)``."""
+    from kubernetes import config
+
     clock = FakeClock()
-    metrics = {"web": 200.0}
     c = ClusterService(clock=clock, hpa_sync_period=0.0, backoff_base=0.3,
                        metrics_source=lambda ns, name: metrics.get(name)).start()
     try:
-        from kubernetes import config
         k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
         apps, auto = client.AppsV1Api(k8s), client.AutoscalingV2Api(k8s)
         apps.create_namespaced_deployment("default", deployment("web", replicas=1, probe=False))
         auto.create_namespaced_horizontal_pod_autoscaler("default", {
             "metadata": {"name": "web"},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                     "minReplicas": 1, "maxReplicas": 4,
-                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}})
+                     "minReplicas": 1, "maxReplicas": max_replicas,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
+                     **({"behavior": behavior} if behavior else {})}})
+        yield clock, apps, auto
+        k8s.close()
+    finally:
+        c.stop()
+
+
+def test_hpa_scales_up_fast_and_down_after_the_window(tmp_path):
+    metrics = {"web": 200.0}
+    with hpa_on_fake_clock(metrics, max_replicas=4) as (clock, apps, auto):
         wait_for(lambda: apps.read_namespaced_deployment("web", "default").spec.replicas == 4, timeout=10,
                  what="scale up to max")
         hpa = auto.read_namespaced_horizontal_pod_autoscaler("web", "default")
@@ -229,29 +244,13 @@ def test_hpa_scales_up_fast_and_down_after_the_window(tmp_path):
         time.sleep(0.5)
         hpa = auto.read_namespaced_horizontal_pod_autoscaler("web", "default")
         assert any(cd.type == "ScalingActive" and cd.status == "False" for cd in hpa.status.conditions)
-        k8s.close()
-    finally:
-        c.stop()
 
 
 def test_hpa_behavior_policies_limit_the_rate_and_can_disable_a_direction(tmp_path):
-    clock = FakeClock()
     metrics = {"web": 400.0}
-    c = ClusterService(clock=clock, hpa_sync_period=0.0, backoff_base=0.3,
-                       metrics_source=lambda ns, name: metrics.get(name)).start()
-    try:
-        from kubernetes import config
-        k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
-        apps, auto = client.AppsV1Api(k8s), client.AutoscalingV2Api(k8s)
-        apps.create_namespaced_deployment("default", deployment("web", replicas=1, probe=False))
-        auto.create_namespaced_horizontal_pod_autoscaler("default", {
-            "metadata": {"name": "web"},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                     "minReplicas": 1, "maxReplicas": 5,
-                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
-                     "behavior": {"scaleUp": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
-                                  "scaleDown": {"selectPolicy": "Disabled"}}}})
-
+    behavior = {"scaleUp": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+                "scaleDown": {"selectPolicy": "Disabled"}}
+    with hpa_on_fake_clock(metrics, max_replicas=5, behavior=behavior) as (clock, apps, auto):
         def replicas():
             return apps.read_namespaced_deployment("web", "default").spec.replicas
 
@@ -267,9 +266,6 @@ def test_hpa_behavior_policies_limit_the_rate_and_can_disable_a_direction(tmp_pa
         clock.t += 400  # past every window: scaling down is disabled all the same
         time.sleep(1.0)
         assert replicas() == 3
-        k8s.close()
-    finally:
-        c.stop()
 
 
 @pytest.mark.parametrize("current, proposed, behavior, changes, expected", [
