@@ -26,9 +26,6 @@ from aml_core.oci.media import OCI_LAYER_GZIP, sha256_digest
 
 #: gzip level used for every layer; fixed, because it changes the compressed bytes
 GZIP_LEVEL = 6
-#: file and directory names never copied into an image (build by-products)
-SKIP_NAMES = frozenset({"__pycache__", ".pytest_cache", ".git"})
-SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
 @attrs.frozen(kw_only=True)
@@ -106,35 +103,26 @@ class LayerBuilder:
         self._put(image_path, _Entry("dir"))
 
     def add_tree(self, image_path: str, source_dir: Path) -> None:
-        """Copy ``source_dir``'s contents to ``image_path`` (links that escape are refused)."""
-        source_dir = Path(source_dir)
+        """Copy ``source_dir``'s snapshot to ``image_path``: what
+        :class:`aml_core.snapshot.SourceSnapshot` keeps (no workspace, emulator state,
+        virtual environment, VCS metadata or ignored file; links that escape are refused)."""
+        from aml_core.snapshot import SourceSnapshot
+
+        self.add_snapshot(image_path, SourceSnapshot.take(source_dir))
+
+    def add_snapshot(self, image_path: str, snapshot) -> None:
+        """Copy a :class:`~aml_core.snapshot.SourceSnapshot`'s entries to ``image_path``."""
         root = _norm(image_path)
         self.add_dir(root)
-        for dirpath, dirnames, filenames in os.walk(source_dir):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES)
-            rel_dir = Path(dirpath).relative_to(source_dir)
-            for name in list(dirnames):
-                src = Path(dirpath) / name
-                dest = posixpath.join(root, rel_dir.as_posix(), name)
-                if src.is_symlink():
-                    dirnames.remove(name)  # never walk through a link
-                    self._add_link(dest, src, root)
-                else:
-                    self.add_dir(dest)
-            for name in sorted(filenames):
-                if name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES):
-                    continue
-                src = Path(dirpath) / name
-                dest = posixpath.join(root, rel_dir.as_posix(), name)
-                if src.is_symlink():
-                    self._add_link(dest, src, root)
-                elif src.is_file():
-                    self.add_file(dest, src)
-                else:
-                    raise InvalidConfig(
-                        f"{src} is neither a file, a folder nor a link; images may only carry "
-                        "regular files. Remove it from the folder being packaged."
-                    )
+        for entry in snapshot.entries:
+            dest = posixpath.join(root, entry.relative)
+            src = Path(snapshot.root) / entry.relative
+            if entry.kind == "dir":
+                self.add_dir(dest)
+            elif entry.kind == "symlink":
+                self._add_link(dest, src, root)
+            else:
+                self.add_file(dest, src)
 
     def add_path(self, image_path: str, source: Path) -> None:
         """Add a file or a folder."""

@@ -32,6 +32,7 @@ from packaging.requirements import Requirement
 from aml_core.errors import Conflict, InvalidConfig, ProvisioningFailed
 from aml_core.model import model_dir_layout
 from aml_core.records import DeploymentSpec, ServiceRecord, utcnow
+from aml_core.snapshot import SourceSnapshot
 from aml_core.workspace import Workspace
 
 from aml_provider_local import container
@@ -154,10 +155,7 @@ def _stage(workspace: Workspace, spec: DeploymentSpec, service_dir: Path, revisi
         shutil.rmtree(gen_dir)
     ic = spec.inference_config
     app_dir = gen_dir / "app"
-    shutil.copytree(
-        ic.app_directory, app_dir, symlinks=False,
-        ignore=shutil.ignore_patterns("__pycache__", ".git", "*.pyc", ".aml", "aml-workspace.json", "aml.db*"),
-    )
+    SourceSnapshot.take(ic.app_directory).copy_to(app_dir)
     model_dir = model_dir_layout(workspace, spec.models, gen_dir)
     return {
         "entry_script": str(app_dir / ic.entry_script_relative),
