@@ -41,6 +41,8 @@ SERVICE_NAME_RULE = (
 )
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 TRANSITIONAL_STATES = {"Transitioning", "deploying", "updating"}
+#: states of a service whose last deployment failed (providers use either spelling)
+FAILED_STATES = {"Failed", "failed"}
 
 
 def validate_service_name(name: object) -> str:
@@ -300,7 +302,15 @@ class Webservice:
             # it; report what is stored. A transitional state with no operation in flight is
             # the provider's own report (a scale or rollout under way): ask it again.
             return record.state
-        refreshed = default_hooks().status(workspace=self.workspace, service=record)
+        try:
+            refreshed = default_hooks().status(workspace=self.workspace, service=record)
+        except Exception:
+            if record.state in FAILED_STATES:
+                # A deployment that failed part-way may have left the provider too little to
+                # ask about; what is stored (state and error) is the answer, so list and show
+                # keep working on it.
+                return record.state
+            raise
         if refreshed != record:
             _store(self.workspace, refreshed, release=False)
         self._record = refreshed
@@ -648,11 +658,13 @@ def deploy(workspace: Workspace, name: str, models: Iterable[Any], inference_con
             if existing is None:
                 progress(f"Creating service {name!r} on target {kind!r}")
                 record = hooks.deploy(workspace=workspace, spec=live)
-            elif existing.kind == kind:
+            elif existing.kind == kind and existing.state not in FAILED_STATES:
                 progress(f"Service {name!r} exists; updating it in place (overwrite=True)")
                 record = hooks.update(workspace=workspace, service=existing, spec=live)
             else:
-                progress(f"Service {name!r} exists on target {existing.kind!r}; deleting it first")
+                # a failed service has nothing worth updating in place: clean up what it left
+                why = "failed" if existing.state in FAILED_STATES else f"is on target {existing.kind!r}"
+                progress(f"Service {name!r} exists and {why}; deleting it first")
                 hooks.delete(workspace=workspace, service=existing)
                 record = hooks.deploy(workspace=workspace, spec=live)
         except BaseException as exc:

@@ -14,6 +14,7 @@ door (:mod:`aml_provider_aks.frontdoor`) routes ``/api/v1/service/<service>/scor
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import time
@@ -351,8 +352,8 @@ def _config_of(spec: DeploymentSpec) -> AksServiceDeploymentConfiguration:
 def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecord | None = None) -> ServiceRecord:
     progress = spec.progress or (lambda text: None)
     config = _config_of(spec)
-    kubeconfig = kubeconfig_for(workspace, spec.compute_target)
     namespace = config.namespace or "default"
+    kubeconfig = kubeconfig_for(workspace, spec.compute_target)
     if existing is not None and existing.details.get("namespace", namespace) != namespace:
         raise InvalidConfig(f"Service {spec.name!r} lives in namespace {existing.details['namespace']!r}; "
                             f"the namespace cannot be changed by update(). Delete and deploy it again.")
@@ -374,13 +375,26 @@ def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecor
             write_entry(c, namespace, spec.name, payload)
             progress("Waiting for the front door to route to the service")
             frontdoor.wait_applied(spec.name, payload)
-    except ProvisioningFailed as exc:
-        if existing is None:
-            exc.record = attrs.evolve(record, state="Failed", error=str(exc))
+    except Exception as exc:
+        # whatever step failed, the stored record names the namespace and cluster, so
+        # status, logs and delete find (and clean up) what was made before it
+        if existing is None and getattr(exc, "record", None) is None:
+            with contextlib.suppress(AttributeError):
+                exc.record = attrs.evolve(record, state="Failed", error=str(exc))
         raise
     created = existing.created_time if existing else record.created_time
     return attrs.evolve(record, state="Healthy", scoring_uri=frontdoor.scoring_uri(spec.name),
                         swagger_uri=frontdoor.swagger_uri(spec.name), created_time=created, updated_time=utcnow())
+
+
+def on_cluster(service: ServiceRecord) -> bool:
+    """Whether the service's record knows its cluster: a deployment that failed before the
+    cluster was found (no compute target, say) made nothing there."""
+    return bool(service.details.get("kubeconfig"))
+
+
+def _namespace(service: ServiceRecord) -> str:
+    return service.details.get("namespace") or "default"
 
 
 def _deployments_of(service: ServiceRecord) -> list[str]:
@@ -398,7 +412,9 @@ def status(service: ServiceRecord) -> ServiceRecord:
     ``Transitioning``: a rollout or a scale is under way (fewer replicas updated or ready
     than asked for); else ``Healthy``.
     """
-    ns = service.details["namespace"]
+    if not on_cluster(service):
+        return service
+    ns = _namespace(service)
     with Cluster(service.details["kubeconfig"]) as c:
         states, errors = [], []
         desired = ready = 0
@@ -437,7 +453,9 @@ def status(service: ServiceRecord) -> ServiceRecord:
 
 
 def logs(service: ServiceRecord, num_lines: int) -> str:
-    ns = service.details["namespace"]
+    if not on_cluster(service):
+        raise NotFound(f"Service {service.name!r} never reached a cluster, so it has no logs: {service.error}")
+    ns = _namespace(service)
     with Cluster(service.details["kubeconfig"]) as c:
         pods = c.core.list_namespaced_pod(ns, label_selector=f"{SERVICE_LABEL}={service.name}").items
         if not pods:
@@ -461,7 +479,9 @@ def logs(service: ServiceRecord, num_lines: int) -> str:
 
 
 def delete(service: ServiceRecord) -> bool:
-    ns, name = service.details["namespace"], service.name
+    if not on_cluster(service):
+        return False
+    ns, name = _namespace(service), service.name
     with Cluster(service.details["kubeconfig"]) as c:
         # the route first, so no request is sent to replicas on their way out
         found = _ignore_missing(c.core.delete_namespaced_secret, kube.entry_secret_name(name), ns)
@@ -478,7 +498,9 @@ def delete(service: ServiceRecord) -> bool:
 
 # ------------------------------------------------------------------ auth
 def auth(service: ServiceRecord, request: AuthRequest) -> AuthResult:
-    ns, name = service.details["namespace"], service.name
+    if not on_cluster(service):
+        raise NotFound(f"Service {service.name!r} never reached a cluster, so it has no keys: {service.error}")
+    ns, name = _namespace(service), service.name
     with Cluster(service.details["kubeconfig"]) as c:
         payload = read_entry(c, ns, name)
         if payload is None:

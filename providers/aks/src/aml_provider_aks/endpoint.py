@@ -11,11 +11,13 @@ record's ``details["versions"]``; endpoint-wide settings (auth, limits) in
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
-from aml_core.errors import InvalidConfig, NotFound, ProvisioningFailed
+from aml_core.errors import InvalidConfig, NotFound
 from aml_core.model import model_record
 from aml_core.records import DeploymentSpec, ModelRecord, ServiceRecord, TrafficSplit, utcnow
 from aml_core.workspace import Workspace
@@ -260,8 +262,12 @@ def deploy(workspace: Workspace, spec: DeploymentSpec, existing: ServiceRecord |
                            is_default=True, is_control_version_type=True)
     try:
         return apply_change(workspace, record, change, {}, progress, first_config=per_version)
-    except ProvisioningFailed as exc:
-        exc.record = attrs.evolve(record, state="Failed", error=str(exc))
+    except Exception as exc:
+        # the version being made is recorded, so delete() removes what it left on the cluster
+        failed = attrs.evolve(record, state="Failed", error=str(exc),
+                              details={**record.details, "versions": {version: {}}})
+        with contextlib.suppress(AttributeError):
+            exc.record = failed
         raise
 
 

@@ -104,7 +104,7 @@ def scale(workspace: Workspace, service: ServiceRecord, request: ScaleRequest,
         raise InvalidConfig(f"Service {service.name!r} has versions {', '.join(versions)}; scale one version "
                             f"at a time by updating that version with its num_replicas or autoscale settings.")
     version = versions[0]
-    namespace = service.details["namespace"]
+    namespace = service.details.get("namespace") or "default"
     name = deployment_name(service.name, version)
     with Cluster(service.details["kubeconfig"]) as c:
         replicas_now = _read_replicas(c, namespace, name)

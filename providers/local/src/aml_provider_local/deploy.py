@@ -13,6 +13,7 @@ fails, the old one keeps serving and nothing is lost.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -229,6 +230,24 @@ def start(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
         "engine": "process",
         "workers": config.workers,
     }
+    try:
+        return _wait_started(spec, process, details, log_path, progress)
+    except BaseException as exc:
+        # whatever went wrong, a failed start leaves no process behind, and the record
+        # stored for it knows where its files are so delete() finds them
+        stop_process(details)
+        if getattr(exc, "record", None) is None:
+            with contextlib.suppress(AttributeError):
+                exc.record = ServiceRecord(name=spec.name, kind=KIND, state="failed",
+                                           models=tuple(m.id for m in spec.models), details=details,
+                                           error=str(exc))
+        raise
+
+
+def _wait_started(spec: DeploymentSpec, process: subprocess.Popen, details: dict[str, Any], log_path: Path,
+                  progress: Callable[[str], None]) -> ServiceRecord:
+    config = spec.deployment_config
+    service_dir = Path(details["service_dir"])
     progress("Running init() in the entry script")
     deadline = time.monotonic() + config.startup_timeout
     while True:
@@ -376,7 +395,8 @@ def delete(workspace: Workspace, service: ServiceRecord) -> bool:
 def status(service: ServiceRecord) -> ServiceRecord:
     if service.details.get("engine") == "docker":
         return container.status(service)
-    if service.state in ("Transitioning", "failed"):
+    if service.state in ("Transitioning", "failed", "Failed") or not service.details.get("pid"):
+        # a failed or never-started deployment: its stored error says what happened
         return service
     if process_running(service.details):
         state = _read_json(Path(service.details["service_dir"]) / "state.json")
