@@ -424,7 +424,8 @@ def status(service: ServiceRecord) -> ServiceRecord:
             except Exception as exc:
                 if not _missing(exc):
                     raise
-                return attrs.evolve(service, state="Failed", error=f"its Deployment {name!r} is gone from the cluster")
+                return attrs.evolve(service, state="Failed",
+                                    error=_failure_reason(service, f"its Deployment {name!r} is gone from the cluster"))
             st, want = dep.status, dep.spec.replicas or 0
             have = (st.ready_replicas or 0) if st else 0
             desired, ready = desired + want, ready + have
@@ -441,6 +442,11 @@ def status(service: ServiceRecord) -> ServiceRecord:
             else:
                 states.append("Healthy" if have >= 1 else "Unhealthy")
         details = {**service.details, "replicas": desired, "ready_replicas": ready}
+        if read_entry(c, ns, service.name) is None:
+            # replicas with no route serve nobody: the deployment stopped before its last step
+            return attrs.evolve(service, state="Failed", details=details, error=_failure_reason(
+                service, "it has no front door route (its deployment did not finish); deploy it again "
+                         "with overwrite=True, or delete it"))
         try:
             frontdoor = locate(c.core)
         except NotFound as exc:
@@ -450,6 +456,11 @@ def status(service: ServiceRecord) -> ServiceRecord:
     # the front door's address changes when an emulator restarts; its routes do not
     return attrs.evolve(service, state=state, error=error, details=details,
                         scoring_uri=frontdoor.scoring_uri(service.name), swagger_uri=frontdoor.swagger_uri(service.name))
+
+
+def _failure_reason(service: ServiceRecord, observed: str) -> str:
+    """A failed deployment's own error says why better than what it left on the cluster."""
+    return service.error if service.state == "Failed" and service.error else observed
 
 
 def logs(service: ServiceRecord, num_lines: int) -> str:
