@@ -170,7 +170,8 @@ class ComputeTarget:
                     raise DeploymentTimeout(f"Compute {self.name!r} is still {self.provisioning_state} after {timeout_sec} s.")
                 time.sleep(0.2)
         if show_output:
-            print(f"{self.provisioning_state}\nAmlCompute wait for completion finished")
+            print(f"Compute {self.name!r} ({self.type}): {self.provisioning_state} "
+                  f"(waited {time.monotonic() - started:.0f} s)")
         if self._error is not None:
             error, self._error = self._error, None
             raise error

@@ -393,11 +393,16 @@ class Webservice:
                 return response.json()
             except ValueError:
                 return response.text
-        raise WebserviceException(
+        # The body as text (what the user's run() or the server said), not a bytes repr; the
+        # headers are on the exception for code that wants them, not in the message.
+        text = response.content[:2000].decode("utf-8", errors="replace").strip() or "(empty)"
+        error = WebserviceException(
             f"Received bad response from service {self.name!r}. More information can be found by calling "
-            f".get_logs() on the webservice object.\nResponse Code: {response.status_code}\n"
-            f"Headers: {dict(response.headers)}\nContent: {response.content[:2000]!r}"
+            f".get_logs() on the webservice object.\nResponse Code: {response.status_code} {response.reason or ''}"
+            f"\nContent: {text}"
         )
+        error.status_code, error.headers, error.content = response.status_code, dict(response.headers), response.content
+        raise error
 
     def _auth_header(self, refresh: bool = False) -> str | None:
         mode = self._record.auth_mode

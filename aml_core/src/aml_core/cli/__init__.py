@@ -21,7 +21,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from aml_core.cli._common import OUTPUT_FORMATS, State, _console
+from aml_core.cli._common import OUTPUT_FORMATS, State, _console, cli_terms
 from aml_core.errors import AmlError
 
 EXTENSION_GROUP = "aml.cli"
@@ -130,7 +130,8 @@ def _report_aml_error(exc: AmlError, state: State) -> int:
     err = _console(stderr=True)
     if state.debug:
         traceback.print_exception(exc, file=sys.stderr)
-    err.print(Text(f"Error ({exc.code}): {_one_line(exc) or type(exc).__name__}", style="red"), soft_wrap=True)
+    message = cli_terms(_one_line(exc), state.subject) or type(exc).__name__
+    err.print(Text(f"Error ({exc.code}): {message}", style="red"), soft_wrap=True)
     return int(getattr(exc, "exit_status", EXIT_UNEXPECTED) or EXIT_UNEXPECTED)
 
 

@@ -25,6 +25,8 @@ class State:
         self.workspace_path: Path | None = None
         self.output: str = "table"
         self.debug: bool = os.environ.get("AML_DEBUG", "") not in ("", "0", "false", "False")
+        #: the service (or other object) the command is about, named in translated advice
+        self.subject: str | None = None
         self._workspace = None
 
     # -- the workspace, opened only by commands that need one ----------------------------
@@ -150,3 +152,32 @@ def human_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+# -- API advice in CLI terms --------------------------------------------------------------
+
+#: (pattern, replacement) turning the API's advice in error messages into the CLI's own
+#: words; ``{name}`` is the service the command is about (or NAME). Longest phrases first.
+CLI_TERMS: tuple[tuple[str, str], ...] = (
+    (r"More information can be found by calling \.get_logs\(\) on the webservice object\.",
+     "Run `aml service logs {name}` to see why."),
+    (r"(?:[Cc]all |[Cc]heck |[Ss]ee )?service\.get_logs\(\)(?: or `aml service logs [^`]+`)?",
+     "see `aml service logs {name}`"),
+    (r"[Cc]heck service\.state and", "check `aml service show {name}` and"),
+    (r"\(service\.wait_for_deployment\(\)\)", "(`aml service show {name}`)"),
+    (r"call update_deployment_state\(\) later(?: to see its state)?", "run `aml service show {name}` later"),
+    (r"deployment_target=<an AksCompute>", "--compute-target NAME"),
+    (r"overwrite=True", "--overwrite"),
+    (r"LocalWebservice\.deploy_configuration\(port=\.\.\.\)", "--port"),
+    (r"Raise startup_timeout in deploy_configuration", "Raise it with --option startup_timeout=SECONDS"),
+    (r"wait_for_completion\(\) first", "wait for `aml compute show` to say Succeeded first"),
+)
+
+
+def cli_terms(text: str, name: str | None = None) -> str:
+    """``text`` with the API's advice (``overwrite=True``, ``service.get_logs()`` ...) in CLI terms."""
+    import re
+
+    for pattern, replacement in CLI_TERMS:
+        text = re.sub(pattern, replacement.replace("{name}", name or "NAME"), text)
+    return text

@@ -17,7 +17,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from aml_core.cli._common import State, output_option, parse_model_ref, parse_setting, pass_state
+from aml_core.cli._common import State, cli_terms, output_option, parse_model_ref, parse_setting, pass_state
 
 
 # -- building the API objects from options --------------------------------------------------
@@ -184,7 +184,7 @@ def _detail(service: Any) -> Table:
         ("updated", record.updated_time),
     ]
     if record.error:
-        rows.append(("error", record.error))
+        rows.append(("error", cli_terms(record.error, record.name)))
     for key, value in rows:
         table.add_row(key, Text(str(value)))
     return table
@@ -201,6 +201,7 @@ def _refresh(service: Any) -> None:
 def _get(state: State, name: str):
     from aml_core.webservice import Webservice
 
+    state.subject = name
     return Webservice(state.workspace, name)
 
 
@@ -248,6 +249,7 @@ def deploy(state: State, name: str, models: tuple[str, ...], entry_script: str, 
     from aml_core.webservice import validate_service_name
 
     validate_service_name(name)
+    state.subject = name
     config = deployment_config(target, _settings(port, workers, engine, options))
     inference = _inference_config(name, entry_script, source_dir, environment)
     found = _models(state, models)
@@ -325,6 +327,8 @@ def run(state: State, name: str, data: str | None, file) -> None:
     """Score one request with the service and print its JSON response."""
     if (data is None) == (file is None):
         raise click.UsageError("Give the request body with exactly one of --data JSON or --file FILE.")
+    if data is not None:
+        _check_json(data)
     body: str | bytes = data if data is not None else file.read()
     svc = _get(state, name)
     result = svc.run(body)
@@ -332,6 +336,18 @@ def run(state: State, name: str, data: str | None, file) -> None:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
         click.echo(result)
+
+
+def _check_json(data: str) -> None:
+    """Refuse a malformed --data before it reaches the user's run() as a 500."""
+    try:
+        json.loads(data)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{data!r} is not valid JSON ({exc}). Quote it for the shell and use double quotes inside, "
+            f"e.g. --data '{{\"data\": [[1, 2, 3]]}}'; to send a body that is not JSON, use --file.",
+            param_hint="--data",
+        ) from None
 
 
 @service.command("update")
