@@ -41,6 +41,8 @@ SERVICE_NAME_RULE = (
 )
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 TRANSITIONAL_STATES = {"Transitioning", "deploying", "updating"}
+#: seconds a step may be quiet before progress output repeats it with its elapsed time
+HEARTBEAT_S = 10.0
 #: states of a service whose last deployment failed (providers use either spelling)
 FAILED_STATES = {"Failed", "failed"}
 
@@ -176,11 +178,33 @@ class Operation:
         self.messages: "queue.Queue[tuple[float, str]]" = queue.Queue()
         self.result: ServiceRecord | None = None
         self.error: BaseException | None = None
+        self._step: tuple[float, str] | None = None
+        self._last_shown = 0.0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(work,), name=f"aml-{label}", daemon=False)
 
     def progress(self, text: str) -> None:
         self.messages.put((time.time(), text))
+
+    def drain(self, now: float | None = None) -> list[tuple[float, str]]:
+        """The progress messages since the last call; when the current step has been quiet
+        for :data:`HEARTBEAT_S`, one more saying how long it has taken (a long ``init()``
+        shows its elapsed time instead of looking stuck)."""
+        now = time.time() if now is None else now
+        out: list[tuple[float, str]] = []
+        while True:
+            try:
+                out.append(self.messages.get_nowait())
+            except queue.Empty:
+                break
+        if out:
+            self._step = out[-1]
+            self._last_shown = now
+        elif self._step is not None and self.running and now - self._last_shown >= HEARTBEAT_S:
+            started, text = self._step
+            out.append((now, f"{text} ... still running, {now - started:.0f} s so far"))
+            self._last_shown = now
+        return out
 
     def start(self) -> "Operation":
         self._thread.start()
@@ -325,8 +349,7 @@ class Webservice:
             while True:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 done = operation.join(0.1 if remaining is None else min(0.1, remaining))
-                while not operation.messages.empty():
-                    stamp, text = operation.messages.get()
+                for stamp, text in operation.drain():
                     if printer:
                         printer(stamp, text)
                 if done:
@@ -606,7 +629,9 @@ class AccessToken:
 def _progress_printer():
     from rich.console import Console
 
-    console = Console(highlight=False)
+    # soft_wrap: a line longer than the terminal (or than 80 columns when not on one) stays
+    # one line, so paths and URLs are never split
+    console = Console(highlight=False, soft_wrap=True)
 
     def show(stamp: float, text: str) -> None:
         console.print(f"[dim]{time.strftime('%H:%M:%S', time.localtime(stamp))}[/dim] {text}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-import queue
 import signal
 import sys
 import threading
@@ -142,11 +141,7 @@ def follow(state: State, service: Any, label: str) -> None:
             status.update(f"{label}: {text}")
 
     def drain() -> None:
-        while True:
-            try:
-                stamp, text = operation.messages.get_nowait()
-            except queue.Empty:
-                return
+        for stamp, text in operation.drain():
             show(stamp, text)
 
     noted = 0
