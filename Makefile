@@ -25,9 +25,19 @@ demo: venv
 lint-imports: venv
 	$(BIN)/lint-imports
 
-test: venv system-deps
-	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 --timeout 600 $(PYTEST_ARGS)
+# As root (CI), every tool a test needs gets installed, so an environment skip is a failure
+# (AML_FAIL_ON_ENV_SKIP, see docs/architecture.md); elsewhere such tests skip, saying why.
+AML_FAIL_ON_ENV_SKIP ?= $(shell [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
+
+# The recipe installs and runs inside one timed shell, so the wall time at the end covers it all.
+test:
+	@started=$$(date +%s); status=0; \
+	{ $(MAKE) --no-print-directory venv system-deps && $(BIN)/lint-imports && \
+	  AML_FAIL_ON_ENV_SKIP=$(AML_FAIL_ON_ENV_SKIP) $(BIN)/python -m pytest -n 2 --timeout 600 $(PYTEST_ARGS); } \
+	  || status=$$?; \
+	elapsed=$$(( $$(date +%s) - started )); \
+	echo "make test: wall time $$(( elapsed / 60 )) min $$(( elapsed % 60 )) s (exit status $$status)"; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV)

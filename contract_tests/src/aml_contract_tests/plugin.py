@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from aml_contract_tests.fixtures import *  # noqa: F401,F403  (the fixtures are the plugin's API)
+from aml_contract_tests.skips import NOT_APPLICABLE, UNSUPPORTED
 
 
 def pytest_addoption(parser):
@@ -36,7 +37,7 @@ def _aml_capability_gate(request):
     target = request.getfixturevalue("aml_target")
     for capability in needs:
         if not getattr(target.capabilities, capability):
-            pytest.skip(f"unsupported: target {target.name!r} does not declare capability {capability!r}")
+            pytest.skip(f"{UNSUPPORTED} target {target.name!r} does not declare capability {capability!r}")
     for capability in lacks:
         if getattr(target.capabilities, capability):
-            pytest.skip(f"not applicable: target {target.name!r} declares {capability!r}; its own contract covers it")
+            pytest.skip(f"{NOT_APPLICABLE} target {target.name!r} declares {capability!r}; its own contract covers it")
