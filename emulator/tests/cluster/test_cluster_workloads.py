@@ -201,14 +201,15 @@ class FakeClock:
 
 
 @contextmanager
-def hpa_on_fake_clock(metrics: dict, max_replicas: int, behavior: dict | None = None):
-    """A cluster on a fake clock whose HPA syncs at every tick, fed ``metrics`` (deployment
+def hpa_on_fake_clock(metrics: dict, max_replicas: int, behavior: dict | None = None, sync_period: float = 0.0):
+    """A cluster on a fake clock whose HPA syncs at every tick (or every ``sync_period``
+    seconds of the fake clock), fed ``metrics`` (deployment
     name -> utilization), with Deployment ``web`` (1 replica) and its HPA (target 50 %).
     Yields ``(clock, apps, autoscaling)``."""
     from kubernetes import config
 
     clock = FakeClock()
-    c = ClusterService(clock=clock, hpa_sync_period=0.0, backoff_base=0.3,
+    c = ClusterService(clock=clock, hpa_sync_period=sync_period, backoff_base=0.3,
                        metrics_source=lambda ns, name: metrics.get(name)).start()
     try:
         k8s = config.new_client_from_config(config_file=str(c.kubeconfig_path))
@@ -538,3 +539,19 @@ def test_a_container_whose_main_process_exits_leaves_nothing_it_started_running(
     # the log pump ends once no process of the group holds the output pipe
     handle.pump.join(10)
     assert not handle.pump.is_alive() and b"started" in runtime.logs(handle).read()
+
+
+
+def test_the_hpa_replicas_column_follows_a_scale_between_syncs(tmp_path):
+    """``kubectl scale`` on an autoscaled Deployment: until the HPA's next sync (which may
+    set the count back) its status, kubectl's REPLICAS column, shows the count there is."""
+    # the fake clock stands still, so after its first sync the HPA never syncs again here
+    with hpa_on_fake_clock({"web": 50.0}, max_replicas=4, sync_period=15.0) as (clock, apps, auto):
+        def hpa_replicas():
+            status = auto.read_namespaced_horizontal_pod_autoscaler("web", "default").status
+            return status.current_replicas if status else None
+
+        wait_for(lambda: hpa_replicas() == 1, timeout=10, what="the first sync")
+        apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 3}})
+        wait_for(lambda: hpa_replicas() == 3, timeout=10, what="REPLICAS following the scale")
+        assert apps.read_namespaced_deployment("web", "default").spec.replicas == 3

@@ -678,12 +678,30 @@ class ControllerManager:
             key = f"{hpa['metadata']['namespace']}/{hpa['metadata']['name']}/{hpa['metadata']['uid']}"
             last = self._hpa_last.get(key)
             if last is not None and now - last < self.hpa_sync_period:
+                self._hpa_follow_target(hpa)
                 continue
             self._hpa_last[key] = now
             try:
                 self._sync_hpa(hpa, key, now)
             except err.ApiError:
                 pass
+
+    def _hpa_follow_target(self, hpa: dict) -> None:
+        """Between two syncs, keep ``status.currentReplicas`` (kubectl's REPLICAS column) equal
+        to the target's count when someone else changed it (``kubectl scale``, or the HPA's
+        own last rescale), rather than showing the old count until the next sync; no scaling
+        decision is taken here."""
+        ref = hpa["spec"].get("scaleTargetRef") or {}
+        target_rt = {"Deployment": DEPLOYMENTS, "ReplicaSet": REPLICASETS}.get(ref.get("kind"))
+        target = self.store.try_get(target_rt, hpa["metadata"]["namespace"], ref.get("name", "")) if target_rt else None
+        status = hpa.get("status") or {}
+        if target is None or not status:
+            return
+        current = int(target["spec"].get("replicas", 0))
+        if status.get("currentReplicas") != current:
+            self.store.mutate(HPAS, hpa["metadata"]["namespace"], hpa["metadata"]["name"],
+                              lambda x: x | {"status": {**(x.get("status") or {}), "currentReplicas": current}},
+                              subresource="status")
 
     def _sync_hpa(self, hpa: dict, key: str, now: float) -> None:
         spec = hpa["spec"]
