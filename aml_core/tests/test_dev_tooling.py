@@ -129,3 +129,34 @@ def test_environment_skips_fail_under_the_flag_and_capability_skips_do_not(tmp_p
     if flag:
         assert "AML_FAIL_ON_ENV_SKIP=1: an environment skip fails this run" in done.stdout
         assert "skopeo is not installed" in done.stdout
+
+
+def _documentation_pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_every_block_left_unrun_says_why():
+    """A ``python notest`` fence needs ``<!-- notest: reason -->`` right above it."""
+    from markdown_it import MarkdownIt
+
+    unexplained = []
+    for page in _documentation_pages():
+        tokens = MarkdownIt("commonmark").parse(page.read_text())
+        for index, token in enumerate(tokens):
+            if token.type == "fence" and "notest" in token.info.split():
+                before = tokens[index - 1] if index else None
+                if not (before is not None and before.type == "html_block"
+                        and before.content.strip().startswith("<!-- notest:")):
+                    unexplained.append(f"{page.relative_to(ROOT)}:{token.map[0] + 1}")
+    assert unexplained == [], "python notest blocks without a <!-- notest: reason --> comment above them"
+
+
+def test_the_readme_shows_the_quickstart_files_as_they_are():
+    """The README's score.py and requirements.txt blocks are the files its snippets run with."""
+    from markdown_it import MarkdownIt
+
+    fences = [t.content for t in MarkdownIt("commonmark").parse((ROOT / "README.md").read_text()) if t.type == "fence"]
+    quickstart = ROOT / "examples" / "quickstart"
+    score = next(f for f in fences if f.startswith("# examples/quickstart/score.py\n"))
+    assert score.split("\n", 1)[1] == (quickstart / "score.py").read_text()
+    assert (quickstart / "requirements.txt").read_text() in fences
