@@ -28,6 +28,7 @@ from typing import IO, Iterator
 import attrs
 
 from aml_core.errors import InvalidConfig, NotFound
+from aml_core.secure_files import private_dir
 
 CONFIG_NAME = "aml-workspace.json"
 FORMAT_VERSION = 1
@@ -97,8 +98,11 @@ class Workspace:
                     f"or pass exist_ok=True."
                 )
             return cls.get(root)
-        root.mkdir(parents=True, exist_ok=True)
-        for sub in ("artifacts/sha256", "services", "tmp"):
+        # a new root is 0700 (a folder the user already had keeps its mode); services/ holds
+        # providers' credentials (kubeconfigs, keys), so it is 0700 in any case
+        private_dir(root, tighten=False)
+        private_dir(root / "services")
+        for sub in ("artifacts/sha256", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         data = {"name": name or root.name, "backend": "embedded", "format": FORMAT_VERSION,
                 "container_registry": container_registry}
@@ -263,9 +267,8 @@ class Workspace:
             os.chmod(dest, 0o644)
 
     def service_dir(self, kind: str, name: str) -> Path:
-        path = self.root / "services" / kind / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """A private (0700) directory for one service's state, created on first use."""
+        return private_dir(self.root / "services" / kind / name)
 
     def __repr__(self) -> str:
         return f"Workspace(name={self.name!r}, root={str(self.root)!r})"
