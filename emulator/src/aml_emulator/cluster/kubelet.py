@@ -40,6 +40,7 @@ from aml_emulator.cluster.auth import API_AUDIENCES, POD_TOKEN_SECONDS, TokenIss
 from aml_emulator.cluster.controllers import PORT_ANNOTATION, PORTS_ANNOTATION, record_event
 from aml_emulator.cluster.models import is_terminating, lookup, now_rfc3339
 from aml_emulator.cluster.store import Store
+from aml_emulator.guardian import GuardedRuntime, ProcessGuardian, end_recorded_survivors
 
 log = logging.getLogger(__name__)
 
@@ -966,9 +967,14 @@ class Kubelet:
                  clock: Callable[[], float] = time.monotonic, backoff_base: float = 10.0,
                  backoff_cap: float = 300.0, backoff_reset: float | None = None,
                  period: float = 0.1, drain_delay: float = 0.3, max_grace: float = 10.0,
-                 log_max_bytes: int = 1 << 20, tokens: TokenIssuer | None = None) -> None:
+                 log_max_bytes: int = 1 << 20, tokens: TokenIssuer | None = None,
+                 process_record: Path | None = None) -> None:
         self.store = store
-        self.runtime = runtime
+        # pods never outlive this process, however it ends (see aml_emulator.guardian);
+        # with a record file, the next kubelet on the same state ends what was left behind
+        self.process_record = process_record
+        self.guardian = ProcessGuardian(process_record)
+        self.runtime = GuardedRuntime(runtime, self.guardian)
         # the service-account token issuer, and where pods reach the API server (set by the
         # ClusterService once it listens): without them no token is mounted and no
         # KUBERNETES_SERVICE_* is set
@@ -993,7 +999,11 @@ class Kubelet:
 
     def adopt_existing(self) -> None:
         """After a restart no container of a stored pod is running: report them all as
-        waiting (not ready) before anyone can route to them; workers then start them."""
+        waiting (not ready) before anyone can route to them; workers then start them.
+        Containers a previous kubelet on this state left running (it was killed, and its
+        guardian with it) are ended first, so they hold no port and answer no request."""
+        if self.process_record is not None:
+            end_recorded_survivors(self.process_record)
         for pod in self.store.list(PODS)[0]:
             if is_terminating(pod):
                 continue
@@ -1091,6 +1101,7 @@ class Kubelet:
         for w in workers:
             if w.thread.is_alive():
                 w.thread.join(20)
+        self.guardian.close()
 
     def wait_idle(self, timeout: float) -> None:
         """Wait until no pod worker runs (every process of every pod has been killed)."""

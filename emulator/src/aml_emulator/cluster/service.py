@@ -132,7 +132,8 @@ class ClusterService:
         self.kubelet = Kubelet(self.store, runtime, log_dir=work / "pod-logs", clock=self.clock,
                                backoff_base=self.backoff_base, backoff_cap=self.backoff_cap,
                                period=self._kubelet_period, drain_delay=self._drain_delay,
-                               tokens=self.tokens)
+                               tokens=self.tokens,
+                               process_record=work / "pod-processes.json" if self.state_dir is not None else None)
         self.kubelet.adopt_existing()
         self.api = ClusterAPI(self.store, self.token, logs=self.kubelet,
                               bookmark_interval=self._bookmark_interval, tokens=self.tokens)
