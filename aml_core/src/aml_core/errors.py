@@ -103,3 +103,13 @@ class WebserviceException(AmlError):
 
     code = "WebserviceError"
     exit_status = 12
+
+
+class WorkspaceDamaged(InvalidConfig):
+    """The workspace's index (``aml.db``) is missing, damaged or not this workspace's.
+
+    Nothing is changed on disk; the message names the file and the recovery
+    (``aml workspace check``, ``aml workspace restore``).
+    """
+
+    code = "WorkspaceDamaged"

@@ -7,9 +7,19 @@ Layout::
     <root>/artifacts/sha256/    file contents by digest, written with temp file + fsync + rename
     <root>/services/<kind>/     state that providers keep per service
     <root>/tmp/                 scratch space on the same file system (for atomic renames)
+    <root>/backups/aml.db       a copy of aml.db taken with SQLite's online backup API
+                                after every write
 
 Every write is a single SQLite transaction taken with ``BEGIN IMMEDIATE``, so concurrent
 processes serialise on the database and a crash leaves either the whole change or nothing.
+
+Opening a workspace checks its index before anything reads or writes it: a missing,
+empty or non-SQLite ``aml.db``, or one that carries another workspace's id, is refused
+with :class:`~aml_core.errors.WorkspaceDamaged` (nothing is created over it, so nothing
+is lost). :meth:`Workspace.check` looks deeper (SQLite's integrity check, every model's
+artifacts present and matching their digests) and :meth:`Workspace.restore` puts the
+backup in place, keeping the damaged file beside it. Temporary files that a process killed
+midway left in ``tmp/`` are removed at the next open.
 """
 
 from __future__ import annotations
@@ -22,12 +32,15 @@ import re
 import shutil
 import sqlite3
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import IO, Iterator
 
 import attrs
 
-from aml_core.errors import InvalidConfig, NotFound
+from aml_core.errors import InvalidConfig, NotFound, WorkspaceDamaged
+from aml_core.secure_files import private_dir
 
 CONFIG_NAME = "aml-workspace.json"
 FORMAT_VERSION = 1
@@ -65,7 +78,18 @@ CREATE TABLE IF NOT EXISTS environments (
     record TEXT NOT NULL,
     PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_TABLES = ("models", "services", "images", "computes", "environments")
+BACKUP_NAME = "backups/aml.db"
+#: temporary files carry their writer's pid, so an open can tell a dead writer's from a live one's
+_TEMP_WITH_PID = re.compile(r"^(?:artifact-|\.aml-workspace\.json\.|\.aml\.db\.)(\d+)")
+_RECOVERY = ("Run `aml workspace check` to see what is wrong, and `aml workspace restore` to put "
+             "the last backup ({backup}) in place (the damaged file is kept beside it).")
 
 
 @attrs.frozen
@@ -97,16 +121,20 @@ class Workspace:
                     f"or pass exist_ok=True."
                 )
             return cls.get(root)
-        root.mkdir(parents=True, exist_ok=True)
-        for sub in ("artifacts/sha256", "services", "tmp"):
+        # a new root is 0700 (a folder the user already had keeps its mode); services/ holds
+        # providers' credentials (kubeconfigs, keys), so it is 0700 in any case
+        private_dir(root, tighten=False)
+        private_dir(root / "services")
+        for sub in ("artifacts/sha256", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         data = {"name": name or root.name, "backend": "embedded", "format": FORMAT_VERSION,
-                "container_registry": container_registry}
+                "container_registry": container_registry, "id": str(uuid.uuid4())}
         tmp = root / "tmp" / f".{CONFIG_NAME}.{os.getpid()}"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, config)
         ws = cls(root, data["name"], data["backend"], container_registry)
-        ws._ensure_schema()
+        ws._ensure_schema(data["id"])
+        os.replace(tmp, config)  # last: a workspace that exists has its database
+        ws._backup()
         return ws
 
     @classmethod
@@ -131,22 +159,29 @@ class Workspace:
                 f"up to {FORMAT_VERSION}). Upgrade aml-core to open it."
             )
         ws = cls(root, name, str(data.get("backend", "embedded")), str(data.get("container_registry", "embedded")))
-        ws._ensure_schema()
+        ws._verify_database(data)
+        ws._remove_dead_temporaries()
         return ws
 
     @classmethod
     def from_config(cls, path: str | os.PathLike | None = None) -> "Workspace":
         """Find a workspace: ``path``, else ``$AML_WORKSPACE``, else the current directory or a parent."""
+        return cls.get(cls.locate(path))
+
+    @classmethod
+    def locate(cls, path: str | os.PathLike | None = None) -> Path:
+        """Where :meth:`from_config` would open a workspace, without opening it (for
+        ``aml workspace check``/``restore``, which must reach a damaged one)."""
         if path is not None:
-            return cls.get(path)
+            return Path(path).resolve()
         env = os.environ.get(WORKSPACE_ENV)
         if env:
-            return cls.get(env)
+            return Path(env).resolve()
         here = Path.cwd().resolve()
         for candidate in (here, *here.parents):
             for root in (candidate, candidate / ".aml"):
                 if (root / CONFIG_NAME).is_file():
-                    return cls.get(root)
+                    return root
         raise NotFound(
             f"No workspace found: {WORKSPACE_ENV} is not set and neither {here} nor its parents hold "
             f"{CONFIG_NAME}. Create one with `aml workspace create DIR` or Workspace.create(DIR), "
@@ -178,12 +213,165 @@ class Workspace:
         conn.row_factory = sqlite3.Row
         return conn
 
-    def _ensure_schema(self) -> None:
+    def _ensure_schema(self, workspace_id: str) -> None:
         conn = self.connect()
         try:
             conn.executescript(_SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('workspace_id', ?)", (workspace_id,))
         finally:
             conn.close()
+
+    def _damaged(self, what: str) -> WorkspaceDamaged:
+        return WorkspaceDamaged(f"The workspace index {self.db_path} {what}. "
+                                + _RECOVERY.format(backup=self.root / BACKUP_NAME))
+
+    def _verify_database(self, config: dict) -> None:
+        """Refuse an index that is missing, empty, not SQLite or another workspace's; add
+        what an index from an older version lacks (the ``meta`` table and the id)."""
+        try:
+            with open(self.db_path, "rb") as handle:
+                header = handle.read(len(_SQLITE_HEADER))
+        except FileNotFoundError:
+            raise self._damaged("is missing") from None
+        if not header:
+            raise self._damaged("is empty (0 bytes): it lost every record")
+        if header != _SQLITE_HEADER:
+            raise self._damaged("is not an SQLite database")
+        try:
+            conn = self.connect()
+            try:
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not set(_TABLES) & tables:
+                    raise self._damaged("holds none of the workspace's tables")
+                stored = None
+                if "meta" in tables:
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'workspace_id'").fetchone()
+                    stored = row[0] if row else None
+                expected = config.get("id")
+                if stored is not None and expected is not None and stored != expected:
+                    raise self._damaged(f"belongs to another workspace (its id is {stored}, this workspace's "
+                                        f"is {expected})")
+                if stored is None and expected is not None and "meta" in tables:
+                    raise self._damaged(f"carries no workspace id, while {CONFIG_NAME} says {expected}: "
+                                        f"it was made anew or belongs to another workspace")
+                conn.executescript(_SCHEMA)  # tables a newer version added
+                if stored is None or expected is None:  # a workspace from before ids: give it one
+                    self._adopt_id(conn, stored or expected or str(uuid.uuid4()), config)
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(f"cannot be read ({exc})") from None
+
+    def _adopt_id(self, conn: sqlite3.Connection, workspace_id: str, config: dict) -> None:
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('workspace_id', ?)", (workspace_id,))
+        if config.get("id") != workspace_id:
+            path = self.root / CONFIG_NAME
+            tmp = self.root / "tmp" / f".{CONFIG_NAME}.{os.getpid()}"
+            tmp.parent.mkdir(exist_ok=True)
+            tmp.write_text(json.dumps({**config, "id": workspace_id}, indent=2) + "\n")
+            os.replace(tmp, path)
+
+    def _remove_dead_temporaries(self) -> None:
+        """Remove what a process killed midway (a register, a config write) left in ``tmp/``."""
+        try:
+            entries = list((self.root / "tmp").iterdir())
+        except FileNotFoundError:
+            return
+        for path in entries:
+            match = _TEMP_WITH_PID.match(path.name)
+            if match is None or _pid_alive(int(match.group(1))):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+    def _backup(self) -> None:
+        """Copy the index to ``backups/aml.db`` with SQLite's online backup API (a consistent
+        snapshot even while other processes write), replacing the previous copy atomically."""
+        target = self.root / BACKUP_NAME
+        private_dir(target.parent)
+        tmp = self.root / "tmp" / f".aml.db.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        source = self.connect()
+        try:
+            dest = sqlite3.connect(tmp)
+            try:
+                source.backup(dest)
+            finally:
+                dest.close()
+            os.replace(tmp, target)
+        finally:
+            source.close()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    @classmethod
+    def check(cls, path: str | os.PathLike) -> list[str]:
+        """Every problem found in the workspace at ``path`` (``[]`` when healthy): the
+        index's own state and SQLite integrity check, then every model's artifacts, present
+        and matching their digests. Reads only."""
+        root = Path(path).resolve()
+        try:
+            ws = cls.get(root)
+        except WorkspaceDamaged as exc:
+            return [str(exc)]
+        problems = []
+        with ws.reading() as db:
+            result = [row[0] for row in db.execute("PRAGMA integrity_check")]
+            if result != ["ok"]:
+                problems.append(ws._damaged(f"fails SQLite's integrity check: {'; '.join(result[:5])}").args[0])
+            rows = db.execute("SELECT name, version, record FROM models ORDER BY name, version").fetchall()
+        for name, version, record in rows:
+            for entry in json.loads(record).get("files") or []:
+                problems.extend(ws._artifact_problem(f"{name}:{version}", entry))
+        return problems
+
+    def _artifact_problem(self, model: str, entry: dict) -> list[str]:
+        digest = entry.get("digest", "")
+        try:
+            path = self.artifact_path(digest)
+        except InvalidConfig:
+            return [f"model {model}: file {entry.get('path')!r} has no valid digest ({digest!r})"]
+        if not path.is_file():
+            return [f"model {model}: the artifact of {entry.get('path')!r} ({digest}) is missing from "
+                    f"{self.root / 'artifacts'}; register the model again from its source"]
+        hasher = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                hasher.update(chunk)
+        if f"sha256:{hasher.hexdigest()}" != digest:
+            return [f"model {model}: the artifact of {entry.get('path')!r} at {path} does not match its digest "
+                    f"{digest} (altered on disk); register the model again from its source"]
+        return []
+
+    @classmethod
+    def restore(cls, path: str | os.PathLike) -> "Workspace":
+        """Put the last backup of the index in place; the current ``aml.db`` (and its WAL)
+        is kept as ``aml.db.damaged-<time>``. Returns the reopened workspace."""
+        root = Path(path).resolve()
+        backup = root / BACKUP_NAME
+        if not (root / CONFIG_NAME).is_file():
+            raise NotFound(f"No workspace at {root} (no {CONFIG_NAME}).")
+        if not backup.is_file():
+            raise NotFound(f"The workspace at {root} has no backup ({backup} is missing): it was made before "
+                           f"backups were kept. Register its models again from their sources.")
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        db = root / "aml.db"
+        for suffix in ("", "-wal", "-shm"):
+            current = Path(str(db) + suffix)
+            if current.exists():
+                os.replace(current, root / f"aml.db.damaged-{stamp}{suffix}")
+        source = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+        try:
+            tmp = root / "tmp" / f".aml.db.{os.getpid()}.restore"
+            dest = sqlite3.connect(tmp)
+            try:
+                source.backup(dest)
+            finally:
+                dest.close()
+        finally:
+            source.close()
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, db)
+        return cls.get(root)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -200,6 +388,7 @@ class Workspace:
                 conn.execute("COMMIT")
         finally:
             conn.close()
+        self._backup()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
@@ -223,7 +412,7 @@ class Workspace:
         tmp_dir.mkdir(exist_ok=True)
         hasher = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="artifact-")
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=f"artifact-{os.getpid()}-")
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := source.read(1 << 20):
@@ -263,9 +452,18 @@ class Workspace:
             os.chmod(dest, 0o644)
 
     def service_dir(self, kind: str, name: str) -> Path:
-        path = self.root / "services" / kind / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """A private (0700) directory for one service's state, created on first use."""
+        return private_dir(self.root / "services" / kind / name)
 
     def __repr__(self) -> str:
         return f"Workspace(name={self.name!r}, root={str(self.root)!r})"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

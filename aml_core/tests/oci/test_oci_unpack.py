@@ -64,6 +64,15 @@ HOSTILE = {
     "fifo": ([entry("pipe", tarfile.FIFOTYPE)], "pipe", "FIFO"),
     "setuid": ([entry("su", mode=0o4755)], "su", "setuid"),
     "setgid": ([entry("sg", mode=0o2755)], "sg", "setgid"),
+    # `up` resolves inside while `a` links two levels down; `a` then becomes a plain folder
+    # in the same archive, and `up` leads one level above the tree
+    "symlink-retargeted": (
+        [entry("b", tarfile.DIRTYPE, mode=0o755), entry("b/c", tarfile.DIRTYPE, mode=0o755),
+         entry("a", tarfile.SYMTYPE, link="b/c"), entry("up", tarfile.SYMTYPE, link="a/../.."),
+         entry("a", tarfile.DIRTYPE, mode=0o755)],
+        "up",
+        "outside the tree once every entry is applied",
+    ),
     "whiteout-dotdot": (
         [entry("a", tarfile.DIRTYPE, mode=0o755), entry("a/.wh...")],
         "a/.wh...",
@@ -89,6 +98,47 @@ def test_hostile_layer_is_refused_and_leaves_nothing(case, tmp_path):
     assert sorted(os.listdir(sandbox)) == ["cache"]
     assert [p for p in os.listdir(cache) if not p.endswith(".lock")] == []
     assert not (Path("/tmp/escaped.txt")).exists() or case != "absolute"
+
+
+# Cases that take more than one layer: each layer is fine alone, the finished tree is not.
+HOSTILE_STACKS = {
+    # a later layer turns `a` from a link two levels down into a folder: `up` now leads to
+    # the tree's parent (on a real node, `/`'s parent: a pod's working directory outside)
+    "retarget-by-replacing": (
+        [[entry("b", tarfile.DIRTYPE, mode=0o755), entry("b/c", tarfile.DIRTYPE, mode=0o755),
+          entry("a", tarfile.SYMTYPE, link="b/c"), entry("up", tarfile.SYMTYPE, link="a/../..")],
+         [entry("a", tarfile.DIRTYPE, mode=0o755)]],
+        "up",
+    ),
+    # the same with a whiteout: `a` is deleted, then comes back as a link to `.`
+    "retarget-by-whiteout": (
+        [[entry("b", tarfile.DIRTYPE, mode=0o755), entry("b/c", tarfile.DIRTYPE, mode=0o755),
+          entry("a", tarfile.SYMTYPE, link="b/c"), entry("up", tarfile.SYMTYPE, link="a/../..")],
+         [entry(".wh.a", data=b"")],
+         [entry("a", tarfile.SYMTYPE, link=".")]],
+        "up",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_STACKS))
+def test_a_link_retargeted_by_a_later_layer_is_refused_and_leaves_nothing(case, tmp_path):
+    layers, bad_entry = HOSTILE_STACKS[case]
+    cache = tmp_path / "cache"
+    with pytest.raises(UnsafeArchive) as info:
+        unpack_image(image_of(*(tar_of(*members) for members in layers)), cache)
+    assert info.value.entry == bad_entry
+    assert "outside the tree once every" in str(info.value)
+    assert [p for p in os.listdir(cache) if not p.endswith(".lock")] == []
+
+
+def test_links_that_stay_inside_after_every_layer_are_kept(tmp_path):
+    lower = tar_of(entry("b", tarfile.DIRTYPE, mode=0o755), entry("b/c", tarfile.DIRTYPE, mode=0o755),
+                   entry("a", tarfile.SYMTYPE, link="b/c"), entry("up", tarfile.SYMTYPE, link="a/.."),
+                   entry("dangling", tarfile.SYMTYPE, link="not/yet/there"))
+    upper = tar_of(entry("a", tarfile.DIRTYPE, mode=0o755))  # `up` → the root itself: inside
+    root = unpack_image(image_of(lower, upper), tmp_path).rootfs
+    assert os.readlink(root / "up") == "a/.." and os.readlink(root / "dangling") == "not/yet/there"
 
 
 def test_layers_apply_in_order_with_whiteouts(tmp_path):

@@ -33,6 +33,7 @@ from typing import Any
 
 from aml_core.errors import Conflict, InvalidConfig
 from aml_core.profiles import CloudProfile
+from aml_core.secure_files import private_dir
 
 from aml_emulator.arm import ArmService, CertificateAuthority
 
@@ -170,7 +171,8 @@ class Emulator:
             return self
         if self.state_dir is None:
             self.state_dir = Path(tempfile.mkdtemp(prefix="aml-emulator-"))
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # 0700: the state holds tokens, keys and the cluster's Secrets (issue 11)
+        private_dir(self.state_dir)
         self._lock_state()
         try:
             self._load_state()

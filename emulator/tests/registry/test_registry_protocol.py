@@ -497,3 +497,19 @@ def test_o8_cancel_while_the_closing_put_is_streaming(client: Client, reg):
     assert r.status_code == 404 and error_codes(r) == ["BLOB_UPLOAD_UNKNOWN"]
     assert client.head(f"/v2/o8/race/blobs/{digest}").status_code == 404
     assert reg.storage.upload_count() == 0
+
+
+@pytest.mark.parametrize("where", ["layer", "config"])
+def test_o10_a_descriptor_size_that_does_not_match_the_blob_is_manifest_invalid(client: Client, where):
+    config = client.push_blob("o10/sizes", b"{}")
+    layer = client.push_blob("o10/sizes", b"layer bytes")
+    config_size, layer_size = (2, 999) if where == "layer" else (3, len(b"layer bytes"))
+    body = json.dumps(manifest_doc(config, config_size, [(layer, layer_size)])).encode()
+    r = client.put("/v2/o10/sizes/manifests/v1", data=body, headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 400 and error_codes(r) == ["MANIFEST_INVALID"], r.text
+    wrong = layer if where == "layer" else config
+    assert wrong in r.text and "size" in r.text
+    assert client.get("/v2/o10/sizes/manifests/v1").status_code == 404
+    fixed = json.dumps(manifest_doc(config, 2, [(layer, len(b"layer bytes"))])).encode()
+    assert client.put("/v2/o10/sizes/manifests/v1", data=fixed,
+                      headers={"Content-Type": OCI_MANIFEST}).status_code == 201

@@ -74,6 +74,19 @@ def test_blobs_are_reverified_after_restart(tmp_path):
         assert c.get(f"/v2/verify/app/blobs/{layer}").content == b"original bytes"
 
 
+def test_a_corrupted_blob_dropped_on_read_is_logged(tmp_path, caplog):
+    state = tmp_path / "state"
+    with RegistryService(state_dir=state) as reg:
+        admin_client(reg).push_image("verify/logged", "v1", layer=b"good layer")
+    layer = sha256(b"good layer")
+    (state / "blobs" / "sha256" / layer[7:]).write_bytes(b"bit rot")
+    with RegistryService(state_dir=state) as reg, caplog.at_level("WARNING", logger="aml_emulator.registry"):
+        assert admin_client(reg).get(f"/v2/verify/logged/blobs/{layer}").status_code == 404
+    dropped = [r for r in caplog.records if layer in r.getMessage()]
+    assert dropped and dropped[0].levelname == "WARNING", caplog.text
+    assert "do not match its digest" in dropped[0].getMessage() and "pushes it again" in dropped[0].getMessage()
+
+
 def test_temporary_state_is_removed_on_stop():
     reg = RegistryService().start()
     state = reg.state_dir

@@ -192,3 +192,19 @@ def test_reload_picks_up_an_edited_entry_script(aml_deploy, aml_inference_config
     script.write_text(script.read_text().replace("return model.predict(data).tolist()", "return {'edited': True}"))
     service.reload()
     assert service.run(SAMPLE_INPUT) == {"edited": True}
+
+
+def test_reading_the_state_checks_that_the_supervisor_still_lives(aml_deploy, aml_inference_config, aml_workspace):
+    import signal
+
+    service = aml_deploy("local-stale", aml_inference_config)
+    assert Webservice(aml_workspace, "local-stale").state == "running"
+    os.kill(service.record.details["pid"], signal.SIGKILL)  # the supervisor alone, as an OOM kill would
+    deadline = time.monotonic() + 10
+    # no update_deployment_state(): a fresh handle's state, and the old handle's, must see it
+    while Webservice(aml_workspace, "local-stale").state != "failed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fresh = Webservice(aml_workspace, "local-stale")
+    assert fresh.state == "failed" and "no longer running" in fresh.error
+    assert service.state == "failed"
+    assert "state='failed'" in repr(service)

@@ -66,3 +66,33 @@ def create(state: State, directory: Path, name: str | None, exist_ok: bool) -> N
 def show(state: State) -> None:
     """Show the current workspace (--workspace, else $AML_WORKSPACE, else found from the current directory)."""
     _render(state, _summary(state.workspace))
+
+
+@workspace.command("check")
+@output_option
+@pass_state
+def check(state: State) -> None:
+    """Check the workspace's index and artifacts; exit 6 naming each problem and its fix."""
+    from aml_core.errors import WorkspaceDamaged
+    from aml_core.workspace import Workspace
+
+    root = Workspace.locate(state.workspace_path)
+    problems = Workspace.check(root)
+    if problems:
+        raise WorkspaceDamaged(f"{len(problems)} problem(s) in the workspace at {root}:\n"
+                               + "\n".join(f"- {p}" for p in problems))
+    state.emit({"root": str(root), "problems": []},
+               lambda console: console.print(f"Workspace {root}: no problems found."))
+
+
+@workspace.command("restore")
+@output_option
+@pass_state
+def restore(state: State) -> None:
+    """Put the last backup of the workspace's index (aml.db) in place; the damaged file is kept."""
+    from aml_core.workspace import Workspace
+
+    ws = Workspace.restore(Workspace.locate(state.workspace_path))
+    _render(state, _summary(ws))
+    if not state.json:
+        state.note("Restored the index from backups/aml.db; the previous aml.db is kept as aml.db.damaged-*.", "dim")

@@ -10,6 +10,9 @@ tree. Each archive entry passes our own checks first (fidelity S5), then tarfile
   entry already inside the tree;
 * no device nodes, FIFOs or other special files; no setuid or setgid bits;
 * nothing is ever written through a link that leads outside the tree;
+* once every entry (every layer) is applied, no link in the finished tree resolves outside
+  it: a later entry can replace a folder an earlier link walks through, which changes where
+  that link leads without touching it;
 * OCI whiteouts (``.wh.<name>``, ``.wh..wh..opq``) only delete inside the tree.
 
 A refused entry raises :class:`UnsafeArchive`, naming the entry and the rule.
@@ -111,6 +114,7 @@ def unpack_image(image, cache_dir: Path, *, top_layers: int | None = None) -> Un
             rootfs.mkdir()
             for blob in layers:
                 apply_layer(blob, rootfs)
+            check_links_stay_inside(rootfs, archive=f"image {image.digest}")
             (work / "config.json").write_text(json.dumps(config))
             os.rename(work, final)
         except BaseException:
@@ -193,6 +197,29 @@ def extract_tar(fileobj, destination: Path, *, archive: str = "", layer: bool = 
                     tar.extract(member, root, set_attrs=False)
             except tarfile.FilterError as exc:  # pragma: no cover - our checks come first
                 raise UnsafeArchive(member.name, str(exc), archive) from exc
+    if not layer:  # a layer's tree is checked once the whole stack is applied
+        check_links_stay_inside(root, archive=archive)
+
+
+def check_links_stay_inside(destination: Path, *, archive: str = "") -> None:
+    """Refuse a finished tree that holds a symbolic link resolving outside it.
+
+    Each link was checked when it was written, but a later entry that replaces a folder or
+    link the target walks through (``a/../..`` once ``a`` is no longer two levels deep)
+    moves it without touching it; only the finished tree tells.
+    """
+    root = Path(os.path.realpath(destination))
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) and not _inside(root, os.path.realpath(path)):
+                entry = os.path.relpath(path, root)
+                raise UnsafeArchive(
+                    entry,
+                    f"symbolic link to {os.readlink(path)!r} resolves outside the tree once every "
+                    "entry is applied (a later entry moved a folder it passes through)",
+                    archive,
+                )
 
 
 def _check_name(name: str, archive: str, *, entry: str | None = None, what: str = "") -> str:

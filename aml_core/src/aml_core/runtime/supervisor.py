@@ -22,6 +22,21 @@ Contract (relied on by the local provider and by images)::
 * a worker that dies is replaced after a bounded backoff (0.5 s doubling to 30 s);
 * exit status 3: the first generation failed (``init()`` raised, script missing ...);
   4: the address cannot be bound (``port P is already in use``); 2: bad arguments or spec.
+
+A worker that dies mid-request (``run()`` calls ``os._exit``, a segfault in a native
+library, the OOM killer) cannot be answered for by the supervisor, and it does not try.
+Workers accept on the shared socket themselves, so each connection's descriptor exists only
+in the worker that accepted it; when that process ends, the kernel closes the connection
+(the client sees it reset or closed with no response, at once: never a hang, and never a
+partial body passed off as whole). For the supervisor to answer instead it would have to
+hold a duplicate of every accepted connection, passed over a UNIX socket (``SCM_RIGHTS``) at
+each accept, and know how much of a response had already been written: a round trip to the
+supervisor on every connection, and a shared record of every response's progress, on the
+path the runtime keeps free of either. What it does: log the death (``Worker N died
+unexpectedly (exited with code C)``), count it in ``restarts`` and start a replacement, while
+the other workers go on serving. Clients that need a status code get one from the front door
+on a cluster, which answers 502 ``BadGateway`` for a replica that closed without answering.
+Tested in ``aml_core/tests/runtime/test_runtime_crash.py``.
 """
 
 from __future__ import annotations

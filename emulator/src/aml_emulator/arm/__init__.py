@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from aml_core.secure_files import private_dir
+
 from aml_emulator._http import BackgroundServer
 from aml_emulator.arm.app import PROVIDERS, ArmApp
 from aml_emulator.arm.containerregistry import REGISTRIES, RegistryResource
@@ -98,7 +100,7 @@ class ArmService:
     def start(self) -> "ArmService":
         if self._server is not None:
             return self
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)  # the CA key and issued server keys live here
         if self.ca is None:
             self.ca = CertificateAuthority.load_or_create(self.state_dir)
         hosts = tuple(dict.fromkeys([self.host, "127.0.0.1", "localhost", "::1"]))

@@ -48,7 +48,12 @@ from aml_emulator.cluster.selectors import (
 )
 from aml_emulator.cluster.store import Event, Store
 
-MAX_BODY = 8 << 20
+#: the apiserver's own request body limit (``MaxRequestBodyBytes``, 3 MiB)
+MAX_BODY = 3 * 1024 * 1024
+#: nesting deeper than this is refused as undecodable. The apiserver's decoder allows 10000;
+#: ours stays far below Python's recursion limit, since objects are copied and merged
+#: recursively (real objects are a few dozen levels deep at most)
+MAX_DEPTH = 100
 SERVER_VERSION = {
     "major": "1", "minor": "32", "gitVersion": "v1.32.0-aml-emulator",
     "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
@@ -105,7 +110,7 @@ class Request:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY:
-                raise err.ApiError(413, "RequestEntityTooLarge", f"the request body is larger than {MAX_BODY} bytes")
+                raise err.ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}")
             chunks.append(chunk)
             if not msg.get("more_body"):
                 break
@@ -117,6 +122,24 @@ class Request:
     @property
     def wants_table(self) -> bool:
         return "as=table" in self.headers.get("accept", "").lower().replace(" ", "")
+
+
+def _within_depth(value: Any) -> Any:
+    """``value``, if no list or object in it is nested deeper than :data:`MAX_DEPTH`
+    (checked without recursion, so the check itself cannot run out of stack)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise err.bad_request(f"the body of the request could not be decoded: exceeded max depth of {MAX_DEPTH}")
+        stack.extend((child, depth + 1) for child in children)
+    return value
 
 
 async def _send_json(send: Callable, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -568,11 +591,13 @@ class ClusterAPI:
         ctype = req.headers.get("content-type", "application/json").split(";")[0].strip()
         try:
             if ctype in ("application/yaml", patchlib.APPLY_PATCH):
-                return yaml.safe_load(raw.decode() or "null")
+                return _within_depth(yaml.safe_load(raw.decode() or "null"))
             if ctype in ("application/json", "", patchlib.JSON_PATCH, patchlib.MERGE_PATCH, patchlib.STRATEGIC_PATCH):
-                return json.loads(raw or b"null")
+                return _within_depth(json.loads(raw or b"null"))
             if ctype == protobuf.PROTOBUF and req.method in ("POST", "PUT"):
-                return protobuf.decode(raw)
+                return _within_depth(protobuf.decode(raw))
+        except RecursionError:  # the decoder itself ran out of stack: far past MAX_DEPTH
+            raise err.bad_request(f"the body of the request could not be decoded: exceeded max depth of {MAX_DEPTH}") from None
         except (ValueError, yaml.YAMLError) as e:
             raise err.bad_request(f"the body of the request could not be decoded: {e}")
         raise err.unsupported_media_type(ctype)

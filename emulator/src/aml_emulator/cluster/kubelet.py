@@ -34,12 +34,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from aml_core.limits import OOM_EXIT_CODE, cpu_limit_note, group_rss, parse_quantity
+
 from aml_emulator.cluster import exceptions as err
 from aml_emulator.cluster import volumes as vol
 from aml_emulator.cluster.auth import API_AUDIENCES, POD_TOKEN_SECONDS, TokenIssuer
 from aml_emulator.cluster.controllers import PORT_ANNOTATION, PORTS_ANNOTATION, record_event
 from aml_emulator.cluster.models import is_terminating, lookup, now_rfc3339
 from aml_emulator.cluster.store import Store
+from aml_emulator.guardian import GuardedRuntime, ProcessGuardian, end_recorded_survivors
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ SECRETS = lookup("", "v1", "secrets")
 CONFIGMAPS = lookup("", "v1", "configmaps")
 SERVICEACCOUNTS = lookup("", "v1", "serviceaccounts")
 NODE_NAME = "emulator-node"
+#: a pod condition, False when a container's CPU limit is not enforced on this node
+CPU_LIMIT_CONDITION = "emulator.aml/CPULimitEnforced"
 POD_IP = "127.0.0.1"
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SYSTEMROOT")
 
@@ -318,6 +323,11 @@ class _Container:
         self.instances = 0
         self.log: ContainerLog | None = None
         self.env: dict[str, str] = {}
+        limits = (spec.get("resources") or {}).get("limits") or {}
+        #: enforced by the kubelet's watchdog (aml_core.limits); ``cpu`` cannot be, and says so
+        self.memory_limit = _quantity_or_none(limits.get("memory"))
+        self.cpu_limit = _quantity_or_none(limits.get("cpu"))
+        self.oom_killed = False
         self.liveness = _ProbeState(spec.get("livenessProbe"))
         self.readiness = _ProbeState(spec.get("readinessProbe"))
         self.startup = _ProbeState(spec.get("startupProbe"))
@@ -330,6 +340,15 @@ class _Container:
             pid = getattr(self.handle, "pgid", None)
             st["containerID"] = f"aml-process://{pid}" if pid else "aml-process://unknown"
         return st
+
+
+def _quantity_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_quantity(value)
+    except ValueError:  # admission let it through: treat it as no limit rather than fail the pod
+        return None
 
 
 class _PodWorker:
@@ -760,7 +779,10 @@ class _PodWorker:
 
     def _record_exit(self, c: _Container, code: int) -> None:
         exit_code = code if code >= 0 else 128 + (-code)
-        term = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+        reason = "Completed" if exit_code == 0 else "Error"
+        if c.oom_killed:
+            exit_code, reason, c.oom_killed = OOM_EXIT_CODE, "OOMKilled", False
+        term = {"exitCode": exit_code, "reason": reason,
                 "startedAt": c.started_wall, "finishedAt": now_rfc3339(), "containerID": c.status().get("containerID", "")}
         if code < 0:
             term["signal"] = -code
@@ -836,6 +858,8 @@ class _PodWorker:
                                    "message": f"back-off {_fmt_seconds(delay)} restarting failed container={c.name} pod={self.name}_{self.ns}({self.uid})"}}
             record_event(k.store, pod, "Pod", "v1", "Warning", "BackOff", "Back-off restarting failed container", "kubelet")
             return
+        if c.memory_limit is not None and self._over_memory_limit(pod, c):
+            return
         # running: probes
         if not c.started:
             if self._probe_due(c.startup, now):
@@ -857,6 +881,23 @@ class _PodWorker:
                 c.ready = True
             elif c.readiness.failures >= int(c.readiness.probe.get("failureThreshold", 3)):
                 c.ready = False
+
+    def _over_memory_limit(self, pod: dict, c: _Container) -> bool:
+        """The OOM killer's part: a container whose processes hold more resident memory than
+        its limit is killed at once (no grace), and reported ``OOMKilled`` (exit 137)."""
+        pgid = getattr(c.handle, "pgid", None)
+        if pgid is None:
+            return False
+        used = group_rss(pgid)
+        if used <= c.memory_limit:
+            return False
+        c.oom_killed = True
+        c.ready = False
+        record_event(self.kubelet.store, pod, "Pod", "v1", "Warning", "OOMKilling",
+                     f"Memory limit exceeded: container {c.name} used {used} bytes of its "
+                     f"{int(c.memory_limit)}-byte limit; killed", "kubelet")
+        self.kubelet.runtime.kill(c.handle, 0)
+        return True
 
     @staticmethod
     def _probe_due(ps: _ProbeState, now: float) -> bool:
@@ -915,6 +956,10 @@ class _PodWorker:
         for c in conds:
             if c["type"] in ("Ready", "ContainersReady") and c["status"] == "False":
                 c["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
+        unenforced = [f"container {c.name}: {cpu_limit_note(c.cpu_limit)}" for c in self.containers
+                      if c.cpu_limit is not None]
+        if unenforced:  # a real node enforces it; say so where `kubectl describe pod` shows it
+            conds.append(cond(CPU_LIMIT_CONDITION, False, "NotEnforced") | {"message": "; ".join(unenforced)})
         status = {"phase": phase, "conditions": conds, "hostIP": POD_IP, "hostIPs": [{"ip": POD_IP}],
                   "podIP": POD_IP, "podIPs": [{"ip": POD_IP}], "startTime": self.start_time,
                   "containerStatuses": cs, "qosClass": old.get("qosClass", "BestEffort")}
@@ -966,9 +1011,14 @@ class Kubelet:
                  clock: Callable[[], float] = time.monotonic, backoff_base: float = 10.0,
                  backoff_cap: float = 300.0, backoff_reset: float | None = None,
                  period: float = 0.1, drain_delay: float = 0.3, max_grace: float = 10.0,
-                 log_max_bytes: int = 1 << 20, tokens: TokenIssuer | None = None) -> None:
+                 log_max_bytes: int = 1 << 20, tokens: TokenIssuer | None = None,
+                 process_record: Path | None = None) -> None:
         self.store = store
-        self.runtime = runtime
+        # pods never outlive this process, however it ends (see aml_emulator.guardian);
+        # with a record file, the next kubelet on the same state ends what was left behind
+        self.process_record = process_record
+        self.guardian = ProcessGuardian(process_record)
+        self.runtime = GuardedRuntime(runtime, self.guardian)
         # the service-account token issuer, and where pods reach the API server (set by the
         # ClusterService once it listens): without them no token is mounted and no
         # KUBERNETES_SERVICE_* is set
@@ -993,7 +1043,11 @@ class Kubelet:
 
     def adopt_existing(self) -> None:
         """After a restart no container of a stored pod is running: report them all as
-        waiting (not ready) before anyone can route to them; workers then start them."""
+        waiting (not ready) before anyone can route to them; workers then start them.
+        Containers a previous kubelet on this state left running (it was killed, and its
+        guardian with it) are ended first, so they hold no port and answer no request."""
+        if self.process_record is not None:
+            end_recorded_survivors(self.process_record)
         for pod in self.store.list(PODS)[0]:
             if is_terminating(pod):
                 continue
@@ -1091,6 +1145,7 @@ class Kubelet:
         for w in workers:
             if w.thread.is_alive():
                 w.thread.join(20)
+        self.guardian.close()
 
     def wait_idle(self, timeout: float) -> None:
         """Wait until no pod worker runs (every process of every pod has been killed)."""

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from aml_core.secure_files import private_dir, write_private
+
 from aml_emulator._http import BackgroundServer
 from aml_emulator.cluster import tls
 from aml_emulator.cluster.admission import ensure_default_service_account
@@ -26,6 +28,9 @@ from aml_emulator.cluster.models import lookup, now_rfc3339
 from aml_emulator.cluster.store import Store
 
 MetricsSource = Callable[[str, str], "float | None"]
+#: where Secrets' at-rest key is kept when ``encryption_key_file=`` is not given (default:
+#: ``<state_dir>/encryption-key``); the emulator's other services have no such setting
+ENCRYPTION_KEY_ENV = "AML_EMULATOR_ENCRYPTION_KEY_FILE"
 
 
 class ClusterService:
@@ -42,6 +47,9 @@ class ClusterService:
     :param metrics_source: ``(namespace, deployment) -> utilization percent | None`` for
         the HPA controller; settable later with :meth:`set_metrics_source`. By default the
         in-process front door's load per Deployment (``aml_core.frontdoor.deployment_name``).
+    :param encryption_key_file: the AES-256 key (base64, made 0600 on first use) Secrets are
+        sealed with in ``state_dir``; default ``$AML_EMULATOR_ENCRYPTION_KEY_FILE``, else
+        ``<state_dir>/encryption-key``.
     """
 
     def __init__(self, state_dir: str | Path | None = None, host: str = "127.0.0.1",
@@ -50,8 +58,11 @@ class ClusterService:
                  metrics_source: MetricsSource | None = None, hpa_sync_period: float = 15.0,
                  hpa_downscale_window: float | None = None, controller_period: float = 0.2,
                  kubelet_period: float = 0.2, drain_delay: float = 0.3,
-                 bookmark_interval: float = 5.0, token: str | None = None) -> None:
+                 bookmark_interval: float = 5.0, token: str | None = None,
+                 encryption_key_file: str | Path | None = None) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
+        encryption_key_file = encryption_key_file or os.environ.get(ENCRYPTION_KEY_ENV) or None
+        self.encryption_key_file = Path(encryption_key_file) if encryption_key_file is not None else None
         self.host = host
         self.clock = clock or time.monotonic
         self.backoff_base = backoff_base
@@ -109,9 +120,9 @@ class ClusterService:
         if work is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="aml-cluster-"))
             work = self._tmp
-        work.mkdir(parents=True, exist_ok=True)
+        private_dir(work)
         endpoint = self._load_endpoint()
-        self.store = Store(self.state_dir)
+        self.store = Store(self.state_dir, encryption_key_file=self.encryption_key_file)
         self.store.start()
         self._bootstrap()
         # with a state dir the signing key persists, so tokens issued before a restart stay valid
@@ -121,7 +132,8 @@ class ClusterService:
         self.kubelet = Kubelet(self.store, runtime, log_dir=work / "pod-logs", clock=self.clock,
                                backoff_base=self.backoff_base, backoff_cap=self.backoff_cap,
                                period=self._kubelet_period, drain_delay=self._drain_delay,
-                               tokens=self.tokens)
+                               tokens=self.tokens,
+                               process_record=work / "pod-processes.json" if self.state_dir is not None else None)
         self.kubelet.adopt_existing()
         self.api = ClusterAPI(self.store, self.token, logs=self.kubelet,
                               bookmark_interval=self._bookmark_interval, tokens=self.tokens)
@@ -186,10 +198,8 @@ class ClusterService:
         path = self._endpoint_file()
         if path is None or self.server is None:
             return
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"port": self.server.port, "token": self.token,
-                       "frontdoor_port": self._frontdoor_server.port if self._frontdoor_server else 0}, fh)
+        write_private(path, json.dumps({"port": self.server.port, "token": self.token,
+                                        "frontdoor_port": self._frontdoor_server.port if self._frontdoor_server else 0}).encode())
 
     def _bind(self, port: int, crt: Path, key: Path) -> BackgroundServer:
         try:
@@ -340,7 +350,5 @@ class ClusterService:
         ``kubernetes`` client's ``config.load_kube_config``."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.touch(mode=0o600, exist_ok=True)
-        p.chmod(0o600)
-        p.write_text(yaml.safe_dump(self.kubeconfig(namespace=namespace), sort_keys=False))
+        write_private(p, yaml.safe_dump(self.kubeconfig(namespace=namespace), sort_keys=False).encode())
         return p

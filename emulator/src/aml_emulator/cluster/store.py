@@ -12,7 +12,6 @@ import asyncio
 import collections
 import copy
 import json
-import os
 import random
 import threading
 import uuid
@@ -21,7 +20,10 @@ from pathlib import Path
 
 import attrs
 
+from aml_core.secure_files import private_dir, write_private
+
 from aml_emulator.cluster import exceptions as err
+from aml_emulator.cluster.encryption import SecretsCipher
 from aml_emulator.cluster.models import (
     RESOURCES,
     ResourceType,
@@ -59,8 +61,18 @@ class Watcher:
     queue: asyncio.Queue
 
 
+#: where Secrets live: apart from the other objects, sealed (see ``encryption.py``)
+SECRETS_FILE = "cluster-secrets.enc"
+DEFAULT_KEY_FILE = "encryption-key"
+_SECRETS_KEY = ("", "secrets")
+
+
 class Store:
-    def __init__(self, state_dir: Path | None = None, *, save_delay: float = 0.2) -> None:
+    """:param encryption_key_file: the key Secrets are sealed with at rest (default
+    ``<state_dir>/encryption-key``, made on first use)."""
+
+    def __init__(self, state_dir: Path | None = None, *, save_delay: float = 0.2,
+                 encryption_key_file: Path | None = None) -> None:
         self._lock = threading.RLock()
         self.changed = threading.Condition(self._lock)
         self._objects: dict[tuple[str, str], dict[tuple[str, str], dict]] = {
@@ -76,7 +88,10 @@ class Store:
         self._dirty = threading.Event()
         self._closing = threading.Event()
         self._saver: threading.Thread | None = None
+        self._cipher: SecretsCipher | None = None
         if state_dir is not None:
+            private_dir(state_dir)
+            self._cipher = SecretsCipher.load_or_create(encryption_key_file or state_dir / DEFAULT_KEY_FILE)
             self._load()
         self._history_floor = self._rv
 
@@ -86,9 +101,13 @@ class Store:
         assert self.state_dir is not None
         return self.state_dir / "cluster-state.json"
 
-    def _load(self) -> None:
+    @property
+    def _secrets_file(self) -> Path:
         assert self.state_dir is not None
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return self.state_dir / SECRETS_FILE
+
+    def _load(self) -> None:
+        assert self.state_dir is not None and self._cipher is not None
         if not self._state_file.exists():
             return
         data = json.loads(self._state_file.read_text())
@@ -98,7 +117,11 @@ class Store:
                 f"{self._state_file} was written with cluster state format {fmt!r}, newer than "
                 f"this emulator's {FORMAT_VERSION}; upgrade aml-emulator or use a fresh state_dir")
         self._rv = int(data.get("rv", 0)) + RESTART_RV_GAP
-        for obj in data.get("objects", []):
+        objects = list(data.get("objects", []))  # a state file from before the split holds Secrets too
+        if self._secrets_file.exists():
+            sealed = self._cipher.open(self._secrets_file.read_bytes(), self._secrets_file)
+            objects.extend(json.loads(sealed))
+        for obj in objects:
             key = tuple(obj.pop("__key"))
             m = obj["metadata"]
             self._objects.setdefault(key, {})[(m.get("namespace", ""), m["name"])] = obj
@@ -120,22 +143,22 @@ class Store:
     def save(self) -> None:
         if self.state_dir is None:
             return
+        assert self._cipher is not None
         with self._lock:
-            objs = []
+            objs, secrets = [], []
             for key, bucket in self._objects.items():
                 for obj in bucket.values():
                     o = copy.deepcopy(obj)
                     o["__key"] = list(key)
-                    objs.append(o)
+                    (secrets if key == _SECRETS_KEY else objs).append(o)
             data = {"format": FORMAT_VERSION, "rv": self._rv, "objects": objs,
                     "applyOwners": [{"key": list(k), "owners": v} for k, v in self._apply_owners.items()]}
             text = json.dumps(data)
-        tmp = self._state_file.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._state_file)
+            sealed = self._cipher.seal(json.dumps(secrets).encode())
+        # Secrets first: a crash between the two writes leaves the new Secrets beside the old
+        # objects, never a state file whose Secrets have gone missing.
+        write_private(self._secrets_file, sealed)
+        write_private(self._state_file, text.encode())
 
     def close(self) -> None:
         self._closing.set()

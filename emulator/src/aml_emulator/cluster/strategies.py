@@ -135,10 +135,52 @@ def _validate_name(rt: ResourceType, obj: dict) -> list[tuple[str, str]]:
     return []
 
 
+#: ``IsConfigMapKey``: the keys of a ConfigMap's or Secret's data
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_CONFIG_KEY_MESSAGE = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name', "
+                       " or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+#: the total size of a ConfigMap's or Secret's data (``MaxSecretSize``, the same for both)
+MAX_DATA_BYTES = 1024 * 1024
+_GO_JSON_TYPE = {bool: "bool", int: "number", float: "number", str: "string", dict: "object", list: "array"}
+
+
+def _decode_string_map(rt: ResourceType, obj: dict, field: str, go_type: str) -> None:
+    """What Go's ``json.Unmarshal`` does into a ``map[string]string`` (``[]byte``) field:
+    refuse a value of another JSON type with its error, read null as empty."""
+    value = obj.get(field)
+    if value is None:
+        return
+    cannot = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: json: cannot unmarshal'
+    if not isinstance(value, dict):
+        raise err.bad_request(f"{cannot} {_GO_JSON_TYPE.get(type(value), 'value')} into Go struct field "
+                              f"{rt.kind}.{field} of type map[string]{go_type}")
+    for key, item in value.items():
+        if item is None:
+            value[key] = ""
+        elif not isinstance(item, str):
+            raise err.bad_request(f"{cannot} {_GO_JSON_TYPE.get(type(item), 'value')} into Go struct field "
+                                  f"{rt.kind}.{field} of type {go_type}")
+
+
+def _validate_data_keys(obj: dict, fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    causes = []
+    for field in fields:
+        for key in obj.get(field) or {}:
+            if not (isinstance(key, str) and len(key) <= 253 and _CONFIG_KEY.fullmatch(key)):
+                causes.append((f"{field}[{key}]", f'Invalid value: "{key}": {_CONFIG_KEY_MESSAGE}'))
+    return causes
+
+
 def prepare(rt: ResourceType, obj: dict, old: dict | None, *, used_ips: set[str] | None = None) -> None:
     """Default and validate ``obj`` in place; ``old`` is the stored object on update;
     ``used_ips`` are the ClusterIPs already taken (for a new Service)."""
     kind = rt.kind
+    if kind == "ConfigMap":
+        _decode_string_map(rt, obj, "data", "string")
+        _decode_string_map(rt, obj, "binaryData", "[]uint8")
+    elif kind == "Secret":
+        _decode_string_map(rt, obj, "data", "[]uint8")
+        _decode_string_map(rt, obj, "stringData", "string")
     spec = obj.get("spec")
     if kind == "Pod" and isinstance(spec, dict):
         default_pod_spec(spec)
@@ -237,11 +279,27 @@ def prepare(rt: ResourceType, obj: dict, old: dict | None, *, used_ips: set[str]
     elif kind in ("RoleBinding", "ClusterRoleBinding"):
         causes += _validate_binding(obj, old, namespaced=kind == "RoleBinding")
     elif kind == "Secret":
+        causes += _validate_data_keys(obj, ("data",))
+        size = 0
         for k, v in (obj.get("data") or {}).items():
             try:
-                base64.b64decode(v, validate=True)
+                size += len(base64.b64decode(v, validate=True))
             except Exception:
                 causes.append((f"data[{k}]", "Invalid value: illegal base64 data"))
+        if size > MAX_DATA_BYTES:
+            causes.append(("data", f"Too long: must have at most {MAX_DATA_BYTES} bytes"))
+    elif kind == "ConfigMap":
+        causes += _validate_data_keys(obj, ("data", "binaryData"))
+        both = set(obj.get("data") or {}) & set(obj.get("binaryData") or {})
+        causes += [(f"data[{k}]", f'Invalid value: "{k}": duplicate of key present in binaryData') for k in sorted(both)]
+        size = sum(len(k) + len(v.encode()) for k, v in (obj.get("data") or {}).items())
+        for k, v in (obj.get("binaryData") or {}).items():
+            try:
+                size += len(k) + len(base64.b64decode(v, validate=True))
+            except Exception:
+                causes.append((f"binaryData[{k}]", "Invalid value: illegal base64 data"))
+        if size > MAX_DATA_BYTES:
+            causes.append(("[]", f"Too long: must have at most {MAX_DATA_BYTES} bytes"))
     if causes:
         raise err.invalid(rt.group, rt.kind, (obj.get("metadata") or {}).get("name") or "", causes)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 import jwt
+from aml_core.secure_files import private_dir
 
 from aml_emulator._http import BackgroundServer
 from aml_emulator.registry.app import RegistryApp
@@ -82,6 +83,7 @@ class RegistryService:
         self._owns_state = state_dir is None
         self.state_dir = Path(state_dir) if state_dir is not None else \
             Path(tempfile.mkdtemp(prefix="aml-registry-"))
+        private_dir(self.state_dir)  # it holds the admin passwords and the token signing keys
         self.host = host
         self.port = port
         self.anonymous_pull = anonymous_pull

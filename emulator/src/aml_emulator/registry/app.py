@@ -573,15 +573,22 @@ class RegistryApp:
             layers = doc.get("layers")
             if not isinstance(layers, list):
                 raise error("MANIFEST_INVALID", "layers must be a list of descriptors")
-            wanted = [config_digest]
+            wanted = [("config", doc["config"], config_digest)]
             for i, layer in enumerate(layers):
                 d = _descriptor_digest(layer, f"layers[{i}]")
                 if not layer.get("urls"):  # foreign layers live elsewhere
-                    wanted.append(d)
-            for d in wanted:
+                    wanted.append((f"layers[{i}]", layer, d))
+            for field, descriptor, d in wanted:
                 if not self.storage.blob_in_repo(name, d):
                     raise error("MANIFEST_BLOB_UNKNOWN", f"blob {d} referenced by the manifest is "
                                 f"unknown to repository {name}: push it first", detail={"digest": d})
+                # image-spec: a descriptor's size MUST be the blob's; a client that trusts it
+                # would read past the blob or stop short of it
+                declared, actual = descriptor.get("size"), self.storage.blob_size(name, d)
+                if declared != actual or isinstance(declared, bool):
+                    raise error("MANIFEST_INVALID", f"{field} declares size {declared!r} for blob {d}, which "
+                                f"is {actual} bytes: fix the descriptor's size",
+                                detail={"digest": d, "size": declared, "blobSize": actual})
             if artifact_type is None and isinstance(doc["config"].get("mediaType"), str):
                 artifact_type = doc["config"]["mediaType"]
         else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ from typing import Any, Callable, Iterator
 import attrs
 
 from aml_emulator.registry.exceptions import error
+
+log = logging.getLogger("aml_emulator.registry")
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
@@ -265,6 +268,8 @@ class Storage:
             return False
         if "sha256:" + h.hexdigest() != digest:
             path.unlink(missing_ok=True)
+            log.warning("dropped blob %s: its bytes at %s do not match its digest (damaged on disk); "
+                        "it is unknown until a client pushes it again", digest, path)
             return False
         self._verified.add(digest)
         return True

@@ -9,11 +9,11 @@ mode 0600, at ``services/aks/computes/<name>.kubeconfig``.
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 from typing import Any
 
 from aml_core.errors import AuthError, Conflict, InvalidConfig, NotFound, ProvisioningFailed
+from aml_core.secure_files import private_dir, write_private
 from aml_core.records import ComputeRecord, ProvisionRequest
 from aml_core.workspace import Workspace
 
@@ -42,10 +42,8 @@ def _kubeconfig_path(workspace: Workspace, name: str) -> Path:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    private_dir(path.parent)
+    write_private(path, data)
 
 
 def _translate(exc: Exception, what: str) -> Exception:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aml_core.webservice import Webservice
+from aml_core.webservice import Webservice, WebserviceNotFound
 
 from aml_provider_local.config import LocalWebserviceDeploymentConfiguration
 
@@ -17,6 +17,20 @@ class LocalWebservice(Webservice):
     """
 
     _webservice_type = "local"
+
+    @property
+    def state(self) -> str:
+        """The service's state. A service recorded as ``running`` is checked against its
+        processes (or container) on every read, so a supervisor that was killed shows as
+        ``failed`` at once, with no ``update_deployment_state()`` call; the check is a read
+        of ``/proc`` (a container inspect on the docker engine)."""
+        operation = self._operation
+        if self._record.state == "running" and not (operation is not None and operation.running):
+            try:
+                return self.update_deployment_state()
+            except WebserviceNotFound:  # deleted by another process meanwhile
+                return "Deleted"
+        return self._record.state
 
     @staticmethod
     def deploy_configuration(port: int | None = None, engine: str = "auto", workers: int = 1,
