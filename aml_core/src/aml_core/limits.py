@@ -68,6 +68,15 @@ def group_rss(pgid: int) -> int:
     return total
 
 
+def process_rss(pid: int) -> int:
+    """The resident memory of one process in bytes (0 once it has ended)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def cpu_limit_note(cpu: float) -> str:
     """Why a CPU limit of ``cpu`` cores is not enforced, for the status of what was started."""
     return (f"the CPU limit ({cpu:g} cores) is not enforced: it needs a delegated cgroup v2 (cpu.max), "

@@ -54,3 +54,49 @@ def test_a_worker_that_exits_mid_request_ends_the_connection_and_is_replaced(sta
             time.sleep(0.1)
     assert answer.status_code == 200 and answer.json()["pid"] == state["workers"][0]
     assert f"Worker {victim} died unexpectedly (exited with code 7)" in server.log()
+
+
+LEAKS = """
+import json
+import os
+
+hoard = []
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    payload = json.loads(raw_data) if raw_data else {}
+    for _ in range(payload.get("grow_mib", 0)):
+        hoard.append(b"x" * (1 << 20))  # every page touched: resident, not just reserved
+    return {"pid": os.getpid(), "held_mib": len(hoard)}
+"""
+
+
+def test_a_service_over_its_memory_limit_has_its_largest_worker_oom_killed(start_server, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    limit = 300 << 20
+    spec = write_spec(tmp_path, write_script(tmp_path / "app", LEAKS), model_dir, memory_limit_bytes=limit)
+    server = start_server(["--workers", "1", "--spec", str(spec)]).wait_ready()
+    (victim,) = server.state()["workers"]
+    assert requests.post(f"{server.url}/score", json={"grow_mib": 10}, timeout=30).json()["held_mib"] == 10
+    assert server.state()["oom_kills"] == 0  # well under the limit: left alone
+    try:  # the request that takes it over the limit may or may not be answered first
+        requests.post(f"{server.url}/score", json={"grow_mib": 400}, timeout=30)
+    except requests.exceptions.ConnectionError:
+        pass
+    state = server.wait_for(lambda s: s["oom_kills"] == 1 and s["workers"] and victim not in s["workers"], timeout=30)
+    assert state["last_oom"]["worker"] == victim and state["last_oom"]["limit_bytes"] == limit
+    assert state["last_oom"]["used_bytes"] > limit
+    assert "OOMKilled: the service used" in server.log() and f"worker {victim}" in server.log()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            answer = requests.post(f"{server.url}/score", json={}, timeout=10)
+            break
+        except requests.exceptions.ConnectionError:
+            time.sleep(0.1)
+    assert answer.json() == {"pid": state["workers"][0], "held_mib": 0}  # a fresh worker, memory back

@@ -129,3 +129,4 @@ def test_no_secret_is_readable_by_others_after_an_aks_deploy(default_umask, tmp_
                                 for d in _open_ancestors(path, root))
         service.delete()
     assert not problems, "\n".join(sorted(set(problems)))
+

@@ -208,3 +208,49 @@ def test_reading_the_state_checks_that_the_supervisor_still_lives(aml_deploy, am
     assert fresh.state == "failed" and "no longer running" in fresh.error
     assert service.state == "failed"
     assert "state='failed'" in repr(service)
+
+
+LEAKY_SCORE = """
+import json
+
+hoard = []
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    for _ in range(json.loads(raw_data).get("grow_mib", 0)):
+        hoard.append(b"x" * (1 << 20))
+    return {"held_mib": len(hoard)}
+"""
+
+
+def test_memory_gb_limit_oom_kills_and_the_service_says_so(aml_workspace, aml_model, tmp_path):
+    app = tmp_path / "leaky"
+    app.mkdir()
+    (app / "score.py").write_text(LEAKY_SCORE)
+    service = Model.deploy(aml_workspace, "local-leaky", [aml_model],
+                           InferenceConfig(entry_script="score.py", source_directory=str(app)),
+                           LocalWebservice.deploy_configuration(engine="process", memory_gb_limit=0.3))
+    try:
+        service.wait_for_deployment()
+        assert service.run('{"grow_mib": 5}') == {"held_mib": 5}
+        try:
+            requests.post(service.scoring_uri, data='{"grow_mib": 600}', timeout=60)
+        except requests.exceptions.ConnectionError:
+            pass  # killed before it could answer
+        deadline = time.monotonic() + 30
+        while not (service.state == "running" and service.error) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert service.state == "running" and service.error.startswith("OOMKilled:"), service.error
+        assert str(int(0.3 * 1024 ** 3)) in service.error
+        assert "OOMKilled" in service.get_logs()
+    finally:
+        service.delete()
+
+
+def test_memory_gb_limit_is_validated():
+    with pytest.raises(InvalidConfig, match="memory_gb_limit must be a positive number"):
+        LocalWebservice.deploy_configuration(memory_gb_limit=0)

@@ -4,7 +4,8 @@ Spec file (``--spec``, written by the local provider; re-read on every reload)::
 
     {"entry_script": "/abs/score.py", "source_dir": "/abs/src" | null,
      "model_dir": "/abs/azureml-models/NAME/VERSION", "env": {"EXTRA": "value"},
-     "scoring_timeout_ms": 60000 | null, "max_body_bytes": 1048576 | null}
+     "scoring_timeout_ms": 60000 | null, "max_body_bytes": 1048576 | null,
+     "memory_limit_bytes": 322122547 | null}   (optional; enforced by the supervisor)
 
 Without a spec (inside an image) the Azure server's variables apply: ``AML_APP_ROOT``,
 ``AZUREML_SOURCE_DIRECTORY``, ``AZUREML_ENTRY_SCRIPT``, ``AZUREML_MODEL_DIR``,
@@ -32,6 +33,7 @@ SPEC_KEYS = {
     "env",
     "scoring_timeout_ms",
     "max_body_bytes",
+    "memory_limit_bytes",
 }
 
 
@@ -85,7 +87,9 @@ def from_spec_file(path: str, environ: Mapping[str, str] | None = None) -> dict:
     merged = {**environ, **extra_env}
     timeout = spec.get("scoring_timeout_ms")
     max_body = spec.get("max_body_bytes")
+    memory_limit = spec.get("memory_limit_bytes")
     return {
+        "memory_limit_bytes": None if memory_limit is None else _int_setting(memory_limit, "memory_limit_bytes", 0),
         "entry_script": entry,
         "source_dir": source_dir,
         "app_root": source_dir or os.path.dirname(entry),

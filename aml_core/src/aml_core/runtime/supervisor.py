@@ -20,6 +20,11 @@ Contract (relied on by the local provider and by images)::
   stop the old one gracefully; if the new one fails, the old one keeps serving;
 * SIGTERM / SIGINT: stop every worker gracefully, write ``"stopped"``, exit 0;
 * a worker that dies is replaced after a bounded backoff (0.5 s doubling to 30 s);
+* the spec's ``memory_limit_bytes`` (optional) caps the resident memory of the supervisor
+  and its workers together, as a container's memory limit does: when they are over it, the
+  largest worker is SIGKILLed (what the kernel's OOM killer picks), logged as
+  ``OOMKilled`` and replaced; the state file counts these in ``"oom_kills"`` and describes
+  the last in ``"last_oom"``. It is checked every half second (see ``aml_core.limits``);
 * exit status 3: the first generation failed (``init()`` raised, script missing ...);
   4: the address cannot be bound (``port P is already in use``); 2: bad arguments or spec.
 
@@ -55,6 +60,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aml_core.errors import InvalidConfig
+from aml_core.limits import process_rss
 from aml_core.runtime import logs
 
 EXIT_OK = 0
@@ -134,6 +140,8 @@ class Supervisor:
         self.error: str | None = None
         self.reload_info: dict | None = None
         self.restarts = 0
+        self.oom_kills = 0
+        self.last_oom: dict | None = None
         self.workers: dict[int, Worker] = {}  # pid -> worker, every generation
         self.current: dict[int, Worker] = {}  # slot -> worker of the serving generation
         self.pending: dict[int, Worker] | None = None  # slot -> worker of a reload generation
@@ -162,6 +170,8 @@ class Supervisor:
             "workers": sorted(w.pid for w in self.current.values()),
             "reload": self.reload_info,
             "restarts": self.restarts,
+            "oom_kills": self.oom_kills,
+            "last_oom": self.last_oom,
         }
         directory = os.path.dirname(os.path.abspath(self.state_path))
         fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
@@ -302,6 +312,7 @@ class Supervisor:
         code = self._reap()
         if code is not None:
             return code
+        self._enforce_memory_limit()
         self._restart_due()
         if (
             self.reload_requested
@@ -312,6 +323,26 @@ class Supervisor:
             self.reload_requested = False
             self._start_reload()
         return None
+
+    def _enforce_memory_limit(self) -> None:
+        limit = (self.config or {}).get("memory_limit_bytes")
+        if not limit:
+            return
+        live = [w for w in self.workers.values() if w.returncode is None and not w.stopping]
+        sizes = {w.pid: process_rss(w.pid) for w in live}
+        used = process_rss(os.getpid()) + sum(sizes.values())
+        if used <= limit or not live:
+            return
+        victim = max(live, key=lambda w: sizes[w.pid])
+        message = (f"OOMKilled: the service used {used} bytes of memory, over its limit of {int(limit)} "
+                   f"bytes; worker {victim.pid} ({sizes[victim.pid]} bytes) was killed")
+        victim.error = message
+        self.oom_kills += 1
+        self.last_oom = {"time": time.time(), "worker": victim.pid, "used_bytes": used,
+                         "limit_bytes": int(limit), "message": message}
+        logger.error("%s", message)
+        victim.kill()
+        self.write_state()
 
     def _drain_wakeup(self) -> None:
         try:

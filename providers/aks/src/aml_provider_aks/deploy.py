@@ -295,7 +295,18 @@ def _pod_failure(c: Cluster, namespace: str, selector: str) -> str | None:
                 return f"{waiting.reason} in pod {pod.metadata.name}"
             if _crashing(status):
                 return f"CrashLoopBackOff in pod {pod.metadata.name} (restarts: {status.restart_count})"
+            if _oom_killed_lately(status):
+                return (f"OOMKilled in pod {pod.metadata.name}: a replica went over memory_gb_limit and was "
+                        f"killed (restarts: {status.restart_count}); raise the limit or find the leak")
     return None
+
+
+def _oom_killed_lately(status: Any) -> bool:
+    """The container's last run ended in an OOM kill, lately: a leak, or a limit too low."""
+    last = status.last_state.terminated if status.last_state else None
+    if last is None or last.reason != "OOMKilled" or not last.finished_at:
+        return False
+    return (datetime.now(timezone.utc) - last.finished_at).total_seconds() < CRASH_RECENT_S
 
 
 def _crashing(status: Any) -> bool:
@@ -483,9 +494,11 @@ def logs(service: ServiceRecord, num_lines: int) -> str:
                                                               tail_lines=num_lines, previous=True)
                     except Exception:  # noqa: BLE001 - the log is gone: show what there is
                         prev = ""
-                    if prev:
+                    last = st.last_state.terminated if st.last_state else None
+                    ended = f", ended {last.reason} (exit {last.exit_code})" if last and last.reason else ""
+                    if prev or ended:
                         parts.append(f"--- pod {pod.metadata.name} (previous container, restarts: "
-                                     f"{st.restart_count}) ---\n{prev}")
+                                     f"{st.restart_count}{ended}) ---\n{prev}")
         return "\n".join(parts)
 
 

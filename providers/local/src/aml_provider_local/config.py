@@ -33,6 +33,11 @@ class LocalWebserviceDeploymentConfiguration:
     :param workers: scoring worker processes (1 is enough for a test; use the core count
         for throughput).
     :param startup_timeout: seconds to wait for ``init()`` to finish.
+    :param memory_gb_limit: the most memory (GB, resident) the service may hold, as a
+        container's limit; over it, its largest worker is killed (OOMKilled) and replaced, and
+        the service's ``error`` says so. Enforced by the runtime's supervisor on the process
+        engine; the docker engine refuses it (it is not passed to the container engine yet,
+        and a limit that is silently not enforced is worse than none).
     """
 
     kind = "local"
@@ -41,6 +46,16 @@ class LocalWebserviceDeploymentConfiguration:
     engine: str = attrs.field(default="auto")
     workers: int = attrs.field(default=1, validator=_check_workers)
     startup_timeout: float = 300.0
+    memory_gb_limit: float | None = attrs.field(default=None)
+
+    @memory_gb_limit.validator
+    def _check_memory(self, attribute: Any, value: float | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise InvalidConfig(f"memory_gb_limit must be a positive number of GB, got {value!r}.")
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        return None if self.memory_gb_limit is None else int(self.memory_gb_limit * 1024 ** 3)
 
     @engine.validator
     def _check_engine(self, attribute: Any, value: str) -> None:

@@ -190,6 +190,11 @@ def start(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
     progress: Callable[[str], None] = spec.progress or _noop
     engine = container.choose_engine(config.engine)
     if engine == "docker":
+        if config.memory_gb_limit is not None:
+            raise InvalidConfig(
+                "memory_gb_limit is enforced on the process engine only; deploy with "
+                "LocalWebservice.deploy_configuration(engine='process', memory_gb_limit=...), or leave it unset."
+            )
         return container.start(workspace, spec, _port_free)
     check_environment(spec)
     if config.port is not None and not _port_free(config.port):
@@ -203,6 +208,7 @@ def start(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
     _prune_generations(service_dir, keep=set())
     progress("Staging the entry script, source folder and models")
     runtime_spec = _stage(workspace, spec, service_dir, 1)
+    runtime_spec["memory_limit_bytes"] = config.memory_limit_bytes
     _write_json(service_dir / "spec.json", runtime_spec)
     log_path = service_dir / LOG_NAME
     if log_path.exists() and log_path.stat().st_size > MAX_LOG_BYTES:
@@ -320,6 +326,7 @@ def update(workspace: Workspace, service: ServiceRecord, spec: DeploymentSpec) -
     progress(f"Staging revision {revision}")
     old_spec = _read_json(service_dir / "spec.json")
     runtime_spec = _stage(workspace, spec, service_dir, revision)
+    runtime_spec["memory_limit_bytes"] = spec.deployment_config.memory_limit_bytes
     _write_json(service_dir / "spec.json", runtime_spec)
     progress("Starting the new workers beside the old ones (zero-downtime reload)")
     # The supervisor numbers every reload attempt, failed ones included.
@@ -401,7 +408,11 @@ def status(service: ServiceRecord) -> ServiceRecord:
     if process_running(service.details):
         state = _read_json(Path(service.details["service_dir"]) / "state.json")
         if state.get("status") == "ready":
-            return attrs.evolve(service, state="running", error=None) if service.state != "running" else service
+            # a worker killed over the memory limit was replaced: running, and the error says why
+            error = (state.get("last_oom") or {}).get("message")
+            if service.state != "running" or service.error != error:
+                return attrs.evolve(service, state="running", error=error)
+            return service
         return attrs.evolve(service, state="unknown", error=state.get("error"))
     return attrs.evolve(
         service, state="failed",

@@ -34,9 +34,11 @@ class LocalWebservice(Webservice):
 
     @staticmethod
     def deploy_configuration(port: int | None = None, engine: str = "auto", workers: int = 1,
-                             startup_timeout: float = 300.0) -> LocalWebserviceDeploymentConfiguration:
+                             startup_timeout: float = 300.0,
+                             memory_gb_limit: float | None = None) -> LocalWebserviceDeploymentConfiguration:
         return LocalWebserviceDeploymentConfiguration(
-            port=port, engine=engine, workers=workers, startup_timeout=startup_timeout
+            port=port, engine=engine, workers=workers, startup_timeout=startup_timeout,
+            memory_gb_limit=memory_gb_limit,
         )
 
     def reload(self, wait: bool = True) -> None:
