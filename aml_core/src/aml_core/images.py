@@ -113,10 +113,12 @@ def _environment_spec(env: Environment):
     from aml_core.oci import EnvironmentSpec
 
     conda = env.python.conda_dependencies
+    # user-managed: the base image (or this machine) provides the packages; install none
+    managed = not env.python.user_managed_dependencies
     return EnvironmentSpec(
         name=env.name,
         python_version=conda.python_version,
-        pip_requirements=tuple(conda.pip_requirements()),
+        pip_requirements=tuple(conda.pip_requirements()) if managed else (),
         conda_dependencies=tuple(conda.conda_only()),
         environment_variables=dict(env.environment_variables),
         hash=env.hash,
