@@ -331,6 +331,19 @@ class Workspace:
             "workspaceRoot": str(self.root),
         }
 
+    @property
+    def _auth(self):
+        """The ARM credential of the registry's cloud profile (azureml-core's private ``_auth``,
+        which the 2018 guide passes to ``ContainerRegistryManagementClient``); ``None`` with the
+        embedded store, or when the profile has no static token (then use azure-identity)."""
+        if not self.container_registry.startswith("profile:"):
+            return None
+        from aml_core.credentials import StaticTokenCredential
+        from aml_core.profiles import CloudProfile
+
+        profile = CloudProfile.load(self.container_registry.split(":", 1)[1])
+        return StaticTokenCredential(profile.arm_token) if profile.arm_token else None
+
     def set_container_registry(self, container_registry: str) -> "Workspace":
         """Point image pushes elsewhere (``"embedded"`` or ``"profile:NAME"``); returns the new handle."""
         if container_registry != "embedded" and not container_registry.startswith("profile:"):
