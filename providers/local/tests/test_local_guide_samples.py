@@ -112,6 +112,16 @@ def test_deploy_as_a_local_web_service_and_score_it(tutorial_done):
         prediction = resp.json()
         assert len(prediction) == 1 and prediction[0] in range(10)
         assert Webservice(ws, "sklearn-mnist-local").scoring_uri.endswith(":6789/score")
+
+        # the reference's metadata calls (b4): stored, seen by any other handle, no rollout
+        local_service.add_tags({"stage": "dev", "owner": "me"})
+        local_service.remove_tags(["owner"])
+        local_service.add_properties({"dataset": "mnist"})
+        found = Webservice(ws, "sklearn-mnist-local")
+        assert (found.tags, found.properties) == ({"stage": "dev"}, {"dataset": "mnist"})
+        again = Webservice.deserialize(ws, found.serialize())
+        assert (type(again), again.name, again.scoring_uri) == (type(found), found.name, found.scoring_uri)
+        assert requests.post(scoring_uri, input_data, headers=headers).status_code == 200
     finally:
         local_service.delete()
 
