@@ -274,13 +274,14 @@ def _environment(document: LinedDict, path: str, workspace: Any) -> Any:
     if unsupported:
         raise origins[unsupported[0]].error("is not supported by this CLI's environments; leave it out "
                                            "(see docs/porting.md).")
-    env = build(Environment, {"name": fields["name"]}, origins, path)
-    env.version = fields.get("version")
-    conda = fields.get("conda_dependencies")
     if fields.get("conda_dependencies_file"):
         env = Environment.from_conda_specification(fields["name"], Path(fields["conda_dependencies_file"]))
-    elif conda is not None:
-        env.python = PythonSection(conda_dependencies=_conda(conda, origins["conda_dependencies"]))
+    else:
+        env = build(Environment, {"name": fields["name"]}, origins, path)
+        if fields.get("conda_dependencies") is not None:
+            env.python = PythonSection(conda_dependencies=_conda(fields["conda_dependencies"],
+                                                                 origins["conda_dependencies"]))
+    env.version = fields.get("version")
     env.python.user_managed_dependencies = bool(fields.get("user_managed_dependencies", False))
     env.docker.enabled = bool(fields.get("docker_enabled", False))
     env.docker.base_image = fields.get("base_image")

@@ -175,3 +175,17 @@ def test_deploy_reports_the_bad_file_before_touching_anything(aml, app, ws, tmp_
     assert result.exit_code == 6
     assert "deploymentconfig.json:3: numReplicas: unknown field" in result.stderr
     assert json.loads(aml("service", "list", "-o", "json").stdout) == []
+
+
+def test_inference_config_environment_from_a_conda_file_keeps_its_version(app):
+    _write(app / "myenv.yml", """
+        dependencies:
+          - pip:
+            - joblib
+    """)
+    path = _write(app / "inferenceconfig.json", """
+        {"entryScript": "score.py",
+         "environment": {"name": "filed", "version": "3", "python": {"condaDependenciesFile": "myenv.yml"}}}
+    """)
+    env = read_inference_config(path).environment
+    assert (env.name, env.version, env.python.conda_dependencies.pip_packages) == ("filed", "3", ["joblib"])
