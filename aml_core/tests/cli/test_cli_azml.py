@@ -189,3 +189,25 @@ def test_inference_config_environment_from_a_conda_file_keeps_its_version(app):
     """)
     env = read_inference_config(path).environment
     assert (env.name, env.version, env.python.conda_dependencies.pip_packages) == ("filed", "3", ["joblib"])
+
+
+def test_deploy_with_az_mls_inline_options_and_a_curated_environment(aml, app, ws, tmp_path):
+    (tmp_path / "model.pkl").write_bytes(b"weights")
+    aml.json("model", "register", "-n", "mymodel", "-p", tmp_path / "model.pkl")
+    _write(app / "deploymentconfig.json", '{"computeType": "local", "engine": "process"}')
+    both = aml("model", "deploy", "-n", "svc", "-m", "mymodel:1", "--ic", "x.json", "--es", "score.py",
+               "--dc", "deploymentconfig.json")
+    assert both.exit_code == 2 and "--entry-script" in both.stderr
+    neither = aml("model", "deploy", "-n", "svc", "-m", "mymodel:1", "--dc", "deploymentconfig.json")
+    assert neither.exit_code == 2
+    started = aml.json("model", "deploy", "-n", "inline-svc", "-m", "mymodel:1", "--es", "score.py", "--sd", ".",
+                       "-e", "AzureML-Minimal", "--ev", "1", "--dc", "deploymentconfig.json", "--no-wait")
+    try:
+        from aml_core.webservice import Webservice
+
+        service = Webservice(ws, "inline-svc")
+        service.wait_for_deployment()
+        assert service.run('{"data": [1, 2, 3]}') == {"n": 3}
+        assert started["name"] == "inline-svc"
+    finally:
+        aml("service", "delete", "inline-svc")
