@@ -157,3 +157,42 @@ def test_register_takes_the_2018_guides_list_of_tags(ws, tmp_path):
     assert [m.id for m in Model.list(ws, tags=["0.1"])] == ["Mymodel:1"]
     with pytest.raises(InvalidConfig, match="must be strings"):
         Model.register(ws, str(tmp_path / "model.pkl"), "Mymodel", tags=[0.1])
+
+
+def test_save_to_directory_and_load_it_back(ws, tmp_path):
+    env = _functions_guide_env()
+    env.environment_variables["MODE"] = "fast"
+    env.python.conda_dependencies.python_version = "3.11"
+    env.save_to_directory(tmp_path / "env")
+    assert {p.name for p in (tmp_path / "env").iterdir()} == {"azureml_environment.json", "conda_dependencies.yml"}
+    with pytest.raises(InvalidConfig, match="overwrite=True"):
+        env.save_to_directory(tmp_path / "env")
+    loaded = Environment.load_from_directory(tmp_path / "env")
+    assert loaded.hash == env.hash
+    assert (loaded.docker.enabled, loaded.environment_variables) == (True, {"MODE": "fast"})
+    (tmp_path / "env" / "azureml_environment.json").write_text('{\n  "name": "x",\n  "docker": {"enabld": true}\n}')
+    with pytest.raises(InvalidConfig, match=r"azureml_environment.json:3: docker.enabld: unknown field"):
+        Environment.load_from_directory(tmp_path / "env")
+
+
+def test_functions_guide_environment_goes_into_an_inference_config(tmp_path, monkeypatch):
+    from aml_core.model import InferenceConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "score.py").write_text("def init():\n    pass\n\ndef run(raw_data):\n    return raw_data\n")
+    myenv = _functions_guide_env()
+    inference_config = InferenceConfig(entry_script="score.py", environment=myenv)
+    assert inference_config.environment.python.conda_dependencies.pip_requirements() == ["scikit-learn"]
+
+
+def test_legacy_image_create_builds_the_next_version(ws, tmp_path, monkeypatch):
+    from aml_core.images import ContainerImage, Image
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "score.py").write_text("def init():\n    pass\n\ndef run(raw_data):\n    return raw_data\n")
+    (tmp_path / "model.pkl").write_bytes(b"weights")
+    model = Model.register(ws, "model.pkl", "legacy")
+    config = ContainerImage.image_configuration(execution_script="score.py", runtime="python")
+    first = Image.create(ws, "myimage", [model], config)
+    second = Image.create(workspace=ws, name="myimage", models=[model], image_config=config)
+    assert (first.id, second.id) == ("myimage:1", "myimage:2")

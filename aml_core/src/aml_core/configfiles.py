@@ -262,12 +262,21 @@ INFERENCE_FIELDS = (
 
 
 def _environment(document: LinedDict, path: str, workspace: Any) -> Any:
+    from aml_core.environment import Environment
+
+    if set(document) <= {"name", "version"} and workspace is not None:
+        fields, _ = read_fields(document, ENVIRONMENT_FIELDS, path, prefix="environment.")
+        return Environment.get(workspace, fields["name"], fields.get("version"))
+    return read_environment(document, path, prefix="environment.")
+
+
+def read_environment(document: LinedDict, path: str, *, prefix: str = "", base: Path | None = None) -> Any:
+    """An :class:`~aml_core.environment.Environment` from its JSON definition (the schema of
+    ``azureml_environment.json`` and of ``inferenceconfig.json``'s ``environment``).
+    ``python.condaDependenciesFile`` is relative to ``base`` (default: the current directory)."""
     from aml_core.environment import Environment, PythonSection
 
-    fields, origins = read_fields(document, ENVIRONMENT_FIELDS, path, prefix="environment.")
-    only_reference = set(fields) <= {"name", "version"}
-    if only_reference and workspace is not None:
-        return Environment.get(workspace, fields["name"], fields.get("version"))
+    fields, origins = read_fields(document, ENVIRONMENT_FIELDS, path, prefix=prefix)
     unsupported = [p for p in ("interpreter_path", "base_conda_environment", "base_image_registry", "spark", "r",
                                "databricks", "docker_arguments", "shared_volumes", "shm_size")
                    if fields.get(p) not in (None, {}, [], False)]
@@ -275,7 +284,8 @@ def _environment(document: LinedDict, path: str, workspace: Any) -> Any:
         raise origins[unsupported[0]].error("is not supported by this CLI's environments; leave it out "
                                            "(see docs/porting.md).")
     if fields.get("conda_dependencies_file"):
-        env = Environment.from_conda_specification(fields["name"], Path(fields["conda_dependencies_file"]))
+        conda_file = Path(fields["conda_dependencies_file"])
+        env = Environment.from_conda_specification(fields["name"], (base or Path.cwd()) / conda_file)
     else:
         env = build(Environment, {"name": fields["name"]}, origins, path)
         if fields.get("conda_dependencies") is not None:

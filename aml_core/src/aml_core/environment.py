@@ -48,6 +48,8 @@ CONDA_TO_PIP = {
 }
 #: conda entries that describe the interpreter or installer, not a package to install
 _CONDA_TOOLING = {"python", "pip", "setuptools", "wheel"}
+#: the files save_to_directory writes, named as azureml-core names them
+ENVIRONMENT_FILE, CONDA_FILE = "azureml_environment.json", "conda_dependencies.yml"
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
@@ -262,6 +264,52 @@ class Environment:
         from aml_core.images import _environment_spec
 
         return materialise(_environment_spec(self), Path(workspace.root) / "cache" / "environments")
+
+    # -- files (azureml-core's save_to_directory / load_from_directory) ------------------
+
+    def save_to_directory(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write ``azureml_environment.json`` (the definition, in the schema an
+        ``inferenceconfig.json``'s ``environment`` takes) and ``conda_dependencies.yml``."""
+        folder = Path(path)
+        files = {folder / ENVIRONMENT_FILE: json.dumps(self._definition_json(), indent=4) + "\n",
+                 folder / CONDA_FILE: yaml.safe_dump(self._conda_document(), sort_keys=False)}
+        existing = [str(f) for f in files if f.exists()]
+        if existing and not overwrite:
+            raise InvalidConfig(f"{', '.join(existing)} already exist(s); pass overwrite=True to replace them.")
+        folder.mkdir(parents=True, exist_ok=True)
+        for target, text in files.items():
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(target)
+
+    @staticmethod
+    def load_from_directory(path: str | Path) -> "Environment":
+        """The environment ``save_to_directory`` wrote (errors name the file and line)."""
+        from aml_core.configfiles import load_json, read_environment
+
+        folder = Path(path)
+        document = load_json(folder / ENVIRONMENT_FILE, "environment definition file")
+        return read_environment(document, str(folder / ENVIRONMENT_FILE), base=folder)
+
+    def _definition_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "python": {"userManagedDependencies": self.python.user_managed_dependencies,
+                       "condaDependenciesFile": CONDA_FILE},
+            "docker": {"enabled": self.docker.enabled, "baseImage": self.docker.base_image,
+                       "baseDockerfile": self.docker.base_dockerfile},
+            "environmentVariables": dict(self.environment_variables),
+            "inferencingStackVersion": self.inferencing_stack_version,
+        }
+
+    def _conda_document(self) -> dict[str, Any]:
+        conda = self.python.conda_dependencies
+        dependencies: list[Any] = [f"python={conda.python_version}"] if conda.python_version else []
+        dependencies += list(conda.conda_packages)
+        if conda.pip_packages:
+            dependencies.append({"pip": list(conda.pip_packages)})
+        return {"name": "project_environment", "channels": list(conda.channels), "dependencies": dependencies}
 
     # -- identity ------------------------------------------------------------------------
 

@@ -262,6 +262,11 @@ class Image:
 
         return to_dict(self._record)
 
+    @staticmethod
+    def create(workspace: Workspace, name: str, models: Iterable[Any], image_config: Any) -> "Image":
+        """azureml-core's legacy ``Image.create``: the same as ``ContainerImage.create``."""
+        return ContainerImage.create(workspace, name, models, image_config)
+
     def wait_for_creation(self, show_output: bool = False) -> None:
         """Images are built synchronously; kept for azureml-core compatibility."""
         if show_output:
