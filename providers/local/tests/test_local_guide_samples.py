@@ -122,6 +122,16 @@ def test_deploy_as_a_local_web_service_and_score_it(tutorial_done):
         again = Webservice.deserialize(ws, found.serialize())
         assert (type(again), again.name, again.scoring_uri) == (type(found), found.name, found.scoring_uri)
         assert requests.post(scoring_uri, input_data, headers=headers).status_code == 200
+
+        # deploy_to_cloud: the same models and code on another target (here another local one)
+        copy = local_service.deploy_to_cloud(name="sklearn-mnist-copy",
+                                             deployment_config=LocalWebservice.deploy_configuration())
+        try:
+            copy.wait_for_deployment()
+            assert copy.models == local_service.models
+            assert requests.post(copy.scoring_uri, input_data, headers=headers).json() == resp.json()
+        finally:
+            copy.delete()
     finally:
         local_service.delete()
 
