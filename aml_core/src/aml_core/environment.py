@@ -20,7 +20,7 @@ import attrs
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
-from aml_core.errors import InvalidConfig
+from aml_core.errors import InvalidConfig, NotFound, NotSupported
 
 #: Requirements the scoring runtime itself satisfies.
 PROVIDED_BY_RUNTIME = frozenset({"azureml-defaults", "azureml-inference-server-http", "azureml-core"})
@@ -48,6 +48,8 @@ CONDA_TO_PIP = {
 }
 #: conda entries that describe the interpreter or installer, not a package to install
 _CONDA_TOOLING = {"python", "pip", "setuptools", "wheel"}
+#: the files save_to_directory writes, named as azureml-core names them
+ENVIRONMENT_FILE, CONDA_FILE = "azureml_environment.json", "conda_dependencies.yml"
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
@@ -127,6 +129,9 @@ class PythonSection:
 
 @attrs.define
 class DockerSection:
+    #: azureml-core's switch for running training in Docker; a deployed service always runs
+    #: in an image, so for deployment it is recorded and has no other effect
+    enabled: bool = False
     base_image: str | None = None
     base_dockerfile: str | None = None
 
@@ -212,6 +217,100 @@ class Environment:
             )
         return env
 
+    # -- the workspace's environment registry (azureml-core's names) ----------------------
+
+    @staticmethod
+    def get(workspace, name: str, version: str | int | None = None, label: str | None = None) -> "Environment":
+        """A registered (or curated) environment: its latest version, or ``version``."""
+        return get_environment(workspace, name, version)
+
+    def register(self, workspace) -> "Environment":
+        """Store this environment in the workspace. The first registration of a name is
+        version ``"1"``; registering it again with a changed definition makes the next
+        version, and with the same definition returns the stored version (as Azure ML does).
+        Names starting with ``AzureML`` are reserved for the curated environments."""
+        return register_environment(workspace, self)
+
+    @staticmethod
+    def list(workspace) -> dict[str, "Environment"]:
+        """The latest version of every registered environment, and the curated ones, by name."""
+        return list_environments(workspace)
+
+    @staticmethod
+    def get_curated_environments() -> dict[str, "Environment"]:
+        return {name: build() for name, build in CURATED.items()}
+
+    def build_local(self, workspace, platform: str | None = None, **kwargs: Any) -> str:
+        """Make this environment on this machine: a cached virtual environment (keyed by the
+        environment's hash) in the workspace, or this interpreter when it already satisfies
+        the requirements. Returns the path of its Python.
+
+        ``useDocker=True`` (a Docker image of the environment) is refused: the image of a
+        service is built by ``Model.package`` / ``ContainerImage.create``."""
+        use_docker = kwargs.pop("useDocker", False)
+        kwargs.pop("pushImageToWorkspaceAcr", None)
+        if kwargs:
+            raise InvalidConfig(f"build_local: unknown arguments {', '.join(sorted(kwargs))} "
+                                f"(it takes workspace, platform, useDocker).")
+        if use_docker:
+            raise NotSupported(
+                "local", "build_local(useDocker=True)",
+                "(environments are built into images by Model.package or ContainerImage.create; "
+                "build_local(useDocker=False) makes the environment as a local virtual environment)",
+            )
+        if platform not in (None, "linux", sys.platform):
+            raise InvalidConfig(f"build_local: platform {platform!r} is not this machine's ({sys.platform}).")
+        from aml_core.engines.environments import materialise
+        from aml_core.images import _environment_spec
+
+        return materialise(_environment_spec(self), Path(workspace.root) / "cache" / "environments")
+
+    # -- files (azureml-core's save_to_directory / load_from_directory) ------------------
+
+    def save_to_directory(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write ``azureml_environment.json`` (the definition, in the schema an
+        ``inferenceconfig.json``'s ``environment`` takes) and ``conda_dependencies.yml``."""
+        folder = Path(path)
+        files = {folder / ENVIRONMENT_FILE: json.dumps(self._definition_json(), indent=4) + "\n",
+                 folder / CONDA_FILE: yaml.safe_dump(self._conda_document(), sort_keys=False)}
+        existing = [str(f) for f in files if f.exists()]
+        if existing and not overwrite:
+            raise InvalidConfig(f"{', '.join(existing)} already exist(s); pass overwrite=True to replace them.")
+        folder.mkdir(parents=True, exist_ok=True)
+        for target, text in files.items():
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(target)
+
+    @staticmethod
+    def load_from_directory(path: str | Path) -> "Environment":
+        """The environment ``save_to_directory`` wrote (errors name the file and line)."""
+        from aml_core.configfiles import load_json, read_environment
+
+        folder = Path(path)
+        document = load_json(folder / ENVIRONMENT_FILE, "environment definition file")
+        return read_environment(document, str(folder / ENVIRONMENT_FILE), base=folder)
+
+    def _definition_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "python": {"userManagedDependencies": self.python.user_managed_dependencies,
+                       "condaDependenciesFile": CONDA_FILE},
+            "docker": {"enabled": self.docker.enabled, "baseImage": self.docker.base_image,
+                       "baseDockerfile": self.docker.base_dockerfile},
+            "environmentVariables": dict(self.environment_variables),
+            "inferencingStackVersion": self.inferencing_stack_version,
+        }
+
+    def _conda_document(self) -> dict[str, Any]:
+        conda = self.python.conda_dependencies
+        dependencies: list[Any] = [f"python={conda.python_version}"] if conda.python_version else []
+        dependencies += list(conda.conda_packages)
+        if conda.pip_packages:
+            dependencies.append({"pip": list(conda.pip_packages)})
+        return {"name": "project_environment", "channels": list(conda.channels), "dependencies": dependencies}
+
     # -- identity ------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,7 +326,8 @@ class Environment:
                 conda_dependencies=CondaDependencies(**conda),
                 user_managed_dependencies=bool(python.get("user_managed_dependencies", False)),
             ),
-            docker=DockerSection(**(data.get("docker") or {})),
+            docker=DockerSection(**{k: v for k, v in (data.get("docker") or {}).items()
+                                    if k in ("enabled", "base_image", "base_dockerfile")}),
             environment_variables=dict(data.get("environment_variables") or {}),
             inferencing_stack_version=data.get("inferencing_stack_version"),
             version=data.get("version"),
@@ -250,6 +350,96 @@ class Environment:
         """A stable hash of what the environment installs (not of its name)."""
         canonical = json.dumps(self.materialization_spec(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+#: the prefix azureml-core reserves for curated environments
+CURATED_PREFIX = "AzureML"
+
+
+def _curated(name: str, pip: list[str], conda: list[str] = ()) -> Any:
+    def build() -> Environment:
+        env = Environment(name, version="1")
+        env.python.conda_dependencies = CondaDependencies.create(pip_packages=pip, conda_packages=list(conda))
+        return env
+
+    return build
+
+
+#: Curated environments a user can start from (``Environment.get(ws, "AzureML-Minimal")``).
+#: Their names follow Azure ML's; their packages are unpinned so they install on any
+#: Python this project supports. The list is documented in docs/porting.md.
+CURATED = {
+    "AzureML-Minimal": _curated("AzureML-Minimal", ["azureml-defaults"]),
+    "AzureML-Tutorial": _curated("AzureML-Tutorial", ["azureml-defaults", "numpy", "scikit-learn", "joblib"]),
+    "AzureML-Scikit-learn": _curated("AzureML-Scikit-learn", ["azureml-defaults", "scikit-learn", "joblib"],
+                                     ["numpy"]),
+}
+
+
+def _definition(env: Environment) -> dict[str, Any]:
+    """What makes two registrations the same version: everything but the version itself."""
+    data = env.to_dict()
+    data.pop("version", None)
+    return data
+
+
+def register_environment(workspace, env: Environment) -> Environment:
+    if env.name.lower().startswith(CURATED_PREFIX.lower()):
+        raise InvalidConfig(
+            f"Environment name {env.name!r} is reserved: names starting with {CURATED_PREFIX!r} are curated "
+            f"environments. Register yours under another name (copy one with Environment.get(...) and set .name)."
+        )
+    definition = _definition(env)
+    with workspace.transaction() as db:
+        row = db.execute("SELECT version, record FROM environments WHERE name = ? ORDER BY version DESC LIMIT 1",
+                         (env.name,)).fetchone()
+        if row is not None and _definition(Environment.from_dict(json.loads(row["record"]))) == definition:
+            version = int(row["version"])
+        else:
+            version = (int(row["version"]) if row is not None else 0) + 1
+            stored = {**definition, "version": str(version)}
+            db.execute("INSERT INTO environments (name, version, record) VALUES (?, ?, ?)",
+                       (env.name, version, json.dumps(stored, sort_keys=True)))
+    registered = Environment.from_dict({**definition, "version": str(version)})
+    env.version = registered.version
+    return registered
+
+
+def get_environment(workspace, name: str, version: str | int | None = None) -> Environment:
+    if name in CURATED:
+        if version not in (None, "1", 1):
+            raise NotFound(f"Curated environment {name!r} has only version '1', not {version!r}.")
+        return CURATED[name]()
+    if version is not None and not str(version).isdigit():
+        raise InvalidConfig(f"Environment version {version!r} is not a whole number ('1', '2' ...).")
+    with workspace.reading() as db:
+        if version is None:
+            row = db.execute("SELECT record FROM environments WHERE name = ? ORDER BY version DESC LIMIT 1",
+                             (name,)).fetchone()
+        else:
+            row = db.execute("SELECT record FROM environments WHERE name = ? AND version = ?",
+                             (name, int(version))).fetchone()
+    if row is None:
+        which = f"{name!r} version {str(version)!r}" if version is not None else repr(name)
+        raise NotFound(
+            f"Environment {which} is not registered in workspace {workspace.name!r}. Register it with "
+            f"env.register(ws); Environment.list(ws) shows what there is (curated: {', '.join(CURATED)})."
+        )
+    return Environment.from_dict(json.loads(row["record"]))
+
+
+def list_environments(workspace) -> dict[str, Environment]:
+    with workspace.reading() as db:
+        rows = db.execute(
+            "SELECT record FROM environments e WHERE version = (SELECT MAX(version) FROM environments "
+            "WHERE name = e.name) ORDER BY name").fetchall()
+    found = {name: build() for name, build in CURATED.items()}
+    for row in rows:
+        env = Environment.from_dict(json.loads(row["record"]))
+        found[env.name] = env
+    return found
 
 
 def default_environment() -> Environment:

@@ -113,10 +113,12 @@ def _environment_spec(env: Environment):
     from aml_core.oci import EnvironmentSpec
 
     conda = env.python.conda_dependencies
+    # user-managed: the base image (or this machine) provides the packages; install none
+    managed = not env.python.user_managed_dependencies
     return EnvironmentSpec(
         name=env.name,
         python_version=conda.python_version,
-        pip_requirements=tuple(conda.pip_requirements()),
+        pip_requirements=tuple(conda.pip_requirements()) if managed else (),
         conda_dependencies=tuple(conda.conda_only()),
         environment_variables=dict(env.environment_variables),
         hash=env.hash,
@@ -259,6 +261,11 @@ class Image:
         from aml_core.serialization import to_dict
 
         return to_dict(self._record)
+
+    @staticmethod
+    def create(workspace: Workspace, name: str, models: Iterable[Any], image_config: Any) -> "Image":
+        """azureml-core's legacy ``Image.create``: the same as ``ContainerImage.create``."""
+        return ContainerImage.create(workspace, name, models, image_config)
 
     def wait_for_creation(self, show_output: bool = False) -> None:
         """Images are built synchronously; kept for azureml-core compatibility."""

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from aml_core import registry
 from aml_core.errors import InvalidConfig, NotFound
+from aml_core.inference import InferenceConfig  # re-exported: azureml.core.model has it too
 from aml_core.records import ModelRecord, RegisterRequest
 from aml_core.workspace import Workspace
 
@@ -19,6 +20,21 @@ def _str_dict(value: dict | None, what: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise InvalidConfig(f"{what} must be a dict of strings, got {type(value).__name__}.")
     return {str(k): str(v) for k, v in value.items()}
+
+
+__all__ = ["InferenceConfig", "Model"]
+
+
+def _tags(value: dict | list | tuple | None) -> dict[str, str]:
+    """Tags as azureml-core took them: a dict, or (the 2018 SDK's form, still in its guides)
+    a list of strings, each stored as a tag with an empty value so ``tags=['0.1']`` filters
+    find it."""
+    if isinstance(value, (list, tuple)):
+        bad = [t for t in value if not isinstance(t, str)]
+        if bad:
+            raise InvalidConfig(f"tags given as a list must be strings, got {bad[0]!r}; or pass a dict of strings.")
+        return {t: "" for t in value}
+    return _str_dict(value, "tags")
 
 
 def _matches(mapping: dict[str, str], filters: Iterable[Any] | None) -> bool:
@@ -91,10 +107,13 @@ class Model:
     # -- registry ----------------------------------------------------------------------
 
     @staticmethod
-    def register(workspace: Workspace, model_path: str | os.PathLike, model_name: str, tags: dict | None = None,
+    def register(workspace: Workspace, model_path: str | os.PathLike, model_name: str, tags: dict | list | None = None,
                  properties: dict | None = None, description: str | None = None,
                  model_framework: str | None = None, **unsupported: Any) -> "Model":
-        """Register a file or folder; the same name gets the next version."""
+        """Register a file or folder; the same name gets the next version.
+
+        ``tags`` is a dict, or a list of strings (the early SDK's form): ``["0.1"]`` is the
+        tag ``0.1`` with an empty value."""
         from aml_core.plugins import default_hooks
 
         ignored = [k for k, v in unsupported.items() if v is not None]
@@ -104,7 +123,7 @@ class Model:
             name=registry.validate_model_name(model_name),
             path=str(Path(model_path).resolve()),
             description=description,
-            tags=_str_dict(tags, "tags"),
+            tags=_tags(tags),
             properties=_str_dict(properties, "properties"),
             model_framework=model_framework,
         )

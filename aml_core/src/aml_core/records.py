@@ -34,6 +34,9 @@ class TargetKind:
     webservice_class: Any = attrs.field(default=None, eq=False, hash=False, repr=False)
     #: the deployment configuration class (with ``to_dict``/``from_dict``) for stored specs
     deployment_config_class: Any = attrs.field(default=None, eq=False, hash=False, repr=False)
+    #: the ComputeTarget subclass whose ``provisioning_configuration`` / ``attach_configuration``
+    #: make this kind's compute (``aml computetarget create|attach KIND`` reads their parameters)
+    compute_class: Any = attrs.field(default=None, eq=False, hash=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)

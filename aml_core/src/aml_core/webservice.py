@@ -47,6 +47,12 @@ HEARTBEAT_S = 10.0
 FAILED_STATES = {"Failed", "failed"}
 
 
+def _string_map(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise InvalidConfig(f"{what} must be a dict of strings, got {type(value).__name__}.")
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def validate_service_name(name: object) -> str:
     if not isinstance(name, str) or not _SERVICE_NAME.match(name):
         raise InvalidConfig(f"Invalid service name {name!r}: {SERVICE_NAME_RULE}.")
@@ -307,6 +313,44 @@ class Webservice:
 
     def serialize(self) -> dict[str, Any]:
         return to_dict(self._record)
+
+    @staticmethod
+    def deserialize(workspace: Workspace, webservice_payload: dict[str, Any]) -> "Webservice":
+        """A handle from ``serialize()``'s output (the target's subclass)."""
+        try:
+            record = service_from_dict(webservice_payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidConfig(f"Not a serialized service ({type(exc).__name__}: {exc}); pass what "
+                                f"service.serialize() returned.") from None
+        return Webservice._handle(workspace, record)
+
+    # -- metadata (no rollout: only the stored record changes) --------------------------
+
+    def add_tags(self, tags: dict[str, str]) -> None:
+        """Add tags (or change their values)."""
+        new = _string_map(tags, "tags")
+        self._edit_metadata(lambda r: attrs.evolve(r, tags={**r.tags, **new}))
+
+    def remove_tags(self, tags: Iterable[str]) -> None:
+        """Remove the tags with these keys (keys that are not there are ignored)."""
+        if isinstance(tags, str) or not all(isinstance(k, str) for k in tags):
+            raise InvalidConfig("remove_tags takes a list of tag keys, e.g. ['stage'].")
+        drop = set(tags)
+        self._edit_metadata(lambda r: attrs.evolve(r, tags={k: v for k, v in r.tags.items() if k not in drop}))
+
+    def add_properties(self, properties: dict[str, str]) -> None:
+        """Add properties (or change their values)."""
+        new = _string_map(properties, "properties")
+        self._edit_metadata(lambda r: attrs.evolve(r, properties={**r.properties, **new}))
+
+    def _edit_metadata(self, change: Callable[[ServiceRecord], ServiceRecord]) -> None:
+        with self.workspace.transaction() as db:
+            row = db.execute("SELECT record FROM services WHERE name = ?", (self.name,)).fetchone()
+            if row is None:
+                raise WebserviceNotFound(f"Service {self.name!r} has been deleted.")
+            updated = change(service_from_dict(json.loads(row["record"])))
+            db.execute("UPDATE services SET record = ? WHERE name = ?", (to_json(updated), self.name))
+        self._record = updated
 
     # -- lifecycle ---------------------------------------------------------------------
 

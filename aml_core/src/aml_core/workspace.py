@@ -43,6 +43,11 @@ from aml_core.errors import InvalidConfig, NotFound, WorkspaceDamaged
 from aml_core.secure_files import private_dir
 
 CONFIG_NAME = "aml-workspace.json"
+#: the file ``write_config`` writes and ``from_config`` reads, as azureml-core names it
+SDK_CONFIG_DIR, SDK_CONFIG_NAME = ".azureml", "config.json"
+#: where ``Workspace.get(name)`` looks for workspaces by name (``~/.aml/workspaces`` if unset)
+WORKSPACES_HOME_ENV = "AML_WORKSPACES_HOME"
+DEFAULT_LOCATION = "local"
 FORMAT_VERSION = 1
 WORKSPACE_ENV = "AML_WORKSPACE"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -101,16 +106,25 @@ class Workspace:
     backend: str = "embedded"
     #: where images are pushed: "embedded" (OCI layouts in the workspace) or "profile:NAME"
     container_registry: str = "embedded"
+    #: the Azure identity the SDK's samples read (``ws.subscription_id`` ...); ``None`` when
+    #: neither given at create nor known from the container registry's cloud profile
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    location: str = DEFAULT_LOCATION
 
     # -- finding and creating ---------------------------------------------------------
 
     @classmethod
     def create(cls, path: str | os.PathLike, name: str | None = None, *, exist_ok: bool = False,
-               container_registry: str = "embedded") -> "Workspace":
+               container_registry: str = "embedded", subscription_id: str | None = None,
+               resource_group: str | None = None, location: str | None = None) -> "Workspace":
         """Make a new workspace in ``path`` (created if missing).
 
         :param container_registry: ``"embedded"`` keeps images as OCI layouts in the
             workspace; ``"profile:emulator"`` pushes them to a cloud profile's registry.
+        :param subscription_id, resource_group: the Azure identity ``ws.subscription_id``
+            and ``ws.resource_group`` report; by default the registry profile's.
+        :param location: the region ``ws.location`` reports (default ``"local"``).
         """
         root = Path(path).resolve()
         config = root / CONFIG_NAME
@@ -129,17 +143,91 @@ class Workspace:
             (root / sub).mkdir(parents=True, exist_ok=True)
         data = {"name": name or root.name, "backend": "embedded", "format": FORMAT_VERSION,
                 "container_registry": container_registry, "id": str(uuid.uuid4())}
+        identity = {"subscription_id": subscription_id, "resource_group": resource_group, "location": location}
+        data.update({k: v for k, v in identity.items() if v is not None})
         tmp = root / "tmp" / f".{CONFIG_NAME}.{os.getpid()}"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
-        ws = cls(root, data["name"], data["backend"], container_registry)
+        ws = cls._from_data(root, data)
         ws._ensure_schema(data["id"])
         os.replace(tmp, config)  # last: a workspace that exists has its database
         ws._backup()
         return ws
 
     @classmethod
-    def get(cls, path: str | os.PathLike) -> "Workspace":
-        """Open the workspace at ``path``."""
+    def _from_data(cls, root: Path, data: dict) -> "Workspace":
+        registry = str(data.get("container_registry", "embedded"))
+        subscription_id, resource_group = data.get("subscription_id"), data.get("resource_group")
+        if registry.startswith("profile:") and not (subscription_id and resource_group):
+            from aml_core.profiles import CloudProfile
+
+            try:
+                profile = CloudProfile.load(registry.split(":", 1)[1])
+            except (NotFound, InvalidConfig):
+                profile = None  # the profile is needed (and reported) only when images are pushed
+            if profile is not None:
+                subscription_id = subscription_id or profile.subscription_id
+                resource_group = resource_group or profile.resource_group
+        return cls(root, str(data["name"]), str(data.get("backend", "embedded")), registry,
+                   subscription_id=subscription_id, resource_group=resource_group,
+                   location=str(data.get("location") or DEFAULT_LOCATION))
+
+    @classmethod
+    def get(cls, name: str | os.PathLike, auth: object = None, subscription_id: str | None = None,
+            resource_group: str | None = None) -> "Workspace":
+        """Open a workspace: by directory, or (azureml-core's form) by name, looked up under
+        ``$AML_WORKSPACES_HOME`` (default ``~/.aml/workspaces``), and checked against
+        ``subscription_id`` and ``resource_group`` when they are given."""
+        root = Path(name).expanduser()
+        if not (root / CONFIG_NAME).is_file() and isinstance(name, str) and os.sep not in name:
+            root = cls._find_by_name(name, subscription_id, resource_group)
+        ws = cls._open(root)
+        for attribute, wanted in (("subscription_id", subscription_id), ("resource_group", resource_group)):
+            have = getattr(ws, attribute)
+            if wanted is not None and (have or "").lower() != wanted.lower():
+                raise NotFound(
+                    f"Workspace {ws.name!r} at {ws.root} is in {attribute} {have!r}, not {wanted!r}. "
+                    f"Check the {attribute} you passed (see ws.get_details())."
+                )
+        return ws
+
+    @staticmethod
+    def workspaces_home() -> Path:
+        configured = os.environ.get(WORKSPACES_HOME_ENV)
+        return Path(configured).expanduser() if configured else Path.home() / ".aml" / "workspaces"
+
+    @classmethod
+    def _find_by_name(cls, name: str, subscription_id: str | None, resource_group: str | None) -> Path:
+        home = cls.workspaces_home()
+        found = []
+        for config in sorted(home.glob(f"*/{CONFIG_NAME}")) + sorted(home.glob(f"*/*/*/{CONFIG_NAME}")):
+            try:
+                data = json.loads(config.read_text())
+            except ValueError:
+                continue
+            if data.get("name") != name:
+                continue
+            if subscription_id and (data.get("subscription_id") or "").lower() != subscription_id.lower():
+                continue
+            if resource_group and (data.get("resource_group") or "").lower() != resource_group.lower():
+                continue
+            found.append(config.parent)
+        if not found:
+            raise NotFound(
+                f"Workspace not found: no workspace named {name!r}"
+                + (f" in subscription {subscription_id!r}" if subscription_id else "")
+                + (f" and resource group {resource_group!r}" if resource_group else "")
+                + f" under {home} (${WORKSPACES_HOME_ENV}). Create it with Workspace.create({str(home / name)!r}, "
+                f"{name!r}, subscription_id=..., resource_group=...), or pass its directory."
+            )
+        if len(found) > 1:
+            raise InvalidConfig(
+                f"{len(found)} workspaces are named {name!r} under {home}: {', '.join(map(str, found))}. "
+                f"Pass subscription_id and resource_group, or the directory, to pick one."
+            )
+        return found[0]
+
+    @classmethod
+    def _open(cls, path: str | os.PathLike) -> "Workspace":
         root = Path(path).resolve()
         config = root / CONFIG_NAME
         if not config.is_file():
@@ -158,19 +246,49 @@ class Workspace:
                 f"The workspace at {root} was written by a newer version (format {fmt}, this one reads "
                 f"up to {FORMAT_VERSION}). Upgrade aml-core to open it."
             )
-        ws = cls(root, name, str(data.get("backend", "embedded")), str(data.get("container_registry", "embedded")))
+        ws = cls._from_data(root, {**data, "name": name})
         ws._verify_database(data)
         ws._remove_dead_temporaries()
         return ws
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike | None = None) -> "Workspace":
-        """Find a workspace: ``path``, else ``$AML_WORKSPACE``, else the current directory or a parent."""
-        return cls.get(cls.locate(path))
+    def from_config(cls, path: str | os.PathLike | None = None, auth: object = None, _logger: object = None,
+                    _file_name: str | None = None) -> "Workspace":
+        """Find a workspace: ``path``, else ``$AML_WORKSPACE``, else the current directory or a parent.
+
+        At each place it looks for a workspace directory (``aml-workspace.json``, also under
+        ``.aml/``) and for the file ``write_config`` writes (``.azureml/config.json``, or
+        ``config.json`` itself, or ``path`` when it names that file), as azureml-core does.
+        """
+        file_name = _file_name or SDK_CONFIG_NAME
+        if path is not None:
+            start = Path(path).expanduser().resolve()
+            if start.is_file():
+                return cls._from_sdk_config(start)
+            found = cls._look_in(start, file_name)
+            if found is not None:
+                return found
+            raise NotFound(
+                f"No workspace at {start}: it holds neither {CONFIG_NAME} nor {SDK_CONFIG_DIR}/{file_name}. "
+                f"Write one with ws.write_config(path={str(start)!r}) or create a workspace there."
+            )
+        env = os.environ.get(WORKSPACE_ENV)
+        if env:
+            return cls.get(env)
+        here = Path.cwd().resolve()
+        for candidate in (here, *here.parents):
+            found = cls._look_in(candidate, file_name)
+            if found is not None:
+                return found
+        raise NotFound(
+            f"No workspace found: {WORKSPACE_ENV} is not set and neither {here} nor its parents hold "
+            f"{CONFIG_NAME}. Create one with `aml workspace create DIR` or Workspace.create(DIR), "
+            f"then set {WORKSPACE_ENV}=DIR."
+        )
 
     @classmethod
     def locate(cls, path: str | os.PathLike | None = None) -> Path:
-        """Where :meth:`from_config` would open a workspace, without opening it (for
+        """Where :meth:`from_config` would open a workspace directory, without opening it (for
         ``aml workspace check``/``restore``, which must reach a damaged one)."""
         if path is not None:
             return Path(path).resolve()
@@ -188,6 +306,93 @@ class Workspace:
             f"then set {WORKSPACE_ENV}=DIR."
         )
 
+    @classmethod
+    def _look_in(cls, directory: Path, file_name: str) -> "Workspace | None":
+        for root in (directory, directory / ".aml"):
+            if (root / CONFIG_NAME).is_file():
+                return cls._open(root)
+        for config in (directory / SDK_CONFIG_DIR / file_name, directory / "aml_config" / file_name,
+                       directory / file_name):
+            if config.is_file():
+                return cls._from_sdk_config(config)
+        return None
+
+    @classmethod
+    def _from_sdk_config(cls, config: Path) -> "Workspace":
+        try:
+            data = json.loads(config.read_text())
+            name = data["workspace_name"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidConfig(
+                f"{config} is not a workspace config file ({type(exc).__name__}: {exc}); it needs "
+                f'"workspace_name" (and "subscription_id", "resource_group"). Rewrite it with ws.write_config().'
+            ) from None
+        if data.get("workspace_path"):
+            ws = cls._open(Path(data["workspace_path"]))
+            return cls.get(ws.root, subscription_id=data.get("subscription_id"),
+                           resource_group=data.get("resource_group"))
+        return cls.get(str(name), subscription_id=data.get("subscription_id"),
+                       resource_group=data.get("resource_group"))
+
+    def write_config(self, path: str | os.PathLike | None = None, file_name: str | None = None) -> str:
+        """Write ``<path>/.azureml/config.json`` (``path`` defaults to the current directory)
+        naming this workspace, so ``Workspace.from_config()`` finds it from there; returns its path.
+
+        Besides azureml-core's keys it records ``workspace_path`` (this workspace's directory)."""
+        directory = Path(path).expanduser() if path is not None else Path.cwd()
+        target = directory / SDK_CONFIG_DIR / (file_name or SDK_CONFIG_NAME)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = {"subscription_id": self.subscription_id, "resource_group": self.resource_group,
+                "workspace_name": self.name, "workspace_path": str(self.root)}
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(data, indent=4) + "\n")
+        os.replace(tmp, target)
+        return str(target)
+
+    def get_details(self) -> dict:
+        """The workspace's properties in azureml-core's keys (``id``, ``name``, ``location``,
+        ``containerRegistry`` ...). ``containerRegistry`` is the registry's ARM id when images go
+        to a cloud profile's registry; with the embedded store it is ``None``, as for an Azure
+        workspace whose registry has not been made yet."""
+        registry = None
+        if self.container_registry.startswith("profile:"):
+            from aml_core.profiles import CloudProfile
+
+            profile = CloudProfile.load(self.container_registry.split(":", 1)[1])
+            registry = (f"/subscriptions/{profile.subscription_id}/resourceGroups/{profile.resource_group}"
+                        f"/providers/Microsoft.ContainerRegistry/registries/{profile.registry_name}")
+        if self.subscription_id and self.resource_group:
+            workspace_id = (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.name}")
+        else:
+            workspace_id = self.root.as_uri()
+        return {
+            "id": workspace_id,
+            "name": self.name,
+            "location": self.location,
+            "type": "Microsoft.MachineLearningServices/workspaces",
+            "friendlyName": self.name,
+            "description": "",
+            "containerRegistry": registry,
+            "sku": "Basic",
+            "tags": {},
+            "workspaceRoot": str(self.root),
+        }
+
+    @property
+    def _auth(self):
+        """The ARM credential of the registry's cloud profile (azureml-core's private ``_auth``,
+        which the 2018 guide passes to ``ContainerRegistryManagementClient``); ``None`` with the
+        embedded store, or when the profile has no static token (then use azure-identity)."""
+        if not self.container_registry.startswith("profile:"):
+            return None
+        from aml_core.credentials import StaticTokenCredential
+        from aml_core.profiles import CloudProfile
+
+        profile = CloudProfile.load(self.container_registry.split(":", 1)[1])
+        return StaticTokenCredential(profile.arm_token) if profile.arm_token else None
+
     def set_container_registry(self, container_registry: str) -> "Workspace":
         """Point image pushes elsewhere (``"embedded"`` or ``"profile:NAME"``); returns the new handle."""
         if container_registry != "embedded" and not container_registry.startswith("profile:"):
@@ -198,7 +403,7 @@ class Workspace:
         tmp = self.root / "tmp" / f".{CONFIG_NAME}.{os.getpid()}"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(tmp, config)
-        return attrs.evolve(self, container_registry=container_registry)
+        return self._from_data(self.root, data)
 
     # -- metadata store ---------------------------------------------------------------
 

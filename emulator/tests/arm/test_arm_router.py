@@ -29,10 +29,15 @@ def test_parse_post_action_and_child_collection() -> None:
     assert action.operation_name("POST") == "Microsoft.X/things/listKeys/action"
     child = parse_path("GET", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.X/things/a/parts")
     assert (child.resource_type, child.names, child.kind) == ("things/parts", ("a",), "collection")
+    # resource groups themselves sit outside the /providers/ grammar
+    group = parse_path("DELETE", "/subscriptions/s/resourceGroups/rg")
+    assert (group.namespace, group.resource_type, group.resource_group, group.names, group.kind) == (
+        "Microsoft.Resources", "resourceGroups", None, ("rg",), "item")
+    assert parse_path("GET", "/subscriptions/s/resourcegroups").kind == "collection"
 
 
 @pytest.mark.parametrize("path", [
-    "/", "/subscriptions/s", "/subscriptions/s/resourceGroups/rg",
+    "/", "/subscriptions/s", "/subscriptions/s/resourceGroups/rg/things",
     "/subscriptions/s/resourceGroups/rg/providers/Microsoft.X",
     "/subscriptions/s/resourceGroups/rg/providers/Microsoft.X/things/..%2f..",
     "/tenants/t/providers/Microsoft.X/things",

@@ -191,6 +191,9 @@ def _register_builtin_commands() -> None:
 
     for command in (workspace, model, image, service, providers, plugins):
         cli.add_command(command)
+    from aml_core.cli.computetarget import computetarget
+
+    cli.add_command(computetarget)
 
 
 _register_builtin_commands()

@@ -384,3 +384,58 @@ def delete(state: State, name: str) -> None:
         svc.delete()
     state.emit({"name": name, "deleted": True},
                lambda console: console.print(f"Deleted service {name}", markup=False, soft_wrap=True))
+
+
+# -- az ml's service verbs (``az ml service get-keys -n NAME`` ...) ----------------------------------
+
+
+def _service_name(name: str | None, name_option: str | None) -> str:
+    if (name is None) == (name_option is None):
+        raise click.UsageError("Name the service once: as NAME or with --name/-n.")
+    return name or name_option
+
+
+def _name_options(func: Callable) -> Callable:
+    func = click.option("--name", "-n", "name_option", default=None, help="The service (az ml's form of NAME).")(func)
+    return click.argument("name", required=False)(func)
+
+
+@service.command("get-logs")
+@_name_options
+@click.option("--num_lines", "--num-lines", "-l", "num_lines", type=click.IntRange(min=1), default=5000,
+              show_default=True, help="How many of the last lines to show.")
+@click.option("--init", "-i", "init", is_flag=True, help="The init container's logs, on targets that have one.")
+@output_option
+@pass_state
+def get_logs(state: State, name: str | None, name_option: str | None, num_lines: int, init: bool) -> None:
+    """Print the last lines of a service's log (``aml service logs`` is the same)."""
+    service_name = _service_name(name, name_option)
+    text = _get(state, service_name).get_logs(num_lines=num_lines, init=init)
+    state.emit({"name": service_name, "logs": text}, lambda console: click.echo(text, nl=not text.endswith("\n")))
+
+
+@service.command("get-keys")
+@_name_options
+@output_option
+@pass_state
+def get_keys(state: State, name: str | None, name_option: str | None) -> None:
+    """Print a service's primary and secondary keys (as JSON with -o json)."""
+    primary, secondary = _get(state, _service_name(name, name_option)).get_keys()
+    state.emit({"primaryKey": primary, "secondaryKey": secondary},
+               lambda console: click.echo(f"primaryKey: {primary}\nsecondaryKey: {secondary}"))
+
+
+@service.command("regen-key")
+@_name_options
+@click.option("--key", "-k", required=True, metavar="Primary|Secondary", help="Which key to regenerate.")
+@click.option("--set-key", "-s", "set_key", default=None,
+              help="The value to set instead of a random one (keep it out of shell history: prefer the default).")
+@output_option
+@pass_state
+def regen_key(state: State, name: str | None, name_option: str | None, key: str, set_key: str | None) -> None:
+    """Regenerate (or set) a service's primary or secondary key, and print both keys."""
+    svc = _get(state, _service_name(name, name_option))
+    svc.regen_key(key, set_key=set_key)
+    primary, secondary = svc.get_keys()
+    state.emit({"primaryKey": primary, "secondaryKey": secondary},
+               lambda console: click.echo(f"primaryKey: {primary}\nsecondaryKey: {secondary}"))

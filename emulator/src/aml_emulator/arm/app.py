@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 #: Every resource provider the emulator serves. Add new namespaces here.
 PROVIDERS: list[ResourceProvider] = [containerregistry.PROVIDER, managedclusters.PROVIDER]
+PROVIDERS.append(__import__("aml_emulator.arm.resourcegroups", fromlist=["PROVIDER"]).PROVIDER)
 
 #: ARM request bodies here are small JSON documents; anything bigger is refused unread
 MAX_BODY = 1 << 20

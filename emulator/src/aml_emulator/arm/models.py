@@ -48,6 +48,7 @@ class RegistryResource:
 class ResourceGroup:
     name: str
     location: str = "westus"
+    tags: dict[str, str] = attrs.field(factory=dict)
     #: resources by (lower-case type, lower-case name)
     resources: dict[tuple[str, str], Any] = attrs.field(factory=dict)
 

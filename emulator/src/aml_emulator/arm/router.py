@@ -57,6 +57,12 @@ class ArmPath:
 def parse_path(method: str, path: str) -> ArmPath | None:
     """Parse a resource-provider URL, or return ``None`` when ``path`` is not one."""
     parts = [part for part in path.split("/") if part]
+    if 3 <= len(parts) <= 4 and parts[0].lower() == "subscriptions" and parts[2].lower() == "resourcegroups":
+        # resource groups themselves sit outside the /providers/ grammar
+        names = tuple(parts[3:])
+        if not all(_SEGMENT.match(part) for part in (parts[1], *names)):
+            return None
+        return ArmPath(parts[1], None, "Microsoft.Resources", "resourceGroups", names, ITEM if names else COLLECTION)
     if len(parts) < 5 or parts[0].lower() != "subscriptions":
         return None
     subscription_id = parts[1]

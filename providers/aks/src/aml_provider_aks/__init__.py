@@ -35,7 +35,8 @@ KINDS = (KIND, ENDPOINT_KIND)
 def aml_target_kinds(add):
     add(TargetKind(name=KIND, provider="aml-provider-aks", capabilities=CAPABILITIES,
                    description="scoring services on a Kubernetes cluster (AKS or the emulator)",
-                   webservice_class=AksWebservice, deployment_config_class=AksServiceDeploymentConfiguration))
+                   webservice_class=AksWebservice, deployment_config_class=AksServiceDeploymentConfiguration,
+                   compute_class=AksCompute))
     add(TargetKind(name=ENDPOINT_KIND, provider="aml-provider-aks", capabilities=ENDPOINT_CAPABILITIES,
                    description="endpoints with up to 6 versions and a traffic share each, on a Kubernetes cluster",
                    webservice_class=AksEndpoint, deployment_config_class=AksEndpointDeploymentConfiguration))

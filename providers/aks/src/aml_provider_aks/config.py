@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from aml_core.configfiles import JsonField
 from aml_core.errors import InvalidConfig
 
 KIND = "aks"
@@ -17,6 +18,51 @@ _POSITIVE = ("autoscale_min_replicas", "autoscale_max_replicas", "autoscale_refr
              "replica_max_concurrent_requests", "max_request_wait_time", "num_replicas", "period_seconds",
              "initial_delay_seconds", "timeout_seconds", "success_threshold", "failure_threshold",
              "cpu_cores_limit", "memory_gb_limit")
+#: ``deploymentconfig.json`` with ``"computeType": "aks"``: az ml's names (the service
+#: payload's, reference b4) -> deploy_configuration's parameters
+DEPLOYMENT_JSON_FIELDS = (
+    JsonField("autoScaler", None, "object", members=(
+        JsonField("autoscaleEnabled", "autoscale_enabled", "boolean"),
+        JsonField("minReplicas", "autoscale_min_replicas", "integer"),
+        JsonField("maxReplicas", "autoscale_max_replicas", "integer"),
+        JsonField("refreshPeriodInSeconds", "autoscale_refresh_seconds", "integer"),
+        JsonField("targetUtilization", "autoscale_target_utilization", "integer"),
+    )),
+    JsonField("containerResourceRequirements", None, "object", members=(
+        JsonField("cpu", "cpu_cores", "number"),
+        JsonField("memoryInGB", "memory_gb", "number"),
+        JsonField("cpuLimit", "cpu_cores_limit", "number"),
+        JsonField("memoryInGBLimit", "memory_gb_limit", "number"),
+        JsonField("gpu", "gpu_cores", "integer"),
+    )),
+    JsonField("livenessProbeRequirements", None, "object", members=(
+        JsonField("periodSeconds", "period_seconds", "integer"),
+        JsonField("initialDelaySeconds", "initial_delay_seconds", "integer"),
+        JsonField("timeoutSeconds", "timeout_seconds", "integer"),
+        JsonField("failureThreshold", "failure_threshold", "integer"),
+        JsonField("successThreshold", "success_threshold", "integer"),
+    )),
+    JsonField("dataCollection", None, "object", members=(
+        JsonField("storageEnabled", "collect_model_data", "boolean"),
+    )),
+    JsonField("keys", None, "object", members=(
+        JsonField("primaryKey", "primary_key", "string"),
+        JsonField("secondaryKey", "secondary_key", "string"),
+    )),
+    JsonField("authEnabled", "auth_enabled", "boolean"),
+    JsonField("tokenAuthEnabled", "token_auth_enabled", "boolean"),
+    JsonField("appInsightsEnabled", "enable_app_insights", "boolean"),
+    JsonField("scoringTimeoutMs", "scoring_timeout_ms", "integer"),
+    JsonField("maxConcurrentRequestsPerContainer", "replica_max_concurrent_requests", "integer"),
+    JsonField("maxQueueWaitMs", "max_request_wait_time", "integer"),
+    JsonField("numReplicas", "num_replicas", "integer"),
+    JsonField("gpuCores", "gpu_cores", "integer"),
+    JsonField("namespace", "namespace", "string"),
+    JsonField("computeTargetName", "compute_target_name", "string"),
+    JsonField("tags", "tags", "string map"),
+    JsonField("properties", "properties", "string map"),
+    JsonField("description", "description", "string"),
+)
 _AUTOSCALE = ("autoscale_min_replicas", "autoscale_max_replicas", "autoscale_refresh_seconds",
               "autoscale_target_utilization")
 
@@ -27,6 +73,7 @@ class AksServiceDeploymentConfiguration:
     (see the ``effective_*`` properties); validated at construction."""
 
     kind = KIND
+    deployment_json_fields = DEPLOYMENT_JSON_FIELDS
 
     autoscale_enabled: bool | None = None
     autoscale_min_replicas: int | None = None
@@ -192,6 +239,10 @@ class AksEndpointDeploymentConfiguration(AksServiceDeploymentConfiguration):
     first version, plus that version's name and traffic share."""
 
     kind = ENDPOINT_KIND
+    deployment_json_fields = DEPLOYMENT_JSON_FIELDS + (
+        JsonField("versionName", "version_name", "string"),
+        JsonField("trafficPercentile", "traffic_percentile", "integer"),
+    )
 
     version_name: str | None = None
     traffic_percentile: int | None = None

@@ -64,6 +64,9 @@ class AksEndpointVersion:
     models: tuple[str, ...]
     image: str | None
     deployment_config: AksServiceDeploymentConfiguration
+    tags: dict[str, str] = attrs.Factory(dict)
+    properties: dict[str, str] = attrs.Factory(dict)
+    description: str | None = None
 
 
 @attrs.frozen
@@ -78,6 +81,11 @@ class VersionChange:
     traffic_percentile: Any = UNSET
     is_default: bool | None = None
     is_control_version_type: bool | None = None
+    #: the version's own tags, properties and description (``update_version``: tags replace
+    #: the old ones, properties are added, as ``AksWebservice.update`` does)
+    tags: dict[str, str] | None = None
+    properties: dict[str, str] | None = None
+    description: str | None = None
 
 
 class AksEndpoint(AksWebservice):
@@ -108,7 +116,9 @@ class AksEndpoint(AksWebservice):
         return {name: AksEndpointVersion(
             name=name, traffic_percentile=v.get("traffic_percentile"), is_default=v["is_default"],
             version_type=v["type"], models=tuple(v.get("models") or ()), image=v.get("image"),
-            deployment_config=AksServiceDeploymentConfiguration.from_dict(v["config"])) for name, v in table.items()}
+            deployment_config=AksServiceDeploymentConfiguration.from_dict(v["config"]),
+            tags=dict(v.get("tags") or {}), properties=dict(v.get("properties") or {}),
+            description=v.get("description")) for name, v in table.items()}
 
     @property
     def default_version(self) -> str | None:
@@ -122,26 +132,34 @@ class AksEndpoint(AksWebservice):
 
     def create_version(self, version_name: str, *, models: Iterable[Any] | None = None, inference_config: Any = None,
                        traffic_percentile: int | None = None, is_default: bool | None = None,
-                       is_control_version_type: bool | None = None, wait: bool = True, **settings: Any) -> None:
+                       is_control_version_type: bool | None = None, tags: dict | None = None,
+                       properties: dict | None = None, description: str | None = None, wait: bool = True,
+                       **settings: Any) -> None:
         """Add a version (at most 6). ``models`` and ``inference_config`` default to the default
-        version's; ``settings`` are the per-version AKS settings (``num_replicas``, ``cpu_cores``...)."""
+        version's; ``settings`` are the per-version AKS settings (``num_replicas``, ``cpu_cores``...);
+        ``tags``, ``properties`` and ``description`` are the version's own."""
         self._change("create_version", VersionChange(
             name=check_version_name(version_name), action="create", settings=_version_settings(settings),
             models=_models(models), inference_config=inference_config,
             traffic_percentile=check_traffic(traffic_percentile), is_default=is_default,
-            is_control_version_type=is_control_version_type), wait=wait)
+            is_control_version_type=is_control_version_type, tags=_strings(tags, "tags"),
+            properties=_strings(properties, "properties"), description=description), wait=wait)
 
     def update_version(self, version_name: str, *, models: Iterable[Any] | None = None, inference_config: Any = None,
                        traffic_percentile: Any = UNSET, is_default: bool | None = None,
-                       is_control_version_type: bool | None = None, wait: bool = True, **settings: Any) -> None:
-        """Change a version. Only traffic, default or control/treatment changes re-route
-        without a rollout; new models, code or settings roll the version's replicas."""
+                       is_control_version_type: bool | None = None, tags: dict | None = None,
+                       properties: dict | None = None, description: str | None = None, wait: bool = True,
+                       **settings: Any) -> None:
+        """Change a version. Only traffic, default, control/treatment, tag, property or
+        description changes re-route without a rollout; new models, code or settings roll the
+        version's replicas. ``tags`` replace the version's tags; ``properties`` are added."""
         if traffic_percentile is not UNSET:
             check_traffic(traffic_percentile)
         self._change("update_version", VersionChange(
             name=version_name, action="update", settings=_version_settings(settings), models=_models(models),
             inference_config=inference_config, traffic_percentile=traffic_percentile, is_default=is_default,
-            is_control_version_type=is_control_version_type), wait=wait)
+            is_control_version_type=is_control_version_type, tags=_strings(tags, "tags"),
+            properties=_strings(properties, "properties"), description=description), wait=wait)
 
     def delete_version(self, version_name: str, wait: bool = True) -> None:
         self._change("delete_version", VersionChange(name=version_name, action="delete"), wait=wait)
@@ -166,6 +184,23 @@ def _version_settings(settings: dict[str, Any]) -> dict[str, Any]:
         hint = f" ({', '.join(endpoint_wide)} apply to the whole endpoint: use endpoint.update())" if endpoint_wide else ""
         raise InvalidConfig(f"Unknown version settings: {', '.join(unknown)}{hint}.")
     return {k: v for k, v in settings.items() if v is not None}
+
+
+def _strings(value: dict | None, what: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidConfig(f"{what} must be a dict of strings, got {type(value).__name__}.")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _apply_metadata(entry: dict, change: VersionChange) -> None:
+    if change.tags is not None:
+        entry["tags"] = dict(change.tags)
+    if change.properties is not None:
+        entry["properties"] = {**(entry.get("properties") or {}), **change.properties}
+    if change.description is not None:
+        entry["description"] = change.description
 
 
 def _models(models: Iterable[Any] | None) -> tuple[ModelRecord, ...] | None:
@@ -307,6 +342,7 @@ def apply_change(workspace: Workspace, record: ServiceRecord, change: VersionCha
             traffic_pct = None if change.traffic_percentile is UNSET else change.traffic_percentile
             table[name] = {"traffic_percentile": traffic_pct, "is_default": not table, "type": TREATMENT,
                            **_version_entry(config, models, inference)}
+            _apply_metadata(table[name], change)
             _flip(table, name, change.is_default, change.is_control_version_type or (len(table) == 1 or None))
             rollouts[name] = (config, models, inference)
         elif name not in table:
@@ -323,6 +359,7 @@ def apply_change(workspace: Workspace, record: ServiceRecord, change: VersionCha
             entry = table[name]
             if change.traffic_percentile is not UNSET:
                 entry["traffic_percentile"] = change.traffic_percentile
+            _apply_metadata(entry, change)
             _flip(table, name, change.is_default, change.is_control_version_type)
             if change.settings or change.models or change.inference_config:
                 config = AksServiceDeploymentConfiguration.from_dict(entry["config"])

@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from aml_core.configfiles import JsonField
 from aml_core.errors import InvalidConfig
 
 ENGINES = ("auto", "process", "docker")
@@ -41,6 +42,13 @@ class LocalWebserviceDeploymentConfiguration:
     """
 
     kind = "local"
+    #: ``deploymentconfig.json`` with ``"computeType": "local"``: az ml's ``port``, plus
+    #: this target's own ``engine`` and ``workers``
+    deployment_json_fields = (
+        JsonField("port", "port", "integer"),
+        JsonField("engine", "engine", "string"),
+        JsonField("workers", "workers", "integer"),
+    )
 
     port: int | None = attrs.field(default=None, validator=_check_port)
     engine: str = attrs.field(default="auto")

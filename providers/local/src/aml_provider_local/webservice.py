@@ -48,3 +48,25 @@ class LocalWebservice(Webservice):
 
         _, spec = _load_row(self.workspace, self.name)
         self.update(inference_config=InferenceConfig.from_dict(spec["inference_config"]), wait=wait)
+
+    def deploy_to_cloud(self, name: str | None = None, deployment_config=None, deployment_target=None):
+        """Deploy this service's models and inference configuration to another target
+        (``deployment_config`` says which: ``AksWebservice.deploy_configuration()`` ...), as
+        the service ``name`` (default: this one's name). Returns the new service's handle."""
+        from aml_core.errors import InvalidConfig
+        from aml_core.model import Model
+        from aml_core.webservice import _load_row
+
+        if deployment_config is None:
+            raise InvalidConfig("deploy_to_cloud needs a deployment_config for the target to deploy to, e.g. "
+                                "AksWebservice.deploy_configuration().")
+        loaded = _load_row(self.workspace, self.name)
+        if loaded is None or loaded[1] is None:
+            raise InvalidConfig(f"Service {self.name!r} has no stored deployment to copy.")
+        spec = loaded[1]
+        models = [Model(self.workspace, id=model_id) for model_id in spec["models"]]
+        from aml_core.inference import InferenceConfig
+
+        inference_config = InferenceConfig.from_dict(spec["inference_config"])
+        return Model.deploy(self.workspace, name or self.name, models, inference_config, deployment_config,
+                            deployment_target)
