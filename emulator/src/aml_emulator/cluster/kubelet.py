@@ -34,6 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
+
 from aml_emulator.cluster import exceptions as err
 from aml_emulator.cluster import volumes as vol
 from aml_emulator.cluster.auth import API_AUDIENCES, POD_TOKEN_SECONDS, TokenIssuer
@@ -1125,3 +1127,30 @@ class Kubelet:
         with self._lock:
             return [c.handle.pgid for w in self.workers.values() for c in w.containers
                     if c.handle is not None and hasattr(c.handle, "pgid")]
+
+    def running_container(self, namespace: str, pod: str, container: str) -> RunningContainer | None:
+        """What exec, port-forward and the metrics API need of one running container
+        (:mod:`streaming`, :mod:`metrics`), or None when it is not running."""
+        with self._lock:
+            w = self.workers.get((namespace, pod))
+        c = w.container(container) if w is not None else None
+        if c is None or c.handle is None or getattr(c.handle, "pgid", None) is None:
+            return None
+        root = getattr(c.handle, "rootfs", None)
+        return RunningContainer(pid=c.handle.pgid, uid=w.uid, env=dict(c.env), ports=dict(w.ports),
+                                root=Path(root) if root else w.workdir)
+
+
+@attrs.frozen
+class RunningContainer:
+    """A running container as the streaming and metrics endpoints see it: its main process
+    (also its process group id), the pod's uid, the environment it was started with, the
+    pod's port map (containerPort → loopback port) and the directory that is the
+    container's filesystem root (the unpacked image, or the pod's scratch directory for a
+    host process)."""
+
+    pid: int
+    uid: str
+    env: dict[str, str] = attrs.field(repr=False)  # may hold secrets
+    ports: dict[int, int]
+    root: Path

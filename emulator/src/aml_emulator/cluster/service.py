@@ -22,6 +22,7 @@ from aml_emulator.cluster import tls
 from aml_emulator.cluster.admission import ensure_default_service_account
 from aml_emulator.cluster.api import ClusterAPI
 from aml_emulator.cluster.auth import TokenIssuer
+from aml_emulator.cluster.metrics import ResourceMeter, node_capacity
 from aml_emulator.cluster.models import lookup, now_rfc3339
 from aml_emulator.cluster.store import Store
 
@@ -41,7 +42,10 @@ class ClusterService:
         ``backoff_cap``).
     :param metrics_source: ``(namespace, deployment) -> utilization percent | None`` for
         the HPA controller; settable later with :meth:`set_metrics_source`. By default the
-        in-process front door's load per Deployment (``aml_core.frontdoor.deployment_name``).
+        in-process front door's load per Deployment (``aml_core.frontdoor.deployment_name``),
+        else the CPU utilisation of the Deployment's pods (:attr:`metrics`).
+    :param metrics_resolution: seconds of ``clock`` a CPU and memory sample is kept for,
+        shared by the metrics API (``kubectl top``) and the HPA (metrics-server's resolution).
     """
 
     def __init__(self, state_dir: str | Path | None = None, host: str = "127.0.0.1",
@@ -50,7 +54,8 @@ class ClusterService:
                  metrics_source: MetricsSource | None = None, hpa_sync_period: float = 15.0,
                  hpa_downscale_window: float | None = None, controller_period: float = 0.2,
                  kubelet_period: float = 0.2, drain_delay: float = 0.3,
-                 bookmark_interval: float = 5.0, token: str | None = None) -> None:
+                 bookmark_interval: float = 5.0, token: str | None = None,
+                 metrics_resolution: float = 15.0) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.host = host
         self.clock = clock or time.monotonic
@@ -66,6 +71,8 @@ class ClusterService:
         self._kubelet_period = kubelet_period
         self._drain_delay = drain_delay
         self._bookmark_interval = bookmark_interval
+        self._metrics_resolution = metrics_resolution
+        self.metrics: ResourceMeter | None = None  # pods' and the node's CPU and memory (kubectl top, HPA)
         self._tmp: Path | None = None
         self.store: Store | None = None
         self.api: ClusterAPI | None = None
@@ -96,7 +103,12 @@ class ClusterService:
         return self._frontdoor_server.url
 
     def _frontdoor_utilization(self, namespace: str, deployment: str) -> float | None:
-        return self.frontdoor.utilization_by_deployment().get(deployment) if self.frontdoor else None
+        """The front door's load of a scoring Deployment; for any other Deployment, the CPU
+        utilisation of its pods from the meter ``kubectl top`` reads too."""
+        load = self.frontdoor.utilization_by_deployment().get(deployment) if self.frontdoor else None
+        if load is None and self.metrics is not None:
+            return self.metrics.deployment_utilization(namespace, deployment)
+        return load
 
     def start(self) -> ClusterService:
         if self.server is not None:
@@ -125,6 +137,9 @@ class ClusterService:
         self.kubelet.adopt_existing()
         self.api = ClusterAPI(self.store, self.token, logs=self.kubelet,
                               bookmark_interval=self._bookmark_interval, tokens=self.tokens)
+        self.metrics = ResourceMeter(self.store, self.kubelet.running_container, clock=self.clock,
+                                     resolution=self._metrics_resolution)
+        self.api.metrics = self.metrics
         self.ca_path, crt, key = tls.generate(work / "tls", self.host)
         self.server = self._bind(endpoint.get("port", 0), crt, key)
         # what a real kubelet gives every pod: the API server's address and CA
@@ -227,7 +242,7 @@ class ClusterService:
             if uv is not None:
                 uv.force_exit = True
             self.server.stop()
-        self.api = self.controllers = self.kubelet = self.balancers = self.store = self.server = None
+        self.api = self.metrics = self.controllers = self.kubelet = self.balancers = self.store = self.server = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
@@ -295,6 +310,7 @@ class ClusterService:
                 "kubernetes.io/hostname": "emulator-node", "kubernetes.io/os": "linux"}},
                 "spec": {}, "status": {}})
         self.store.mutate(nodes, "", "emulator-node", lambda n: n | {"status": {
+            "capacity": node_capacity(), "allocatable": node_capacity(),
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "kubelet is posting ready status", "lastHeartbeatTime": now_rfc3339(),
                             "lastTransitionTime": now_rfc3339()}],
