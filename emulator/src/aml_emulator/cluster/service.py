@@ -27,6 +27,10 @@ from aml_emulator.cluster.models import lookup, now_rfc3339
 from aml_emulator.cluster.store import Store
 
 MetricsSource = Callable[[str, str], "float | None"]
+#: uvicorn's WebSocket implementation for exec and port-forward: wsproto, because kubectl's
+#: port-forward subprotocol ``SPDY/3.1+portforward.k8s.io`` is no RFC 7230 token and the
+#: ``websockets`` library refuses the handshake over it
+WEBSOCKET_IMPLEMENTATION = "wsproto"
 
 
 class ClusterService:
@@ -209,12 +213,12 @@ class ClusterService:
     def _bind(self, port: int, crt: Path, key: Path) -> BackgroundServer:
         try:
             return BackgroundServer(self.api, host=self.host, port=port, name="aml-cluster",
-                                    certfile=str(crt), keyfile=str(key))
+                                    certfile=str(crt), keyfile=str(key), ws=WEBSOCKET_IMPLEMENTATION)
         except OSError:
             if port == 0:
                 raise
             return BackgroundServer(self.api, host=self.host, port=0, name="aml-cluster",
-                                    certfile=str(crt), keyfile=str(key))
+                                    certfile=str(crt), keyfile=str(key), ws=WEBSOCKET_IMPLEMENTATION)
 
     def stop(self) -> None:
         """Stop everything; every pod's process group is killed. Safe to call twice."""

@@ -617,7 +617,9 @@ class _SpdyPortForward:
         self.codec = spdy.Codec()
         self.pairs: dict[str, dict[str, int]] = {}  # requestid → {"error": id, "data": id}
         self.ports: dict[int, int] = {}  # stream id → port
-        self.writers: dict[int, asyncio.StreamWriter] = {}  # data stream id → pod connection
+        # data stream id → what the client sent on it, until the pod connection takes it
+        # (None: reset); queued because frames arrive while the connection is being opened
+        self.inbound: dict[int, asyncio.Queue[tuple[bytes, bool] | None]] = {}
         self.tasks: set[asyncio.Task] = set()
         self.last_stream = 0
 
@@ -639,8 +641,8 @@ class _SpdyPortForward:
         finally:
             for t in self.tasks:
                 t.cancel()
-            for w in self.writers.values():
-                w.close()
+            for q in self.inbound.values():
+                q.put_nowait(None)
 
     async def _on_frame(self, f: spdy.Frame) -> bool:
         if f.kind == spdy.SYN_STREAM:
@@ -656,6 +658,8 @@ class _SpdyPortForward:
                 await self.channel.raw(self.codec.rst_stream(f.stream_id, spdy.RST_REFUSED_STREAM))
                 return True
             self.ports[f.stream_id] = port
+            if kind == "data":
+                self.inbound[f.stream_id] = asyncio.Queue()
             pair = self.pairs.setdefault(request, {})
             pair[kind] = f.stream_id
             if len(pair) == 2:
@@ -663,17 +667,13 @@ class _SpdyPortForward:
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
         elif f.kind == 0:
-            writer = self.writers.get(f.stream_id)
-            if writer is not None:
-                if f.data:
-                    writer.write(f.data)
-                    await writer.drain()
-                if f.fin and writer.can_write_eof():
-                    writer.write_eof()
+            queue = self.inbound.get(f.stream_id)
+            if queue is not None and (f.data or f.fin):
+                queue.put_nowait((f.data, f.fin))
         elif f.kind == spdy.RST_STREAM:
-            writer = self.writers.pop(f.stream_id, None)
-            if writer is not None:
-                writer.close()
+            queue = self.inbound.pop(f.stream_id, None)
+            if queue is not None:
+                queue.put_nowait(None)
         elif f.kind == spdy.PING:
             await self.channel.raw(self.codec.ping(f.status))
         elif f.kind == spdy.GOAWAY:
@@ -688,7 +688,21 @@ class _SpdyPortForward:
             await self.channel.raw(self.codec.data(error_id, message, fin=True))
             await self.channel.raw(self.codec.data(data_id, b"", fin=True))
             return
-        self.writers[data_id] = writer
+        inbound = self.inbound.get(data_id) or asyncio.Queue()
+
+        async def to_pod() -> None:
+            while (item := await inbound.get()) is not None:
+                data, fin = item
+                if data:
+                    writer.write(data)
+                    await writer.drain()
+                if fin:
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return
+            writer.close()  # the client reset the stream
+
+        sending = asyncio.create_task(to_pod())
         try:
             while chunk := await reader.read(65536):
                 await self.channel.raw(self.codec.data(data_id, chunk))
@@ -697,6 +711,12 @@ class _SpdyPortForward:
         finally:
             await self.channel.raw(self.codec.data(data_id, b"", fin=True))
             await self.channel.raw(self.codec.data(error_id, b"", fin=True))
+            try:
+                await asyncio.wait_for(sending, timeout=5)
+            except (TimeoutError, OSError):
+                sending.cancel()
+            writer.close()
+            self.inbound.pop(data_id, None)
 
 
 # ---------------------------------------------------------------------------- helpers
