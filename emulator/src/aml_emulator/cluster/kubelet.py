@@ -52,6 +52,9 @@ SERVICEACCOUNTS = lookup("", "v1", "serviceaccounts")
 NODE_NAME = "emulator-node"
 POD_IP = "127.0.0.1"
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SYSTEMROOT")
+#: the pseudo-image that opts a container into running its ``command`` as a plain host
+#: process; every other image must be pulled from a registry (by an image runtime)
+HOST_PROCESS_IMAGE = "emulator.aml/host-process"
 
 
 class ContainerConfigError(Exception):
@@ -180,10 +183,18 @@ class _Process:
 
 
 class ProcessRuntime:
-    """Runs ``command`` + ``args`` as a local process in its own process group."""
+    """Runs ``command`` + ``args`` as a local process in its own process group, for
+    containers whose image is :data:`HOST_PROCESS_IMAGE` (the explicit opt-in); it pulls
+    no image, so any other image fails to pull (``ErrImagePull``), as a typo would."""
 
     def start(self, pod: dict, container: dict, *, env: dict[str, str], ports: dict[int, int],
               log: ContainerLog, workdir: Path, pull_auth: dict[str, dict[str, str]] | None = None) -> _Process:
+        image = (container.get("image") or "").strip()
+        if image != HOST_PROCESS_IMAGE:
+            raise ImagePullError(
+                f'failed to pull and unpack image "{image}": this cluster\'s pod runtime pulls no images; '
+                f'run the command on the host with image "{HOST_PROCESS_IMAGE}", or start the cluster '
+                "with an image runtime (ImagePodRuntime, as `aml emulator start` does)")
         cmd = [expand_vars(str(a), env) for a in (container.get("command") or []) + (container.get("args") or [])]
         if not container.get("command"):
             raise RunContainerError(
@@ -797,6 +808,9 @@ class _PodWorker:
                 c.next_start = k.clock() + k.backoff(c.crashes)
                 record_event(k.store, pod, "Pod", "v1", "Warning", "Failed",
                              f'Failed to pull image "{c.spec.get("image")}": {e}', "kubelet")
+                if again:
+                    record_event(k.store, pod, "Pod", "v1", "Normal", "BackOff",
+                                 f'Back-off pulling image "{c.spec.get("image")}"', "kubelet")
                 return
             except RunContainerError as e:
                 c.state = {"waiting": {"reason": "RunContainerError", "message": str(e)}}
