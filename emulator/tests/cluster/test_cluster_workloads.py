@@ -355,7 +355,8 @@ def test_workloads_come_back_after_a_restart(tmp_path):
 
 class PullingRuntime:
     """A runtime in the shape of the image-based one: sees the pod's image and decoded pull
-    secrets, fails the first pull, then runs the container as a process."""
+    secrets, fails the first pull, then runs the container's command as a host process (the
+    process runtime's explicit opt-in)."""
 
     def __init__(self) -> None:
         from aml_emulator.cluster import ProcessRuntime
@@ -367,7 +368,8 @@ class PullingRuntime:
         self.calls.append((container["image"], pull_auth))
         if len(self.calls) == 1:
             raise ImagePullError(f"manifest unknown: {container['image']}")
-        return self.inner.start(pod, container, env=env, ports=ports, log=log, workdir=workdir, pull_auth=pull_auth)
+        return self.inner.start(pod, dict(container, image=HOST_PROCESS_IMAGE), env=env, ports=ports, log=log,
+                                workdir=workdir, pull_auth=pull_auth)
 
     def poll(self, handle):
         return self.inner.poll(handle)
@@ -531,7 +533,7 @@ def test_a_container_whose_main_process_exits_leaves_nothing_it_started_running(
 
     runtime = ProcessRuntime()
     script = "sleep 300 & echo started; exit 3"
-    handle = runtime.start({"metadata": {"name": "p"}}, {"name": "c", "command": ["/bin/sh", "-c", script]},
+    handle = runtime.start({"metadata": {"name": "p"}}, {"name": "c", "image": HOST_PROCESS_IMAGE, "command": ["/bin/sh", "-c", script]},
                            env={}, ports={}, log=ContainerLog(tmp_path / "log"), workdir=tmp_path)
     wait_for(lambda: runtime.poll(handle) is not None, timeout=10, what="the main process exits")
     assert runtime.poll(handle) == 3
