@@ -87,7 +87,8 @@ def test_the_image_runtime_pulls_the_image_of_a_container_with_a_command(tmp_pat
             # the opt-in still runs a host process in the same cluster
             v1.create_namespaced_pod("default", {"metadata": {"name": "host"}, "spec": {"containers": [
                 {"name": "app", "image": HOST_PROCESS_IMAGE, "command": ["sleep", "30"]}]}})
-            wait_for(lambda: (v1.read_namespaced_pod("host", "default").status.phase == "Running"), what="host pod")
+            wait_for(lambda: (v1.read_namespaced_pod("host", "default").status or client.V1PodStatus()).phase == "Running",
+                     what="the host-process pod running")
         finally:
             k8s.close()
 
