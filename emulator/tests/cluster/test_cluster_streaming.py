@@ -304,3 +304,40 @@ def test_cp_stays_inside_the_container_root(kubectl, tmp_path):
     r = kubectl.run("cp", str(marker), f"{pod}:/hostetc/aml-emulator-evil", check=False)
     assert r.returncode != 0 and "Cannot open: No such file or directory" in r.stderr
     assert not Path("/etc/aml-emulator-evil").exists()
+
+
+def test_exec_ends_with_its_command_and_names_a_missing_executable(kubectl):
+    pod = _ready_pod(kubectl)
+    started = time.monotonic()
+    # the background sleep keeps the output pipe open; the session still ends with sh
+    r = kubectl.run("exec", pod, "--", "sh", "-c", "sleep 300 & echo spawned")
+    assert r.stdout == "spawned\n" and time.monotonic() - started < 20
+
+    r = kubectl.run("exec", pod, "--", "no-such-command", check=False)
+    assert r.returncode == 1
+    assert 'exec: "no-such-command": executable file not found in $PATH' in r.stderr
+
+
+def test_exec_and_port_forward_are_authorized(kubectl):
+    pod = _ready_pod(kubectl)
+    who = "--as=system:serviceaccount:default:default"
+
+    def grant(*rules: dict) -> None:
+        kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all([
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "debug"},
+             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}, *rules]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "debug"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "debug"},
+             "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}]}]))
+
+    grant()  # may read the pod, nothing more
+    r = kubectl.run(who, "exec", pod, "--", "true", check=False)
+    assert r.returncode == 1
+    # the WebSocket GET is refused, kubectl falls back to the SPDY POST, refused as "create"
+    assert ('Error from server (Forbidden): pods "%s" is forbidden: User "system:serviceaccount:default:default" '
+            'cannot create resource "pods/exec" in API group "" in the namespace "default"' % pod) in r.stderr
+    r = kubectl.run(who, "port-forward", f"pod/{pod}", f"{_free_port()}:8080", check=False)
+    assert r.returncode == 1 and 'cannot create resource "pods/portforward"' in r.stderr
+
+    grant({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]})
+    assert kubectl.run(who, "exec", pod, "--", "printenv", "VERSION").stdout == "v1\n"

@@ -410,10 +410,12 @@ class Streaming:
         except OSError as exc:
             if master is not None:
                 os.close(master)
-            # what runc reports for a missing executable, as kubectl shows it
+            # what runc reports for a command it cannot start, as kubectl shows it
+            why = ("executable file not found in $PATH" if isinstance(exc, FileNotFoundError) and "/" not in argv[0]
+                   else (exc.strerror or str(exc)).lower())
             await channel.send(ERROR, json.dumps(_internal_status(
-                f'error executing command in container: failed to exec in container: starting container process '
-                f'caused: exec: "{argv[0]}": {exc.strerror.lower() if exc.strerror else exc}')).encode())
+                f'error executing command in container: failed to exec in container: OCI runtime exec failed: '
+                f'exec failed: unable to start container process: exec: "{argv[0]}": {why}: unknown')).encode())
             return None
         self._children.add(proc.pid)
         queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
@@ -467,16 +469,23 @@ class Streaming:
         inputs = asyncio.create_task(pump_input())
         watcher = asyncio.create_task(watch_container())
         exited = loop.run_in_executor(None, proc.wait)
+        drain_until: float | None = None
         try:
             while True:
                 if exited.done():
                     # output still buffered is drained; a background child holding the pipe is not waited for
+                    drain_until = drain_until or loop.time() + DRAIN_SECONDS
                     try:
-                        item = await asyncio.wait_for(queue.get(), timeout=DRAIN_SECONDS)
+                        item = await asyncio.wait_for(queue.get(), timeout=max(0.0, drain_until - loop.time()))
                     except TimeoutError:
                         break
                 else:
-                    item = await queue.get()
+                    getting = asyncio.ensure_future(queue.get())
+                    await asyncio.wait([getting, exited], return_when=asyncio.FIRST_COMPLETED)
+                    if not getting.done():
+                        getting.cancel()
+                        continue
+                    item = getting.result()
                 if item is None:
                     break
                 await channel.send(*item)
