@@ -28,6 +28,7 @@ class BackgroundServer:
         certfile: str | None = None,
         keyfile: str | None = None,
         name: str = "aml-emulator",
+        ws: str = "auto",
     ) -> None:
         self.app = app
         self.host = host
@@ -52,6 +53,7 @@ class BackgroundServer:
             # idle keep-alive clients must not hold stop() for the whole join timeout
             timeout_graceful_shutdown=2,
             h11_max_incomplete_event_size=1 << 20,
+            ws=ws,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

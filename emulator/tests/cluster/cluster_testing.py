@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aml_emulator.cluster.kubelet import HOST_PROCESS_IMAGE
+
 # A pod that answers GET with its VERSION; prints one line per request to stdout.
 SERVER = """\
 import os, sys, http.server as h
@@ -40,7 +42,7 @@ sys.exit(3)
 
 
 def container(version: str = "v1", *, probe: bool = True, script: str = SERVER, name: str = "web") -> dict:
-    c: dict[str, Any] = {"name": name, "image": "python:3.11", "command": [sys.executable, "-c", script],
+    c: dict[str, Any] = {"name": name, "image": HOST_PROCESS_IMAGE, "command": [sys.executable, "-c", script],
                          "env": [{"name": "VERSION", "value": version}],
                          "ports": [{"containerPort": 8080, "name": "http"}]}
     if probe:

@@ -10,6 +10,8 @@ from cluster_testing import api_request, deployment, wait_for
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from aml_emulator.cluster.kubelet import HOST_PROCESS_IMAGE
+
 
 def _status(exc: ApiException) -> dict:
     return json.loads(exc.body)
@@ -81,7 +83,7 @@ def test_patch_types(k8s):
         {"name": "web", "env": [{"name": "VERSION", "value": "v9"}]}]}}}})
     env = {e.name: e.value for e in patched.spec.template.spec.containers[0].env}
     assert env == {"VERSION": "v9", "KEEP": "yes"}
-    assert patched.spec.template.spec.containers[0].image == "python:3.11"
+    assert patched.spec.template.spec.containers[0].image == HOST_PROCESS_IMAGE
     assert patched.metadata.generation == 2
 
     # JSON patch
@@ -290,24 +292,25 @@ def test_autoscaling_v1_is_served_from_v2(k8s):
 
 
 def test_unimplemented_subresource_is_named(cluster):
-    code, body = api_request(cluster, "POST", "/api/v1/namespaces/default/pods/p/exec?command=ls", body={})
-    assert code == 501 and body["reason"] == "NotImplemented" and "pods/exec" in body["message"]
+    code, body = api_request(cluster, "POST", "/api/v1/namespaces/default/pods/p/attach?stdout=true", body={})
+    assert code == 501 and body["reason"] == "NotImplemented" and "pods/attach" in body["message"]
 
 
 def test_pod_spec_is_immutable_except_image(k8s, cluster):
     v1 = client.CoreV1Api(k8s)
     v1.create_namespaced_pod("default", {"metadata": {"name": "imm"}, "spec": {"containers": [
-        {"name": "c", "image": "python:3.11", "command": ["sleep", "30"]}]}})
+        {"name": "c", "image": HOST_PROCESS_IMAGE, "command": ["sleep", "30"]}]}})
     wait_for(lambda: cluster.kubelet.process_groups(), timeout=15, what="container running")
-    before = cluster.kubelet.process_groups()
+    # the process runtime pulls no image: the container is stopped for the new image, which
+    # then fails to pull
     v1.patch_namespaced_pod("imm", "default", {"spec": {"containers": [{"name": "c", "image": "python:3.12"}]}})
 
-    def restarted_with_new_image():
+    def stopped_for_the_new_image():
         st = v1.read_namespaced_pod("imm", "default").status
         cs = st.container_statuses[0] if st and st.container_statuses else None
-        return cs and cs.image == "python:3.12" and cs.restart_count == 1 and cs.state.running
-    wait_for(restarted_with_new_image, timeout=15, what="restart with the new image")
-    assert cluster.kubelet.process_groups() != before
+        return cs and cs.image == "python:3.12" and cs.state.waiting and cs.state.waiting.reason == "ErrImagePull"
+    wait_for(stopped_for_the_new_image, timeout=15, what="the container stopped for the new image")
+    assert cluster.kubelet.process_groups() == []
     with pytest.raises(ApiException) as e:
         v1.patch_namespaced_pod("imm", "default", {"spec": {"containers": [{"name": "c", "command": ["true"]}]}})
     assert e.value.status == 422 and "pod updates may not change fields" in _status(e.value)["message"]

@@ -16,6 +16,7 @@ from aml_emulator.cluster.store import Store
 from cluster_testing import api_request, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from aml_emulator.cluster.kubelet import HOST_PROCESS_IMAGE
 
 RBAC = "rbac.authorization.k8s.io"
 
@@ -284,7 +285,7 @@ def test_tokens_survive_a_restart_with_a_state_dir(tmp_path):
 # ------------------------------------------------------------------ pods and service accounts
 def _pod(name: str, script: str, **spec) -> dict:
     return {"metadata": {"name": name}, "spec": {
-        "restartPolicy": "Never", "containers": [{"name": "c", "image": "python:3.11",
+        "restartPolicy": "Never", "containers": [{"name": "c", "image": HOST_PROCESS_IMAGE,
                                                   "command": [sys.executable, "-c", script]}], **spec}}
 
 

@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 from cluster_testing import wait_for
+from aml_emulator.cluster.kubelet import HOST_PROCESS_IMAGE
 
 # Reads the secret file and the token dir named in its args *by their in-pod paths*: only
 # the kubelet's mount-path rewriting makes them resolve on the host.
@@ -62,7 +63,7 @@ def test_a_controller_runs_under_its_service_account_with_rbac_and_a_mounted_sec
                                                   "name": "secret-reader"},
                                       "subjects": [{"kind": "ServiceAccount", "name": "fe", "namespace": ns}]})
     core.create_namespaced_secret(ns, {"metadata": {"name": "fe-admin"}, "stringData": {"admin-token": "s3cret"}})
-    container = {"name": "controller", "image": "python:3.11", "command": [sys.executable, str(script)],
+    container = {"name": "controller", "image": HOST_PROCESS_IMAGE, "command": [sys.executable, str(script)],
                  "args": ["/etc/fe/admin-token", "/var/run/secrets/kubernetes.io/serviceaccount"],
                  "volumeMounts": [{"name": "admin", "mountPath": "/etc/fe", "readOnly": True}]}
     apps.create_namespaced_deployment(ns, {

@@ -129,6 +129,16 @@ def test_implementation_coverage_file_is_current():
     assert checked_in == render(), "regenerate with: python -m aml_emulator.cluster.coverage"
 
 
+def test_the_readme_lists_every_kubectl_verb_as_the_coverage_does():
+    from pathlib import Path
+
+    import aml_emulator.cluster as pkg
+    from aml_emulator.cluster.coverage import VERBS
+    readme = (Path(pkg.__file__).parent / "README.md").read_text()
+    missing = [verb for verb, differs in VERBS if f"| `kubectl {verb}` | {differs} |" not in readme]
+    assert not missing, f"the README's verb table lacks (or words differently): {missing}"
+
+
 def test_protobuf_envelope_for_an_unknown_kind_is_refused_by_name():
     from aml_emulator.cluster import protobuf
 

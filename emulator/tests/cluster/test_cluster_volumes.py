@@ -16,6 +16,7 @@ from aml_emulator.cluster.imageruntime import ImagePodRuntime
 from aml_emulator.cluster.volumes import MountError, key_payload, rewrite_paths, write_atomically
 from cluster_testing import wait_for
 from kubernetes import client, config
+from aml_emulator.cluster.kubelet import HOST_PROCESS_IMAGE
 
 MOUNTS = [("/etc/app", "/pods/p/volumes/app"), ("/etc/app/nested", "/pods/p/volumes/nested"), ("/data/", "/pods/p/d")]
 
@@ -63,7 +64,7 @@ def test_config_map_items_sub_path_and_downward_api(k8s, cluster):
               "sys.argv[4], flush=True)")
     v1.create_namespaced_pod("default", {"metadata": {"name": "cfg", "labels": {"tier": "web"}}, "spec": {
         "restartPolicy": "Never",
-        "containers": [{"name": "c", "image": "python:3.11", "command": [sys.executable, "-c", script],
+        "containers": [{"name": "c", "image": HOST_PROCESS_IMAGE, "command": [sys.executable, "-c", script],
                         "args": ["/config/conf/app.ini", "/only-ini", "/meta/labels", "$(CONF)"],
                         "env": [{"name": "CONF", "value": "/config/conf"}],
                         "volumeMounts": [{"name": "settings", "mountPath": "/config"},

@@ -17,6 +17,7 @@ import pytest
 from aml_emulator.cluster import ClusterService
 from cluster_testing import CRASHER, deployment, group_alive, http_get, service, wait_for
 from kubernetes import client
+from aml_emulator.cluster.kubelet import HOST_PROCESS_IMAGE
 
 
 def _pids(v1, selector: str) -> dict[str, int]:
@@ -131,7 +132,7 @@ def test_sigkilled_container_restarts_and_deleted_pod_is_replaced(k8s, cluster):
 def test_crashing_container_backs_off_with_logs(k8s, cluster):
     v1 = client.CoreV1Api(k8s)
     v1.create_namespaced_pod("default", {"metadata": {"name": "crash"}, "spec": {"containers": [
-        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", CRASHER]}]}})
+        {"name": "app", "image": HOST_PROCESS_IMAGE, "command": [sys.executable, "-c", CRASHER]}]}})
 
     def backing_off():
         st = v1.read_namespaced_pod("crash", "default").status
@@ -155,7 +156,7 @@ def test_liveness_probe_failure_restarts_container(k8s, cluster):
     v1 = client.CoreV1Api(k8s)
     sleeper = "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
     v1.create_namespaced_pod("default", {"metadata": {"name": "live"}, "spec": {"containers": [
-        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", sleeper],
+        {"name": "app", "image": HOST_PROCESS_IMAGE, "command": [sys.executable, "-c", sleeper],
          "ports": [{"containerPort": 9000}],
          "livenessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 1, "failureThreshold": 2,
                            "initialDelaySeconds": 0}}]}})
@@ -173,7 +174,7 @@ def test_env_from_secret_and_configmap(k8s, cluster):
     v1.create_namespaced_config_map("default", {"metadata": {"name": "settings"}, "data": {"mode": "fast"}})
     script = "import os\nprint('pw', os.environ['PW'], 'mode', os.environ['MODE'], 'ns', os.environ['NS'], flush=True)\nimport time; time.sleep(60)\n"
     v1.create_namespaced_pod("default", {"metadata": {"name": "env"}, "spec": {"containers": [
-        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", script],
+        {"name": "app", "image": HOST_PROCESS_IMAGE, "command": [sys.executable, "-c", script],
          "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
                  {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
                  {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]}})
@@ -183,7 +184,7 @@ def test_env_from_secret_and_configmap(k8s, cluster):
     wait_for(logged, timeout=15, what="env resolved")
     # a missing key keeps the container waiting with the reason kubectl shows
     v1.create_namespaced_pod("default", {"metadata": {"name": "noenv"}, "spec": {"containers": [
-        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", script],
+        {"name": "app", "image": HOST_PROCESS_IMAGE, "command": [sys.executable, "-c", script],
          "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "nope"}}}]}]}})
     def config_error() -> bool:
         st = v1.read_namespaced_pod("noenv", "default").status
@@ -355,7 +356,8 @@ def test_workloads_come_back_after_a_restart(tmp_path):
 
 class PullingRuntime:
     """A runtime in the shape of the image-based one: sees the pod's image and decoded pull
-    secrets, fails the first pull, then runs the container as a process."""
+    secrets, fails the first pull, then runs the container's command as a host process (the
+    process runtime's explicit opt-in)."""
 
     def __init__(self) -> None:
         from aml_emulator.cluster import ProcessRuntime
@@ -367,7 +369,8 @@ class PullingRuntime:
         self.calls.append((container["image"], pull_auth))
         if len(self.calls) == 1:
             raise ImagePullError(f"manifest unknown: {container['image']}")
-        return self.inner.start(pod, container, env=env, ports=ports, log=log, workdir=workdir, pull_auth=pull_auth)
+        return self.inner.start(pod, dict(container, image=HOST_PROCESS_IMAGE), env=env, ports=ports, log=log,
+                                workdir=workdir, pull_auth=pull_auth)
 
     def poll(self, handle):
         return self.inner.poll(handle)
@@ -486,7 +489,7 @@ def test_startup_and_exec_probes_gate_readiness(k8s, cluster, tmp_path):
     v1 = client.CoreV1Api(k8s)
     flag = tmp_path / "ready-flag"
     v1.create_namespaced_pod("default", {"metadata": {"name": "gated"}, "spec": {"containers": [
-        {"name": "app", "image": "python:3.11", "command": [sys.executable, "-c", "import time; time.sleep(60)"],
+        {"name": "app", "image": HOST_PROCESS_IMAGE, "command": [sys.executable, "-c", "import time; time.sleep(60)"],
          "startupProbe": {"exec": {"command": ["test", "-e", str(flag)]}, "periodSeconds": 1, "failureThreshold": 30},
          "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}]}})
 
@@ -531,7 +534,7 @@ def test_a_container_whose_main_process_exits_leaves_nothing_it_started_running(
 
     runtime = ProcessRuntime()
     script = "sleep 300 & echo started; exit 3"
-    handle = runtime.start({"metadata": {"name": "p"}}, {"name": "c", "command": ["/bin/sh", "-c", script]},
+    handle = runtime.start({"metadata": {"name": "p"}}, {"name": "c", "image": HOST_PROCESS_IMAGE, "command": ["/bin/sh", "-c", script]},
                            env={}, ports={}, log=ContainerLog(tmp_path / "log"), workdir=tmp_path)
     wait_for(lambda: runtime.poll(handle) is not None, timeout=10, what="the main process exits")
     assert runtime.poll(handle) == 3

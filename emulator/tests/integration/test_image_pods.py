@@ -138,3 +138,45 @@ def test_a_pod_without_valid_pull_credentials_is_refused(packaged, k8s, secret):
     waiting = _wait(waiting_reason, 60, "ErrImagePull")
     assert "pull access denied" in waiting.message
     assert emu.registry.credentials.passwords["password"] not in waiting.message
+
+
+def test_kubectl_port_forward_scores_the_model_and_exec_runs_in_its_image(packaged, k8s, tmp_path):
+    """What a user does when a deployment misbehaves: forward a local port to the scoring
+    pod and score through it with ``requests``; exec into the pod."""
+    import socket
+    import subprocess
+
+    from kubernetes import client
+
+    emu, package = packaged
+    api_client, ns = k8s
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    core.create_namespaced_secret(ns, _pull_secret(emu))
+    apps.create_namespaced_deployment(ns, _deployment(package.image_location))
+    _wait(lambda: ((apps.read_namespaced_deployment_status("quickstart", ns).status or client.V1DeploymentStatus()).ready_replicas or 0) >= 1,
+          180, "the image's pod to become ready")
+    kubectl = ["kubectl", "--kubeconfig", str(emu.cluster.kubeconfig_path), "--cache-dir", str(tmp_path / "cache"), "-n", ns]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        local = s.getsockname()[1]
+    forward = subprocess.Popen([*kubectl, "port-forward", "deploy/quickstart", f"{local}:5001"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert forward.stdout.readline().startswith(f"Forwarding from 127.0.0.1:{local} -> 5001")
+        with requests.Session() as session:
+            assert session.get(f"http://127.0.0.1:{local}/", timeout=30).status_code == 200
+            response = session.post(f"http://127.0.0.1:{local}/score", json=SAMPLE, timeout=30)
+        assert response.status_code == 200, response.text
+        assert len(response.json()) == 2
+    finally:
+        forward.terminate()
+        forward.communicate(timeout=20)
+
+    pod = core.list_namespaced_pod(ns, label_selector="app=quickstart").items[0].metadata.name
+    out = subprocess.run([*kubectl, "exec", pod, "--", "sh", "-c", "echo $AML_PORT; pwd"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    port, cwd = out.stdout.split()
+    ports = json.loads(core.read_namespaced_pod(pod, ns).metadata.annotations["emulator.aml/ports"])
+    assert port == str(ports["5001"])  # the scoring runtime's environment
+    assert "/images/" in cwd  # the image's working directory inside its unpacked root

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from aml_core.credentials import StaticTokenCredential
 from aml_core.profiles import CloudProfile
 from aml_emulator.cli import emulator
+from aml_emulator.cluster.kubelet import HOST_PROCESS_IMAGE
 
 POD_MARKER = "aml-emulator-cli-test-pod"
 
@@ -145,7 +146,7 @@ def test_long_running_process_serves_until_sigterm_and_leaves_no_child(tmp_path:
         api = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=profile.kubeconfig))
         api.create_namespaced_pod("default", {
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
-            "spec": {"containers": [{"name": "main", "image": "python:3.11",
+            "spec": {"containers": [{"name": "main", "image": HOST_PROCESS_IMAGE,
                                      "command": [sys.executable, "-c", f"import time; time.sleep(120)  # {POD_MARKER}"]}]},
         })
 

@@ -49,6 +49,8 @@ class LaunchPlan:
     env: dict[str, str] = attrs.field(repr=False)
     cwd: str | None
     image_digest: str
+    #: the unpacked image's root directory (where absolute image paths are remapped to)
+    rootfs: str | None = None
 
 
 class ProcessContainer(RunningContainer):
@@ -170,7 +172,7 @@ class ProcessEngine(Engine):
         cwd = _remap(inner.get("WorkingDir") or "/", unpacked.rootfs)
         return LaunchPlan(
             argv=argv, env=process_env, cwd=cwd if os.path.isdir(cwd) else None,
-            image_digest=image.digest,
+            image_digest=image.digest, rootfs=str(unpacked.rootfs),
         )
 
     def run(

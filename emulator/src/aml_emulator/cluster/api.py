@@ -24,9 +24,11 @@ from aml_emulator.cluster import (
     admission,
     conversion,
     fields,
+    metrics,
     openapi,
     protobuf,
     strategies,
+    streaming,
     tables,
 )
 from aml_emulator.cluster import auth as authn
@@ -69,7 +71,7 @@ TOKEN_DEFAULT_SECONDS = 3600
 TOKEN_MIN_SECONDS = 600
 # Real subresources the emulator knows of but does not serve: a 501 that names them.
 UNIMPLEMENTED_SUBRESOURCES = {
-    ("pods", "exec"), ("pods", "attach"), ("pods", "portforward"), ("pods", "proxy"),
+    ("pods", "attach"), ("pods", "proxy"),
     ("pods", "eviction"), ("pods", "binding"), ("pods", "ephemeralcontainers"), ("pods", "resize"),
     ("services", "proxy"), ("nodes", "proxy"), ("namespaces", "finalize"),
 }
@@ -174,13 +176,19 @@ class ClusterAPI:
         self.tokens = tokens
         self.authorizer = Authorizer(store)
         self._closed = False
+        # pods/exec and pods/portforward, and the metrics.k8s.io API (ResourceMeter, set by the ClusterService)
+        self.streaming = streaming.Streaming(self, getattr(logs, "running_container", None))
+        self.metrics: Any = None
 
     def shutdown(self) -> None:
         """End every open watch and log stream (called before the server stops)."""
         self._closed = True
+        self.streaming.shutdown()
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "websocket":
+            return await self.streaming.websocket(scope, receive, send)
         if scope["type"] != "http":
             return
         req = Request(scope, receive)
@@ -257,9 +265,11 @@ class ClusterAPI:
                                                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
         if path == "/apis":
             return await _send_json(send, 200, {"kind": "APIGroupList", "apiVersion": "v1",
-                                                "groups": [self._group(g) for g in GROUP_VERSIONS if g]})
+                                                "groups": [self._group(g) for g in GROUP_VERSIONS if g] + [metrics.group()]})
         if path.startswith("/openapi"):
             return await self._openapi(path, send)
+        if path == "/apis/metrics.k8s.io" or path.startswith("/apis/metrics.k8s.io/"):
+            return await _send_json(send, *metrics.handle(self, self.metrics, req, path))
         segs = path.strip("/").split("/")
         if segs[0] == "api" and len(segs) >= 2:
             group, version, rest = "", segs[1], segs[2:]
@@ -302,6 +312,8 @@ class ClusterAPI:
                     s |= {"group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}
                 elif sub == "log":
                     s |= {"kind": "Pod", "verbs": ["get"]}
+                elif sub in streaming.STREAMING_SUBRESOURCES:
+                    s |= {"kind": "PodExecOptions" if sub == "exec" else "PodPortForwardOptions", "verbs": ["create", "get"]}
                 elif sub == "token":
                     s |= {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}
                 else:
@@ -334,6 +346,10 @@ class ClusterAPI:
             raise err.path_not_found(req.path)
         if not rt.namespaced:
             namespace = None
+        if rt is PODS and sub in streaming.STREAMING_SUBRESOURCES and name is not None:
+            # POST is what SPDY clients send (verb create); a plain GET is the verb get
+            self._authorize(req, rt, "create" if req.method == "POST" else "get", namespace, name, sub)
+            return await self.streaming.http(req, send, namespace or "", name, sub)
         if sub is not None and sub not in rt.subresources:
             if (rt.plural, sub) in UNIMPLEMENTED_SUBRESOURCES:
                 raise err.not_implemented(f"{rt.plural}/{sub}")

@@ -21,8 +21,34 @@ NOT_SERVED = [
      "it holds; `aggregationRule` is stored but not evaluated"),
     ("legacy service-account token Secrets (`kubernetes.io/service-account-token`)", "stored, never populated; use "
      "`kubectl create token` (TokenRequest) or the token the kubelet mounts"),
-    ("metrics API (`kubectl top`)", "not served; the HPA reads a pluggable metrics source instead"),
+    ("`apiregistration.k8s.io` APIService objects", "404; `metrics.k8s.io` is found through discovery (`/apis`), "
+     "which is what `kubectl top` checks"),
+    ("SPDY/3.1 upgrades of `pods/exec` and `pods/portforward` (kubectl before 1.30, or with its WebSocket "
+     "streaming turned off)", "400 naming the WebSocket protocols served; kubectl 1.30+ uses WebSocket and never needs SPDY"),
     ("managedFields", "server-side apply tracks ownership per manager internally, not in managedFields"),
+]
+
+
+#: each kubectl verb, and what differs from a real cluster ("-": nothing a user would notice);
+#: the cluster README carries the same table
+VERBS = [
+    ("get, get -w, describe", "-"),
+    ("apply, apply --server-side", "ownership is tracked per field manager internally; `managedFields` is not returned"),
+    ("create, delete, edit, patch, label, annotate", "-"),
+    ("scale, autoscale", "the HPA scales on the front door's load for a scoring Deployment, else on its pods' CPU "
+     "(the `top` measurement)"),
+    ("rollout status, history, undo, restart; set image", "-"),
+    ("logs (-f, --tail, --previous)", "-"),
+    ("create token", "-"),
+    ("exec (-i, -t, -c)", "WebSocket `v5.channel.k8s.io`/`v4.channel.k8s.io` only; the command is a host process with "
+     "the container's environment and working directory, in no mount or PID namespace: it sees the host's filesystem"),
+    ("cp (both ways)", "the `tar`/`test` commands kubectl sends are answered by the emulator inside the container's "
+     "root (the unpacked image; the pod's scratch directory for a host-process pod), never the host's; owners are not kept"),
+    ("port-forward pod/, deploy/, svc/", "only ports a container declares (`containerPort`) are reachable; any other "
+     "answers connection refused; TCP only"),
+    ("top pods, top nodes", "usage of each container's process group (CPU rate between samples, resident memory); the "
+     "node is the whole machine"),
+    ("attach, debug, proxy", "501 NotImplemented naming the subresource"),
 ]
 
 
@@ -41,7 +67,12 @@ def render() -> str:
               "Authorization: RBAC (Role, ClusterRole, RoleBinding, ClusterRoleBinding).", "",
               "Pod volumes: secret, configMap, emptyDir, projected (secret, configMap, downwardAPI, serviceAccountToken), "
               "downwardAPI, hostPath; the service-account token at `/var/run/secrets/kubernetes.io/serviceaccount`.", "",
-              "## Refused with 501 NotImplemented (named in the message)", ""]
+              "Streaming (`pods/exec`, `pods/portforward`): WebSocket, subprotocols `v5.channel.k8s.io`, "
+              "`v4.channel.k8s.io`, and `SPDY/3.1+portforward.k8s.io` (kubectl's SPDY-over-WebSocket tunnel). "
+              "Metrics: `metrics.k8s.io/v1beta1` pods and nodes.", "",
+              "## kubectl verbs", "", "| verb | what differs from a real cluster |", "|---|---|"]
+    lines += [f"| `kubectl {verb}` | {differs} |" for verb, differs in VERBS]
+    lines += ["", "## Refused with 501 NotImplemented (named in the message)", ""]
     lines += [f"- `{p}/{s}`" for p, s in sorted(UNIMPLEMENTED_SUBRESOURCES)]
     lines += ["", "## Not served", ""]
     lines += [f"- {what}: {how}" for what, how in NOT_SERVED]

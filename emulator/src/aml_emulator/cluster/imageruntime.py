@@ -17,10 +17,13 @@ For each container with an ``image`` the runtime
 The kubelet has already rewritten volume mount paths in ``args`` and ``env`` to the
 volumes' host directories, so this runtime gets the same volumes as the process runtime.
 
-Containers without an image, or with a ``command`` (which replaces the image's entrypoint,
-and runs on the host), go to the wrapped ``fallback`` runtime
-(:class:`~aml_emulator.cluster.kubelet.ProcessRuntime` by default), so one cluster serves
-both kinds of pod.
+A container's ``command`` replaces the image's ``Entrypoint`` (and then its ``args`` the
+``Cmd``, which is dropped when there are none), still run with the pulled image's
+environment and working directory. Only containers whose image is the pseudo-image
+:data:`~aml_emulator.cluster.kubelet.HOST_PROCESS_IMAGE` go to the wrapped ``fallback``
+runtime (:class:`~aml_emulator.cluster.kubelet.ProcessRuntime` by default) and run their
+command as a plain host process: an explicit opt-in, never the result of an image that
+cannot be pulled.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from aml_core.engines import ProcessEngine
 from aml_core.errors import AmlError, AuthError, NotFound
 from aml_core.oci.registry import Reference, RegistryClient, RegistryError
 
 from aml_emulator.cluster.kubelet import (
+    HOST_PROCESS_IMAGE,
     ContainerLog,
     ImagePullError,
     ProcessRuntime,
@@ -47,11 +53,14 @@ SCORING_PORT = 5001
 
 
 class _ImageProcess(_Process):
-    """A started image: the process, its log pump and the digest it runs."""
+    """A started image: the process, its log pump, the digest it runs and the unpacked
+    root (the container's filesystem for exec and ``kubectl cp``)."""
 
-    def __init__(self, popen: subprocess.Popen, log: ContainerLog, image_digest: str) -> None:
+    def __init__(self, popen: subprocess.Popen, log: ContainerLog, image_digest: str,
+                 rootfs: str | None = None) -> None:
         super().__init__(popen, log)
         self.image_digest = image_digest
+        self.rootfs = rootfs
 
 
 class ImagePodRuntime:
@@ -78,10 +87,11 @@ class ImagePodRuntime:
     def start(self, pod: dict, container: dict, *, env: dict[str, str], ports: dict[int, int],
               log: ContainerLog, workdir: Path, pull_auth: dict[str, dict[str, str]] | None = None) -> Any:
         image_ref = (container.get("image") or "").strip()
-        if not image_ref or container.get("command"):
-            # A command replaces the image's entrypoint; the emulator runs it on the host.
+        if image_ref == HOST_PROCESS_IMAGE:
             return self.fallback.start(pod, container, env=env, ports=ports, log=log, workdir=workdir,
                                        pull_auth=pull_auth)
+        if not image_ref:
+            raise ImagePullError(f'container "{container.get("name")}" names no image')
         image = self._pull(image_ref, pull_auth or {})
         host_port = ports.get(SCORING_PORT) or (next(iter(ports.values())) if ports else None)
         if host_port is None:
@@ -94,13 +104,18 @@ class ImagePodRuntime:
             plan = self.engine.prepare(image, port=host_port, env=env, args=args)
         except AmlError as exc:
             raise RunContainerError(f'cannot run image "{image_ref}": {exc}') from exc
+        if container.get("command"):
+            argv = [expand_vars(str(a), env) for a in container["command"]] + (args or [])
+            if argv[0].startswith("/") and plan.rootfs and Path(plan.rootfs, argv[0].lstrip("/")).exists():
+                argv[0] = str(Path(plan.rootfs, argv[0].lstrip("/")))  # an image path, as the engine remaps them
+            plan = attrs.evolve(plan, argv=argv)
         try:
             popen = subprocess.Popen(plan.argv, env=plan.env, cwd=plan.cwd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         except OSError as exc:
             raise RunContainerError(f"failed to start the entrypoint {plan.argv[0]!r} of {image_ref}: {exc}") from exc
-        return _ImageProcess(popen, log, plan.image_digest)
+        return _ImageProcess(popen, log, plan.image_digest, plan.rootfs)
 
     def poll(self, handle: Any) -> int | None:
         return self._owner(handle).poll(handle)

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
 from aml_core.limits import OOM_EXIT_CODE, cpu_limit_note, group_rss, parse_quantity
 
 from aml_emulator.cluster import exceptions as err
@@ -55,6 +56,9 @@ NODE_NAME = "emulator-node"
 CPU_LIMIT_CONDITION = "emulator.aml/CPULimitEnforced"
 POD_IP = "127.0.0.1"
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SYSTEMROOT")
+#: the pseudo-image that opts a container into running its ``command`` as a plain host
+#: process; every other image must be pulled from a registry (by an image runtime)
+HOST_PROCESS_IMAGE = "emulator.aml/host-process"
 
 
 class ContainerConfigError(Exception):
@@ -183,10 +187,18 @@ class _Process:
 
 
 class ProcessRuntime:
-    """Runs ``command`` + ``args`` as a local process in its own process group."""
+    """Runs ``command`` + ``args`` as a local process in its own process group, for
+    containers whose image is :data:`HOST_PROCESS_IMAGE` (the explicit opt-in); it pulls
+    no image, so any other image fails to pull (``ErrImagePull``), as a typo would."""
 
     def start(self, pod: dict, container: dict, *, env: dict[str, str], ports: dict[int, int],
               log: ContainerLog, workdir: Path, pull_auth: dict[str, dict[str, str]] | None = None) -> _Process:
+        image = (container.get("image") or "").strip()
+        if image != HOST_PROCESS_IMAGE:
+            raise ImagePullError(
+                f'failed to pull and unpack image "{image}": this cluster\'s pod runtime pulls no images; '
+                f'run the command on the host with image "{HOST_PROCESS_IMAGE}", or start the cluster '
+                "with an image runtime (ImagePodRuntime, as `aml emulator start` does)")
         cmd = [expand_vars(str(a), env) for a in (container.get("command") or []) + (container.get("args") or [])]
         if not container.get("command"):
             raise RunContainerError(
@@ -817,6 +829,9 @@ class _PodWorker:
                 c.next_start = k.clock() + k.backoff(c.crashes)
                 record_event(k.store, pod, "Pod", "v1", "Warning", "Failed",
                              f'Failed to pull image "{c.spec.get("image")}": {e}', "kubelet")
+                if again:
+                    record_event(k.store, pod, "Pod", "v1", "Normal", "BackOff",
+                                 f'Back-off pulling image "{c.spec.get("image")}"', "kubelet")
                 return
             except RunContainerError as e:
                 c.state = {"waiting": {"reason": "RunContainerError", "message": str(e)}}
@@ -1180,3 +1195,30 @@ class Kubelet:
         with self._lock:
             return [c.handle.pgid for w in self.workers.values() for c in w.containers
                     if c.handle is not None and hasattr(c.handle, "pgid")]
+
+    def running_container(self, namespace: str, pod: str, container: str) -> RunningContainer | None:
+        """What exec, port-forward and the metrics API need of one running container
+        (:mod:`streaming`, :mod:`metrics`), or None when it is not running."""
+        with self._lock:
+            w = self.workers.get((namespace, pod))
+        c = w.container(container) if w is not None else None
+        if c is None or c.handle is None or getattr(c.handle, "pgid", None) is None:
+            return None
+        root = getattr(c.handle, "rootfs", None)
+        return RunningContainer(pid=c.handle.pgid, uid=w.uid, env=dict(c.env), ports=dict(w.ports),
+                                root=Path(root) if root else w.workdir)
+
+
+@attrs.frozen
+class RunningContainer:
+    """A running container as the streaming and metrics endpoints see it: its main process
+    (also its process group id), the pod's uid, the environment it was started with, the
+    pod's port map (containerPort → loopback port) and the directory that is the
+    container's filesystem root (the unpacked image, or the pod's scratch directory for a
+    host process)."""
+
+    pid: int
+    uid: str
+    env: dict[str, str] = attrs.field(repr=False)  # may hold secrets
+    ports: dict[int, int]
+    root: Path

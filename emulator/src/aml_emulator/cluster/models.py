@@ -49,7 +49,7 @@ RESOURCES: list[ResourceType] = [
                  short_names=("ns",), verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
                  subresources=("status",), has_status=True),
     ResourceType(_CORE, "v1", "pods", "pod", "Pod", short_names=("po",),
-                 subresources=("log", "status"), categories=("all",), has_status=True),
+                 subresources=("log", "status", "exec", "portforward"), categories=("all",), has_status=True),
     ResourceType(_CORE, "v1", "services", "service", "Service", short_names=("svc",),
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
                  subresources=("status",), categories=("all",), has_status=True),

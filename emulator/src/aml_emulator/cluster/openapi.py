@@ -57,6 +57,13 @@ def gv_document(group: str, version: str) -> dict:
                     "get": op("get", "read", ["container", "follow", "tailLines", "previous", "timestamps"], "Log"),
                     "parameters": ns_param + name_param}
                 continue
+            if sub in ("exec", "portforward"):
+                options = {"group": "", "version": "v1", "kind": "PodExecOptions" if sub == "exec" else "PodPortForwardOptions"}
+                query = ["command", "container", "stdin", "stdout", "stderr", "tty"] if sub == "exec" else ["ports"]
+                paths[f"{base}{ns}/{rt.plural}/{{name}}/{sub}"] = {
+                    method: op("connect", f"connect{method.title()}", query, sub.title(), options) for method in ("get", "post")
+                } | {"parameters": ns_param + name_param}
+                continue
             if sub == "token":
                 paths[f"{base}{ns}/{rt.plural}/{{name}}/token"] = {
                     "post": op("post", "create", _QUERY, "Token",

@@ -24,6 +24,7 @@ from aml_emulator.cluster import tls
 from aml_emulator.cluster.admission import ensure_default_service_account
 from aml_emulator.cluster.api import ClusterAPI
 from aml_emulator.cluster.auth import TokenIssuer
+from aml_emulator.cluster.metrics import ResourceMeter, node_capacity
 from aml_emulator.cluster.models import lookup, now_rfc3339
 from aml_emulator.cluster.store import Store
 
@@ -31,6 +32,10 @@ MetricsSource = Callable[[str, str], "float | None"]
 #: where Secrets' at-rest key is kept when ``encryption_key_file=`` is not given (default:
 #: ``<state_dir>/encryption-key``); the emulator's other services have no such setting
 ENCRYPTION_KEY_ENV = "AML_EMULATOR_ENCRYPTION_KEY_FILE"
+#: uvicorn's WebSocket implementation for exec and port-forward: wsproto, because kubectl's
+#: port-forward subprotocol ``SPDY/3.1+portforward.k8s.io`` is no RFC 7230 token and the
+#: ``websockets`` library refuses the handshake over it
+WEBSOCKET_IMPLEMENTATION = "wsproto"
 
 
 class ClusterService:
@@ -46,10 +51,13 @@ class ClusterService:
         ``backoff_cap``).
     :param metrics_source: ``(namespace, deployment) -> utilization percent | None`` for
         the HPA controller; settable later with :meth:`set_metrics_source`. By default the
-        in-process front door's load per Deployment (``aml_core.frontdoor.deployment_name``).
+        in-process front door's load per Deployment (``aml_core.frontdoor.deployment_name``),
+        else the CPU utilisation of the Deployment's pods (:attr:`metrics`).
     :param encryption_key_file: the AES-256 key (base64, made 0600 on first use) Secrets are
         sealed with in ``state_dir``; default ``$AML_EMULATOR_ENCRYPTION_KEY_FILE``, else
         ``<state_dir>/encryption-key``.
+    :param metrics_resolution: seconds of ``clock`` a CPU and memory sample is kept for,
+        shared by the metrics API (``kubectl top``) and the HPA (metrics-server's resolution).
     """
 
     def __init__(self, state_dir: str | Path | None = None, host: str = "127.0.0.1",
@@ -59,7 +67,8 @@ class ClusterService:
                  hpa_downscale_window: float | None = None, controller_period: float = 0.2,
                  kubelet_period: float = 0.2, drain_delay: float = 0.3,
                  bookmark_interval: float = 5.0, token: str | None = None,
-                 encryption_key_file: str | Path | None = None) -> None:
+                 encryption_key_file: str | Path | None = None,
+                 metrics_resolution: float = 15.0) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         encryption_key_file = encryption_key_file or os.environ.get(ENCRYPTION_KEY_ENV) or None
         self.encryption_key_file = Path(encryption_key_file) if encryption_key_file is not None else None
@@ -77,6 +86,8 @@ class ClusterService:
         self._kubelet_period = kubelet_period
         self._drain_delay = drain_delay
         self._bookmark_interval = bookmark_interval
+        self._metrics_resolution = metrics_resolution
+        self.metrics: ResourceMeter | None = None  # pods' and the node's CPU and memory (kubectl top, HPA)
         self._tmp: Path | None = None
         self.store: Store | None = None
         self.api: ClusterAPI | None = None
@@ -107,7 +118,12 @@ class ClusterService:
         return self._frontdoor_server.url
 
     def _frontdoor_utilization(self, namespace: str, deployment: str) -> float | None:
-        return self.frontdoor.utilization_by_deployment().get(deployment) if self.frontdoor else None
+        """The front door's load of a scoring Deployment; for any other Deployment, the CPU
+        utilisation of its pods from the meter ``kubectl top`` reads too."""
+        load = self.frontdoor.utilization_by_deployment().get(deployment) if self.frontdoor else None
+        if load is None and self.metrics is not None:
+            return self.metrics.deployment_utilization(namespace, deployment)
+        return load
 
     def start(self) -> ClusterService:
         if self.server is not None:
@@ -137,6 +153,9 @@ class ClusterService:
         self.kubelet.adopt_existing()
         self.api = ClusterAPI(self.store, self.token, logs=self.kubelet,
                               bookmark_interval=self._bookmark_interval, tokens=self.tokens)
+        self.metrics = ResourceMeter(self.store, self.kubelet.running_container, clock=self.clock,
+                                     resolution=self._metrics_resolution)
+        self.api.metrics = self.metrics
         self.ca_path, crt, key = tls.generate(work / "tls", self.host)
         self.server = self._bind(endpoint.get("port", 0), crt, key)
         # what a real kubelet gives every pod: the API server's address and CA
@@ -204,12 +223,12 @@ class ClusterService:
     def _bind(self, port: int, crt: Path, key: Path) -> BackgroundServer:
         try:
             return BackgroundServer(self.api, host=self.host, port=port, name="aml-cluster",
-                                    certfile=str(crt), keyfile=str(key))
+                                    certfile=str(crt), keyfile=str(key), ws=WEBSOCKET_IMPLEMENTATION)
         except OSError:
             if port == 0:
                 raise
             return BackgroundServer(self.api, host=self.host, port=0, name="aml-cluster",
-                                    certfile=str(crt), keyfile=str(key))
+                                    certfile=str(crt), keyfile=str(key), ws=WEBSOCKET_IMPLEMENTATION)
 
     def stop(self) -> None:
         """Stop everything; every pod's process group is killed. Safe to call twice."""
@@ -237,7 +256,7 @@ class ClusterService:
             if uv is not None:
                 uv.force_exit = True
             self.server.stop()
-        self.api = self.controllers = self.kubelet = self.balancers = self.store = self.server = None
+        self.api = self.metrics = self.controllers = self.kubelet = self.balancers = self.store = self.server = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
@@ -305,6 +324,7 @@ class ClusterService:
                 "kubernetes.io/hostname": "emulator-node", "kubernetes.io/os": "linux"}},
                 "spec": {}, "status": {}})
         self.store.mutate(nodes, "", "emulator-node", lambda n: n | {"status": {
+            "capacity": node_capacity(), "allocatable": node_capacity(),
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "kubelet is posting ready status", "lastHeartbeatTime": now_rfc3339(),
                             "lastTransitionTime": now_rfc3339()}],
