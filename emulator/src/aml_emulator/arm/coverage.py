@@ -19,6 +19,7 @@ from aml_emulator.arm.app import PROVIDERS
 SDKS = {
     "Microsoft.ContainerRegistry": ("azure-mgmt-containerregistry", "azure.mgmt.containerregistry.operations"),
     "Microsoft.ContainerService": ("azure-mgmt-containerservice", "azure.mgmt.containerservice.operations"),
+    "Microsoft.ContainerInstance": ("azure-mgmt-containerinstance", "azure.mgmt.containerinstance.operations"),
 }
 
 

@@ -227,6 +227,11 @@ class ArmBackend:
             group.resources[(resource_type.lower(), resource.name.lower())] = resource
         self.save()
 
+    def resources_of_type(self, resource_type: str) -> list[tuple[str, ResourceGroup, Any]]:
+        """``(subscription id, group, resource)`` of one type in every subscription."""
+        return [found for sub_id in list(self.subscriptions)
+                for found in self.resources(sub_id, None, resource_type)]
+
     def resources(self, subscription_id: str, resource_group: str | None, resource_type: str) -> list[tuple[str, ResourceGroup, Any]]:
         """``(subscription id, group, resource)`` of one type, in a group or a whole subscription."""
         sub = self.subscription(subscription_id)
