@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import attrs
 import requests
+import urllib3
 
 from aml_core.errors import AuthError, InvalidConfig, NotFound, ProvisioningFailed
 from aml_core.records import AuthRequest, AuthResult, DeploymentSpec, ServiceRecord, utcnow
@@ -192,8 +194,10 @@ def _wait_serving(client: Any, resource_group: str, name: str, group: Any, ssl: 
         try:
             # liveness only, no credential sent: the certificate is checked by the callers of
             # scoring_uri, against the CA they trust (it may be the user's own)
-            if requests.get(health, timeout=2, verify=False).status_code == 200:
-                return group
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                if requests.get(health, timeout=2, verify=False).status_code == 200:
+                    return group
         except requests.RequestException:
             pass
         if time.monotonic() >= next_check:
