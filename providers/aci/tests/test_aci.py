@@ -314,3 +314,18 @@ def test_the_cli_deploys_to_aci(ws, factor_model, app, cleanup):
     assert bad.exit_code == 6 and "cpu_cores must be at most 4 cores" in bad.stderr
     assert json.loads(aml("-o", "json", "service", "delete", "aci-cli").stdout) == {"name": "aci-cli",
                                                                                   "deleted": True}
+
+
+def test_a_stopped_group_is_unhealthy_and_healthy_again_once_started(ws, factor_model, inference, cleanup, emulator):
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+    from aml_azure_common import management_client
+
+    service = Model.deploy(ws, "aci-stop", [factor_model], inference, AciWebservice.deploy_configuration())
+    service.wait_for_deployment()
+    client = management_client(ContainerInstanceManagementClient)
+    client.container_groups.stop(emulator.resource_group, "aci-stop")
+    assert service.update_deployment_state() == "Unhealthy"
+    assert "stopped" in service.error and "get_logs()" in service.error
+    client.container_groups.begin_start(emulator.resource_group, "aci-stop").result(timeout=60)
+    assert service.update_deployment_state() == "Healthy" and service.error is None
