@@ -125,13 +125,18 @@ class Emulator:
     :param backoff_base: the first CrashLoopBackOff delay in seconds (10 when ``None``).
 
     The last four are the cluster's (:class:`~aml_emulator.cluster.ClusterService`); they
-    let a test see an autoscaler or a restart within seconds instead of minutes.
+    let a test see an autoscaler or a restart within seconds instead of minutes. ``clock``
+    also drives the ARM operation scripts set with :meth:`script_arm_operations`.
+
+    :param arm_retry_after: seconds ARM asks clients to wait between polls of a long-running
+        operation (1, as Azure, when ``None``; a fraction makes deployments answer sooner).
     """
 
     def __init__(self, state_dir: str | Path | None = None, *, host: str = "127.0.0.1",
                  services: tuple[str, ...] | list[str] | None = None, loose: bool = False,
                  clock: Callable[[], float] | None = None, hpa_sync_period: float | None = None,
-                 hpa_downscale_window: float | None = None, backoff_base: float | None = None) -> None:
+                 hpa_downscale_window: float | None = None, backoff_base: float | None = None,
+                 arm_retry_after: float | None = None) -> None:
         if services is None:
             wanted = tuple(s for s in KNOWN_SERVICES if s != "cluster" or _cluster_available())
         else:
@@ -156,6 +161,8 @@ class Emulator:
         self._cluster_options: dict[str, Any] = {k: v for k, v in (
             ("clock", clock), ("hpa_sync_period", hpa_sync_period),
             ("hpa_downscale_window", hpa_downscale_window), ("backoff_base", backoff_base)) if v is not None}
+        self._arm_options: dict[str, Any] = {k: v for k, v in (
+            ("clock", clock), ("retry_after", arm_retry_after)) if v is not None}
         self.services: dict[str, Any] = {}
         self._identity: dict[str, Any] = {}
         self._secrets: dict[str, str] = {}
@@ -264,7 +271,7 @@ class Emulator:
         if "arm" in self.wanted:
             self._ca = CertificateAuthority.load_or_create(self.state_dir)
             arm = ArmService(self.state_dir / "arm", host=self.host, token=self._secrets["arm_token"],
-                             ca=self._ca, loose=self.loose)
+                             ca=self._ca, loose=self.loose, **self._arm_options)
             if "registry" in self.services:
                 arm.add_registry(self.registry_name, self.services["registry"],
                                  subscription_id=self.subscription_id, resource_group=self.resource_group)
@@ -316,6 +323,24 @@ class Emulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def script_arm_operations(self, resource_type: str, script: Any, *, operation: str | None = None,
+                              name: str | None = None) -> None:
+        """Script how ARM long-running operations on ``resource_type`` proceed, e.g.::
+
+            from aml_emulator.arm import OperationScript
+            emu.script_arm_operations("Microsoft.ContainerInstance/containerGroups",
+                                      OperationScript.after_polls(3))
+            emu.script_arm_operations("Microsoft.ContainerInstance/containerGroups",
+                                      OperationScript.failing("InternalServerError", "Node lost."),
+                                      operation="create", name="svc")
+
+        ``OperationScript.immediate()``, ``.after_polls(n)``, ``.after_seconds(t)`` (on the
+        ``clock`` given to the emulator) and ``.failing(code, message)``; ``operation`` is
+        ``create``/``update``/``delete`` or an action name, ``name`` one resource. Scripts
+        hold until :meth:`reset` or ``emu.arm.clear_operation_scripts()``.
+        """
+        self.arm.script_operations(resource_type, script, operation=operation, name=name)
 
     # -- endpoints and credentials ----------------------------------------------------------
 

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 from aml_core.runtime import logs
 from aml_core.runtime.raw import AMLRequest, AMLResponse, Headers, is_json_mimetype
 from aml_core.runtime.script import UserScript, describe_exception
+from aml_core.runtime.security import KeyCheck
 from aml_core.runtime.swagger import SwaggerDocs, SwaggerNotFound
 
 HEADER_LIMIT = 100
@@ -33,6 +34,10 @@ DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024  # the legacy image's nginx client_ma
 
 RUN_FAILED_MESSAGE = "An unexpected error occurred in scoring script. Check the logs for more info."
 INTERNAL_ERROR_MESSAGE = "An unexpected internal error occurred. Check the logs for more info."
+UNAUTHORIZED_MESSAGE = (
+    "Authorization failed: send the service key as 'Authorization: Bearer <key>' "
+    "(service.get_keys() returns it)."
+)
 NOT_FOUND_MESSAGE = (
     "The requested URL was not found on the server. If you entered the URL manually please "
     "check your spelling and try again."
@@ -150,8 +155,11 @@ class ScoringApp:
         server_version: str = "",
         access_log: bool = True,
         cors_origins: str = "",
+        auth_keys: tuple[str, ...] = (),
     ) -> None:
         self.script = script
+        #: ``/score`` needs ``Authorization: Bearer <key>`` when set (:mod:`aml_core.runtime.security`)
+        self._key_check = KeyCheck(auth_keys) if auth_keys else None
         #: ``AML_CORS_ORIGINS``: comma-separated origins (or ``*``) allowed to call the service
         self._cors = (
             frozenset(o.strip().encode("latin-1") for o in cors_origins.split(",") if o.strip())
@@ -188,6 +196,11 @@ class ScoringApp:
             if rest == "" or rest.startswith("/"):
                 path = rest or "/"
         if path == "/score":
+            if self._key_check is not None and scope["method"] != "OPTIONS" and not self._authorized(scope):
+                status, body = _message(401, UNAUTHORIZED_MESSAGE)
+                await self._send(send, status, body, [(b"content-type", _JSON),
+                                                      (b"www-authenticate", b'Bearer realm="score"')])
+                return
             if scope["method"] == "POST" and self._mode == "json":
                 # the hot path, inlined (each extra coroutine hop costs ~1-2 us per request)
                 started = time.perf_counter()
@@ -233,6 +246,12 @@ class ScoringApp:
         else:
             status, body = _message(404, NOT_FOUND_MESSAGE)
             await self._send(send, status, body, [(b"content-type", _JSON)])
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return self._key_check.accepts(value)
+        return False
 
     def _with_cors(self, scope: Scope, send: Send) -> Send:
         """Add CORS headers for an allowed ``Origin`` (as flask-cors does for the Azure server)."""

@@ -20,9 +20,11 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import traceback
 
+from aml_core.errors import InvalidConfig
 from aml_core.runtime import logs
 from aml_core.runtime.config import search_path
 from aml_core.runtime.script import (
@@ -124,7 +126,17 @@ def main(sock: socket.socket, status_fd: int, config: dict) -> int:
     logger.info("User's init has completed successfully")
 
     from aml_core.runtime.app import ScoringApp, install_timeout_handler
+    from aml_core.runtime.security import scoring_keys, tls_context
     from aml_core.runtime.swagger import SwaggerDocs
+
+    try:
+        auth_keys = scoring_keys()
+        tls = tls_context()
+    except InvalidConfig as exc:
+        logger.error("%s", exc)
+        return _fail(status, str(exc))
+    if auth_keys:
+        logger.info("Key auth is on: /score needs 'Authorization: Bearer <key>'")
 
     try:
         swagger = SwaggerDocs.for_script(
@@ -146,6 +158,7 @@ def main(sock: socket.socket, status_fd: int, config: dict) -> int:
         server_version=os.environ.get("HTTP_X_MS_SERVER_VERSION", ""),
         access_log=os.environ.get("AML_ACCESS_LOG", "1").lower() not in ("0", "false", "no"),
         cors_origins=os.environ.get("AML_CORS_ORIGINS", ""),
+        auth_keys=auth_keys,
     )
     install_timeout_handler()
     logger.info("Scoring timeout is set to %d ms", app.timeout_ms)
@@ -153,7 +166,7 @@ def main(sock: socket.socket, status_fd: int, config: dict) -> int:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     gc.collect()
     gc.freeze()  # the model and libraries stay out of every later collection
-    server = _make_server(app, status, balance=int(config.get("workers") or 1) > 1)
+    server = _make_server(app, status, balance=int(config.get("workers") or 1) > 1, tls=tls)
     server.run(sockets=[sock])
     return 0
 
@@ -170,7 +183,7 @@ def _log_model_dir(model_dir: str | None) -> None:
         logger.info("%s", line)
 
 
-def _make_server(app, status: _StatusPipe, balance: bool):
+def _make_server(app, status: _StatusPipe, balance: bool, tls=None):
     import uvicorn
 
     uvicorn_logger = logging.getLogger("uvicorn.error")
@@ -216,7 +229,7 @@ def _make_server(app, status: _StatusPipe, balance: bool):
 
             self.servers = []
             self.acceptor = _Acceptor(
-                loop, sockets[0], create_protocol, self.server_state.connections, balance
+                loop, sockets[0], create_protocol, self.server_state.connections, balance, tls
             )
             self.acceptor.start()
             self.started = True
@@ -246,8 +259,11 @@ class _Acceptor:
     polling at all. With one worker there is no delay.
     """
 
-    def __init__(self, loop, sock: socket.socket, protocol_factory, connections, balance: bool):
+    def __init__(self, loop, sock: socket.socket, protocol_factory, connections, balance: bool,
+                 tls=None):
         self.loop = loop
+        #: an ``ssl.SSLContext`` when the server speaks HTTPS (``ssl_enabled``)
+        self.tls = tls
         self.sock = sock
         self.fd = sock.fileno()
         self.protocol_factory = protocol_factory
@@ -301,9 +317,9 @@ class _Acceptor:
     async def _connect(self, conn: socket.socket) -> None:
         try:
             transport, protocol = await self.loop.connect_accepted_socket(
-                self.protocol_factory, sock=conn
+                self.protocol_factory, sock=conn, ssl=self.tls
             )
-        except OSError:
+        except (OSError, ssl.SSLError):
             conn.close()
             return
         finally:

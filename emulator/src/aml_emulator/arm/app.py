@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aml_emulator.arm import containerregistry, exceptions, managedclusters
+from aml_emulator.arm import containerinstance, containerregistry, exceptions, managedclusters
 from aml_emulator.arm.models import ArmBackend
 from aml_emulator.arm.router import ArmRequest, ArmResponse, ArmRouter, ResourceProvider, parse_path
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 #: Every resource provider the emulator serves. Add new namespaces here.
 PROVIDERS: list[ResourceProvider] = [containerregistry.PROVIDER, managedclusters.PROVIDER]
 PROVIDERS.append(__import__("aml_emulator.arm.resourcegroups", fromlist=["PROVIDER"]).PROVIDER)
+PROVIDERS.append(containerinstance.PROVIDER)
 
 #: ARM request bodies here are small JSON documents; anything bigger is refused unread
 MAX_BODY = 1 << 20

@@ -20,6 +20,7 @@ SDKS = {
     "Microsoft.ContainerRegistry": ("azure-mgmt-containerregistry", "azure.mgmt.containerregistry.operations"),
     "Microsoft.ContainerService": ("azure-mgmt-containerservice", "azure.mgmt.containerservice.operations"),
     "Microsoft.Resources": ("azure-mgmt-resource", "azure.mgmt.resource.resources.operations"),
+    "Microsoft.ContainerInstance": ("azure-mgmt-containerinstance", "azure.mgmt.containerinstance.operations"),
 }
 
 

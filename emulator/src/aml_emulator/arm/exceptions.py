@@ -78,3 +78,18 @@ def invalid_parameter(parameter: str, value: object, valid: Iterable[str]) -> Ar
 
 def request_too_large(limit: int) -> ArmError:
     return ArmError(413, "RequestEntityTooLarge", f"The request body is larger than {limit} bytes.")
+
+
+def conflict(message: str) -> ArmError:
+    """The operation is not allowed in the resource's current state (or the name is taken)."""
+    return ArmError(409, "Conflict", message)
+
+
+def resource_quota_exceeded(message: str) -> ArmError:
+    """A quota or per-resource limit would be exceeded (ARM's ``ResourceQuotaExceeded``)."""
+    return ArmError(400, "ResourceQuotaExceeded", message)
+
+
+def invalid_parameter_message(message: str) -> ArmError:
+    """``InvalidParameter`` with a message of the resource provider's own wording."""
+    return ArmError(400, "InvalidParameter", message)

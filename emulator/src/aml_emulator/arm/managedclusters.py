@@ -2,25 +2,22 @@
 
 Every managed cluster created here is a view of the emulator's one Kubernetes cluster:
 ``listClusterUserCredential`` hands out that cluster's kubeconfig (base64, as AKS does).
-Create and delete are long-running operations in ARM's shape: ``201``/``202`` with
-``Azure-AsyncOperation`` (and ``Location``) headers, a status document at
-``/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{loc}/operations/{id}``,
-and ``provisioningState`` going ``Creating`` → ``Succeeded`` after
-:data:`PROVISIONING_SECONDS`. Wire shapes follow azure-mgmt-containerservice's
+Create and delete are long-running operations (:mod:`aml_emulator.arm.operations`):
+``201``/``202`` with ``Azure-AsyncOperation`` and ``Location``, ``provisioningState``
+``Creating`` → ``Succeeded`` (or ``Failed`` when a test scripts a failure). Clusters are kept
+in the ARM state directory. Wire shapes follow azure-mgmt-containerservice's
 ``ManagedCluster`` and ``CredentialResults`` models.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as _dt
-import time
-import uuid
 from typing import Any
 
 import attrs
 
 from aml_emulator.arm import exceptions
+from aml_emulator.arm.operations import CREATE, DELETE, UPDATE, register_status_routes
 from aml_emulator.arm.router import COLLECTION, ITEM, ApiVersionRange, ArmRequest, ArmResponse, ResourceProvider
 
 NAMESPACE = "Microsoft.ContainerService"
@@ -29,48 +26,34 @@ RESOURCE_TYPE = f"{NAMESPACE}/{MANAGED_CLUSTERS}"
 #: 2019-02-01 is the oldest version with these shapes; 2026-08-01 is the default of
 #: azure-mgmt-containerservice 41.8.0.
 API_VERSIONS = ApiVersionRange("2019-02-01", "2026-08-01")
-#: how long a create stays ``Creating`` (a real AKS takes minutes; tests want it quick)
-PROVISIONING_SECONDS = 0.5
 KUBERNETES_VERSION = "1.32.0"
 
 PROVIDER = ResourceProvider(NAMESPACE, API_VERSIONS)
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 @attrs.define
 class ManagedClusterResource:
-    """One managed cluster: what was PUT, and when it finishes provisioning."""
+    """One managed cluster: what was PUT, and how far its provisioning got."""
 
     name: str
     location: str
     properties: dict[str, Any]
     tags: dict[str, str] = attrs.field(factory=dict)
-    ready_at: float = 0.0
-    failed: bool = False
+    provisioning_state: str = "Creating"
 
-    @property
-    def provisioning_state(self) -> str:
-        if self.failed:
-            return "Failed"
-        return "Succeeded" if time.monotonic() >= self.ready_at else "Creating"
+    def to_state(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "ManagedClusterResource":
+        # an operation does not outlive a restart: one cut short is taken as finished
+        state_now = state.get("provisioning_state", "Succeeded")
+        return cls(name=state["name"], location=state["location"], properties=dict(state.get("properties") or {}),
+                   tags=dict(state.get("tags") or {}),
+                   provisioning_state="Failed" if state_now == "Failed" else "Succeeded")
 
 
-@attrs.define
-class AsyncOperation:
-    id: str
-    resource: ManagedClusterResource | None
-    start: str
-    #: a delete is finished at once; a create when its resource is provisioned
-    done_at: float = 0.0
-
-    def status(self) -> str:
-        if self.resource is not None:
-            state = self.resource.provisioning_state
-            return {"Creating": "InProgress"}.get(state, state)
-        return "Succeeded" if time.monotonic() >= self.done_at else "InProgress"
+PROVIDER.persist(MANAGED_CLUSTERS, ManagedClusterResource.from_state)
 
 
 def _resource_id(subscription_id: str, group: str, name: str) -> str:
@@ -125,12 +108,6 @@ def _get(request: ArmRequest) -> tuple[str, ManagedClusterResource]:
     return found
 
 
-def _operation_headers(request: ArmRequest, location: str, operation: AsyncOperation) -> dict[str, str]:
-    url = (f"{request.base_url}/subscriptions/{request.path.subscription_id}/providers/{NAMESPACE}/locations/"
-           f"{location}/operations/{operation.id}?api-version={request.api_version}")
-    return {"Azure-AsyncOperation": url, "Location": url, "Retry-After": "1"}
-
-
 @PROVIDER.operation("PUT", MANAGED_CLUSTERS, ITEM, summary="managed_clusters.begin_create_or_update")
 async def create_or_update(request: ArmRequest) -> ArmResponse:
     body = request.json()
@@ -151,24 +128,31 @@ async def create_or_update(request: ArmRequest) -> ArmResponse:
         raise exceptions.not_implemented(f"{RESOURCE_TYPE}/write without an emulated cluster (start the cluster service)")
     path = request.path
     existing = _find(request)
-    cluster = ManagedClusterResource(
-        name=path.name or "", location=location, properties=properties,
-        tags={str(k): str(v) for k, v in (body.get("tags") or {}).items()},
-        ready_at=time.monotonic() + PROVISIONING_SECONDS,
-    )
-    if existing is not None:
-        cluster.name = existing[1].name
-    request.backend.add_resource(path.subscription_id, path.resource_group or "", MANAGED_CLUSTERS, cluster)
-    operation = AsyncOperation(id=str(uuid.uuid4()), resource=cluster, start=_now())
-    request.backend.operations[operation.id] = operation
     group = existing[0] if existing else (path.resource_group or "")
-    return ArmResponse(cluster_json(path.subscription_id, group, cluster), status=200 if existing else 201,
-                       headers=_operation_headers(request, location, operation))
+    cluster = ManagedClusterResource(
+        name=existing[1].name if existing else (path.name or ""), location=location, properties=properties,
+        tags={str(k): str(v) for k, v in (body.get("tags") or {}).items()},
+        provisioning_state="Updating" if existing else "Creating",
+    )
+    request.backend.add_resource(path.subscription_id, group, MANAGED_CLUSTERS, cluster)
+
+    def finished(error: exceptions.ArmError | None) -> None:
+        cluster.provisioning_state = "Failed" if error else "Succeeded"
+        request.backend.save()
+
+    resource_id = _resource_id(path.subscription_id, group, cluster.name)
+    operation = request.backend.operations.begin(
+        request, resource_type=RESOURCE_TYPE, resource_id=resource_id, location=location,
+        operation=UPDATE if existing else CREATE, on_finish=finished,
+        result=lambda: cluster_json(path.subscription_id, group, cluster))
+    return request.backend.operations.accepted(
+        request, operation, cluster_json(path.subscription_id, group, cluster), status=200 if existing else 201)
 
 
 @PROVIDER.operation("GET", MANAGED_CLUSTERS, ITEM, summary="managed_clusters.get")
 async def get_cluster(request: ArmRequest) -> dict[str, Any]:
     group, cluster = _get(request)
+    request.backend.operations.settle_resource(_resource_id(request.path.subscription_id, group, cluster.name))
     return cluster_json(request.path.subscription_id, group, cluster)
 
 
@@ -176,6 +160,8 @@ async def get_cluster(request: ArmRequest) -> dict[str, Any]:
 async def list_clusters(request: ArmRequest) -> dict[str, Any]:
     path = request.path
     found = request.backend.resources(path.subscription_id, path.resource_group, MANAGED_CLUSTERS)
+    for _s, group, cluster in found:
+        request.backend.operations.settle_resource(_resource_id(path.subscription_id, group.name, cluster.name))
     return {"value": [cluster_json(path.subscription_id, group.name, c) for _s, group, c in found]}
 
 
@@ -185,15 +171,25 @@ async def delete_cluster(request: ArmRequest) -> ArmResponse:
     if found is None:
         return ArmResponse(None, status=204)
     group_name, cluster = found
-    group = request.backend.ensure_group(request.path.subscription_id, group_name)
-    group.resources.pop((MANAGED_CLUSTERS.lower(), cluster.name.lower()), None)
-    operation = AsyncOperation(id=str(uuid.uuid4()), resource=None, start=_now())
-    request.backend.operations[operation.id] = operation
-    return ArmResponse(None, status=202, headers=_operation_headers(request, cluster.location, operation))
+    path = request.path
+    cluster.provisioning_state = "Deleting"
+
+    def finished(error: exceptions.ArmError | None) -> None:
+        if error is None:
+            request.backend.remove_resource(path.subscription_id, group_name, MANAGED_CLUSTERS, cluster.name)
+        else:
+            cluster.provisioning_state = "Failed"
+            request.backend.save()
+
+    operation = request.backend.operations.begin(
+        request, resource_type=RESOURCE_TYPE, resource_id=_resource_id(path.subscription_id, group_name, cluster.name),
+        location=cluster.location, operation=DELETE, on_finish=finished)
+    return request.backend.operations.accepted(request, operation, None, status=202)
 
 
 def _credentials(request: ArmRequest) -> dict[str, Any]:
-    _group, cluster = _get(request)
+    group, cluster = _get(request)
+    request.backend.operations.settle_resource(_resource_id(request.path.subscription_id, group, cluster.name))
     if cluster.provisioning_state != "Succeeded":
         raise exceptions.ArmError(409, "OperationNotAllowed",
                                   f"Managed cluster '{cluster.name}' is {cluster.provisioning_state}; "
@@ -214,15 +210,4 @@ async def list_admin_credentials(request: ArmRequest) -> dict[str, Any]:
     return _credentials(request)
 
 
-@PROVIDER.operation("GET", "locations/operations", ITEM, summary="managed_clusters.begin_create_or_update, managed_clusters.begin_delete")
-async def operation_status(request: ArmRequest) -> dict[str, Any]:
-    operation = request.backend.operations.get(request.path.name or "")
-    if operation is None:
-        raise exceptions.ArmError(404, "NotFound", f"Operation '{request.path.name}' was not found.")
-    status = operation.status()
-    result: dict[str, Any] = {"id": operation.id, "name": operation.id, "status": status, "startTime": operation.start}
-    if status != "InProgress":
-        result["endTime"] = _now()
-    if status == "Failed":
-        result["error"] = {"code": "ProvisioningFailed", "message": "The managed cluster failed to provision."}
-    return result
+register_status_routes(PROVIDER, summary="managed_clusters.begin_create_or_update, managed_clusters.begin_delete")

@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import hmac
+import json
+import logging
+import os
 import secrets
 import threading
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import attrs
+
+from aml_emulator.arm.operations import OperationTracker
+
+log = logging.getLogger(__name__)
+
+#: version of ``resources.json``; a file written by a newer emulator is refused
+RESOURCES_FORMAT = 1
 
 
 class RegistryCredentials(Protocol):
@@ -93,17 +104,115 @@ class TokenStore:
         return f"TokenStore({len(self._tokens)} token(s))"
 
 
-class ArmBackend:
-    """All ARM state of one emulator: subscriptions by id, and the issued tokens."""
+class ResourceStore:
+    """The resources of persistent types, as one JSON file written atomically on each change.
 
-    def __init__(self) -> None:
+    The file may hold secrets (registry passwords, secure environment variables of container
+    groups), so it is mode 0600 in a 0700 directory.
+    """
+
+    def __init__(self, directory: Path, loaders: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
+        self.path = Path(directory) / "resources.json"
+        self.loaders = loaders
+
+    def load(self) -> list[tuple[str, str, str, str, Any]]:
+        """``(subscription, group, group location, type, resource)`` of every stored resource."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except ValueError as exc:
+            raise ValueError(f"{self.path} is not valid JSON ({exc}); move it aside to start with no "
+                             f"ARM resources") from None
+        version = data.get("format")
+        if not isinstance(version, int) or version > RESOURCES_FORMAT:
+            raise ValueError(f"{self.path} has format {version!r}, newer than this emulator reads "
+                             f"({RESOURCES_FORMAT}); upgrade aml-emulator or use another state directory")
+        found = []
+        for entry in data.get("resources", []):
+            loader = self.loaders.get(entry["type"].lower())
+            if loader is None:  # a type this emulator no longer serves: leave it out, say so
+                log.warning("ignoring stored ARM resource of unknown type %s", entry["type"])
+                continue
+            found.append((entry["subscription"], entry["resource_group"], entry.get("location", "westus"),
+                          entry["type"], loader(entry["state"])))
+        return found
+
+    def save(self, entries: list[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.path.parent, 0o700)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"format": RESOURCES_FORMAT, "resources": entries}, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+
+class ArmBackend:
+    """All ARM state of one emulator: subscriptions by id, the issued tokens, the
+    long-running operations, and (once :meth:`attach_store` is called) the persistence of
+    resources whose type a provider declared with ``ResourceProvider.persist``."""
+
+    def __init__(self, clock: Callable[[], float] | None = None, retry_after: float = 1.0) -> None:
         self.subscriptions: dict[str, Subscription] = {}
         self.tokens = TokenStore()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         #: ``() -> kubeconfig YAML`` of the emulated cluster behind every managed cluster
         self.kubeconfig: Callable[[], str] | None = None
-        #: long-running operations by id (``Azure-AsyncOperation`` status documents)
-        self.operations: dict[str, Any] = {}
+        #: long-running operations and the scripts tests set for them
+        self.operations = OperationTracker(clock=clock, retry_after=retry_after)
+        #: services a resource provider may need, by name (e.g. ``"engine"``), set by the emulator
+        self.services: dict[str, Any] = {}
+        self._store: ResourceStore | None = None
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def attach_store(self, store: ResourceStore) -> None:
+        """Load the stored resources, then save every later change to ``store``."""
+        for subscription_id, group_name, location, resource_type, resource in store.load():
+            group = self.ensure_group(subscription_id, group_name, location)
+            group.resources[(resource_type.lower(), resource.name.lower())] = resource
+        self._store = store
+
+    def save(self) -> None:
+        """Write the persistent resources now (call after changing one in place)."""
+        if self._store is None:
+            return
+        with self._lock:
+            entries = [
+                {"subscription": sub.subscription_id, "resource_group": group.name, "location": group.location,
+                 "type": kind, "state": resource.to_state()}
+                for sub in self.subscriptions.values() for group in sub.resource_groups.values()
+                for (kind, _name), resource in sorted(group.resources.items())
+                if kind in self._store.loaders
+            ]
+            self._store.save(entries)
+
+    def remove_resource(self, subscription_id: str, resource_group: str, resource_type: str, name: str) -> Any:
+        """Remove and return a resource (``None`` if it was not there)."""
+        sub = self.subscription(subscription_id)
+        group = sub.group(resource_group) if sub else None
+        if group is None:
+            return None
+        with self._lock:
+            removed = group.resources.pop((resource_type.lower(), name.lower()), None)
+        if removed is not None:
+            self.save()
+        return removed
+
+    def reset(self) -> None:
+        """Forget every resource (except those backed by a running service, like registries),
+        operation and script; the tokens are the caller's business."""
+        with self._lock:
+            for sub in self.subscriptions.values():
+                for group in sub.resource_groups.values():
+                    for key in [k for k, r in group.resources.items() if hasattr(r, "to_state")]:
+                        del group.resources[key]
+        self.operations.reset()
+        self.save()
 
     def subscription(self, subscription_id: str) -> Subscription | None:
         return self.subscriptions.get(subscription_id.lower())
@@ -117,6 +226,12 @@ class ArmBackend:
         group = self.ensure_group(subscription_id, resource_group)
         with self._lock:
             group.resources[(resource_type.lower(), resource.name.lower())] = resource
+        self.save()
+
+    def resources_of_type(self, resource_type: str) -> list[tuple[str, ResourceGroup, Any]]:
+        """``(subscription id, group, resource)`` of one type in every subscription."""
+        return [found for sub_id in list(self.subscriptions)
+                for found in self.resources(sub_id, None, resource_type)]
 
     def resources(self, subscription_id: str, resource_group: str | None, resource_type: str) -> list[tuple[str, ResourceGroup, Any]]:
         """``(subscription id, group, resource)`` of one type, in a group or a whole subscription."""

@@ -154,6 +154,17 @@ class ResourceProvider:
         self.api_versions = api_versions
         #: (method, type, kind) lower-cased -> (as declared, summary, handler)
         self._operations: dict[tuple[str, str, str], tuple[tuple[str, str, str], str, Handler]] = {}
+        #: lower-case resource type -> ``state dict -> resource``, for the types kept on disk
+        self.persistent: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        #: ``(backend) -> None`` run after the service started (resources already loaded)
+        #: and before it stops: what a provider with running parts (containers) needs
+        self.on_start: list[Callable[[Any], None]] = []
+        self.on_stop: list[Callable[[Any], None]] = []
+
+    def persist(self, resource_type: str, loader: Callable[[dict[str, Any]], Any]) -> None:
+        """Keep resources of ``resource_type`` in the service's state directory: each has a
+        ``to_state() -> dict`` (JSON-able), and ``loader`` rebuilds one from that dict."""
+        self.persistent[resource_type.lower()] = loader
 
     def operation(self, method: str, resource_type: str, kind: str, *, summary: str) -> Callable[[Handler], Handler]:
         """Register ``handler`` for ``method`` on ``resource_type`` (``kind``: collection,

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import attrs
+from aml_azure_common.keys import new_service_key
 from aml_core.errors import AuthError, InvalidConfig, NotFound, ProvisioningFailed
 from aml_core.frontdoor import deployment_name, kube
 from aml_core.records import AuthRequest, AuthResult, DeploymentSpec, ServiceRecord, utcnow
@@ -224,10 +225,6 @@ def delete_version(c: Cluster, namespace: str, service: str, version: str, *, wa
 
 
 # ------------------------------------------------------------------ the front door entry
-def new_key() -> str:
-    return secrets.token_urlsafe(24)
-
-
 def auth_mode(config: AksServiceDeploymentConfiguration) -> str:
     if config.token_auth_enabled:
         return "token"
@@ -263,8 +260,8 @@ def keys_for(config: AksServiceDeploymentConfiguration, previous: dict | None) -
     """The configuration's keys, else the service's current ones, else new ones; with the
     key that signs its tokens (kept, so tokens outlive updates and front door restarts)."""
     old = (previous or {}).get("keys") or {}
-    return {"primary": config.primary_key or old.get("primary") or new_key(),
-            "secondary": config.secondary_key or old.get("secondary") or new_key(),
+    return {"primary": config.primary_key or old.get("primary") or new_service_key(),
+            "secondary": config.secondary_key or old.get("secondary") or new_service_key(),
             "token_key": (previous or {}).get("token_key") or secrets.token_urlsafe(32)}
 
 
@@ -376,7 +373,12 @@ def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecor
     try:
         with Cluster(kubeconfig) as c:
             frontdoor = locate(c.core)
-            image, registry = package(workspace, spec.name, spec.models, spec.inference_config, progress)
+            if spec.image is not None:  # Webservice.deploy_from_image: run that image as it is
+                from aml_core.images import deployment_image
+
+                image, registry = deployment_image(workspace, spec, progress)
+            else:
+                image, registry = package(workspace, spec.name, spec.models, spec.inference_config, progress)
             record = attrs.evolve(record, details={**record.details, "image": image})
             apply_version(c, namespace, spec.name, spec.name, image, registry, config, progress)
             progress("Waiting for the rollout")
@@ -542,7 +544,7 @@ def auth(service: ServiceRecord, request: AuthRequest) -> AuthResult:
         keys = dict(payload["keys"])
         if request.action == "regen_key":
             slot = request.key_type.lower()
-            keys[slot] = request.set_key or new_key()
+            keys[slot] = request.set_key or new_service_key()
             payload = {**payload, "keys": keys}
             write_entry(c, ns, name, payload)
             # the old key must stop working before this returns

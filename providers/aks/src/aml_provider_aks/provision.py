@@ -12,7 +12,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from aml_core.errors import AuthError, Conflict, InvalidConfig, NotFound, ProvisioningFailed
+from aml_core.errors import AmlError, Conflict, InvalidConfig, NotFound, ProvisioningFailed
 from aml_core.secure_files import private_dir, write_private
 from aml_core.records import ComputeRecord, ProvisionRequest
 from aml_core.workspace import Workspace
@@ -23,18 +23,9 @@ from aml_provider_aks.config import KIND, AksAttachConfiguration, AksProvisionin
 def _client(profile):
     from azure.mgmt.containerservice import ContainerServiceClient
 
-    from aml_core.credentials import StaticTokenCredential
+    from aml_azure_common import management_client
 
-    if profile.arm_token:
-        credential = StaticTokenCredential(profile.arm_token)
-    else:  # real Azure without a static token
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-    return ContainerServiceClient(credential, profile.subscription_id, base_url=profile.arm_endpoint,
-                                  credential_scopes=profile.credential_scopes,
-                                  connection_verify=profile.connection_verify,
-                                  polling_interval=float(profile.extra.get("arm_polling_interval", 1)))
+    return management_client(ContainerServiceClient, profile)
 
 
 def _kubeconfig_path(workspace: Workspace, name: str) -> Path:
@@ -47,16 +38,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _translate(exc: Exception, what: str) -> Exception:
-    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+    from aml_azure_common import translate
 
-    if isinstance(exc, ResourceNotFoundError):
-        return NotFound(f"{what}: {exc.message}. Check the resource group and cluster name.")
-    if isinstance(exc, ClientAuthenticationError):
-        return AuthError(f"{what}: ARM refused the credentials ({exc.message}). Refresh the cloud profile "
-                         f"(`aml emulator start` rewrites it).")
-    if isinstance(exc, HttpResponseError):
-        return ProvisioningFailed(f"{what}: {exc.message}")
-    return ProvisioningFailed(f"{what}: {exc}")
+    return translate(exc, what, fix="Check the resource group and cluster name in the cloud profile.")
 
 
 def _fetch_kubeconfig(client, resource_group: str, cluster_name: str) -> bytes:
@@ -91,12 +75,15 @@ def provision(workspace: Workspace, request: ProvisionRequest) -> ComputeRecord:
                 {"name": "agentpool", "count": config.agent_count, "vmSize": config.vm_size, "mode": "System"}]}}
     what = f"Creating AKS cluster {request.name!r} in resource group {profile.resource_group!r}"
     try:
-        cluster = client.managed_clusters.begin_create_or_update(profile.resource_group, request.name, body).result()
+        from aml_azure_common import wait_for
+
+        cluster = wait_for(client.managed_clusters.begin_create_or_update(profile.resource_group, request.name, body),
+                           what=what)
         if cluster.provisioning_state != "Succeeded":
             raise ProvisioningFailed(f"{what} ended {cluster.provisioning_state}.")
         kubeconfig = _fetch_kubeconfig(client, profile.resource_group, request.name)
     except Exception as exc:
-        if isinstance(exc, (ProvisioningFailed, AuthError, NotFound)):
+        if isinstance(exc, AmlError):
             raise
         raise _translate(exc, what) from exc
     path = _kubeconfig_path(workspace, request.name)
