@@ -488,15 +488,21 @@ def _stop_group(backend: Any, group: ContainerGroupResource) -> None:
 
 
 def _restore(backend: Any) -> None:
-    """After a restart of the emulator: run again every group that was running."""
+    """After a restart of the emulator: run again every group that was running; from then
+    on, a group removed with its resource group stops too."""
+    if not backend.services.get("aci_removal_listener"):
+        backend.services["aci_removal_listener"] = True
+        backend.removal_listeners.append(
+            lambda kind, resource: _stop_group(backend, resource) if kind == CONTAINER_GROUPS.lower() else None)
     for _sub, _group, resource in backend.resources_of_type(CONTAINER_GROUPS):
         if resource.provisioning_state == "Succeeded" and resource.instance_state not in ("Stopped", "Failed"):
             _run_group(backend, resource)
 
 
 def _shutdown(backend: Any) -> None:
-    for _sub, _group, resource in backend.resources_of_type(CONTAINER_GROUPS):
-        _stop_group(backend, resource)
+    runners = _runners(backend)
+    for key in list(runners):
+        runners.pop(key).stop()
 
 
 PROVIDER.on_start.append(_restore)

@@ -166,6 +166,9 @@ class ArmBackend:
         self.operations = OperationTracker(clock=clock, retry_after=retry_after)
         #: services a resource provider may need, by name (e.g. ``"engine"``), set by the emulator
         self.services: dict[str, Any] = {}
+        #: ``(lower-case resource type, resource)`` callbacks run for every resource removed,
+        #: one at a time or with its whole group, so providers release what it runs
+        self.removal_listeners: list[Callable[[str, Any], None]] = []
         self._store: ResourceStore | None = None
 
     # -- persistence ----------------------------------------------------------------------
@@ -200,8 +203,26 @@ class ArmBackend:
         with self._lock:
             removed = group.resources.pop((resource_type.lower(), name.lower()), None)
         if removed is not None:
+            self._released(resource_type.lower(), removed)
             self.save()
         return removed
+
+    def remove_group(self, subscription_id: str, resource_group: str) -> ResourceGroup | None:
+        """Remove a resource group with every resource in it (``None`` if it was not there)."""
+        sub = self.subscription(subscription_id)
+        if sub is None:
+            return None
+        with self._lock:
+            group = sub.resource_groups.pop(resource_group.lower(), None)
+        if group is not None:
+            for (kind, _name), resource in sorted(group.resources.items()):
+                self._released(kind, resource)
+            self.save()
+        return group
+
+    def _released(self, resource_type: str, resource: Any) -> None:
+        for listener in list(self.removal_listeners):
+            listener(resource_type, resource)
 
     def reset(self) -> None:
         """Forget every resource (except those backed by a running service, like registries),

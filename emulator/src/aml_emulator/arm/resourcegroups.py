@@ -6,52 +6,36 @@ maps those URLs onto this provider. The emulator's own group (holding its regist
 made at start-up, as before; others are made here by the client, so a sample that names its
 own group (``myresourcegroup``) creates it first, as it would in Azure.
 
-Delete is a long-running operation (202 with ``Azure-AsyncOperation`` and ``Location``, a
-status document under ``/subscriptions/{sub}/providers/Microsoft.Resources/operationresults/{id}``)
-that removes the group and every resource in it. Wire shapes follow azure-mgmt-resource's
+Delete is a long-running operation on the emulator's operation tracker (202 with
+``Azure-AsyncOperation`` and ``Location``; scriptable as every other ARM operation) that
+removes the group and every resource in it, stopping what those resources run. Wire shapes follow azure-mgmt-resource's
 ``ResourceGroup`` model and ARM's messages.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import uuid
 from typing import Any
-
-import attrs
 
 from aml_emulator.arm import exceptions
 from aml_emulator.arm.models import ResourceGroup
+from aml_emulator.arm.operations import DELETE, register_status_routes
 from aml_emulator.arm.router import COLLECTION, ITEM, ApiVersionRange, ArmRequest, ArmResponse, ResourceProvider
 
 NAMESPACE = "Microsoft.Resources"
 RESOURCE_GROUPS = "resourceGroups"
-OPERATION_RESULTS = "operationresults"
 #: 2016-02-01 is the oldest version azure-mgmt-resource ships; 2025-04-01 is the newest of 26.0.0
 API_VERSIONS = ApiVersionRange("2016-02-01", "2025-04-01")
 
 PROVIDER = ResourceProvider(NAMESPACE, API_VERSIONS)
 
 
-@attrs.frozen
-class DeleteOperation:
-    """A finished resource-group delete (the group is gone when the 202 is sent)."""
-
-    id: str
-    start: str
-
-    def status_document(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.id, "status": "Succeeded", "startTime": self.start,
-                "endTime": self.start}
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+def _group_id(subscription_id: str, name: str) -> str:
+    return f"/subscriptions/{subscription_id}/resourceGroups/{name}"
 
 
 def group_json(subscription_id: str, group: ResourceGroup) -> dict[str, Any]:
     return {
-        "id": f"/subscriptions/{subscription_id}/resourceGroups/{group.name}",
+        "id": _group_id(subscription_id, group.name),
         "name": group.name,
         "type": f"{NAMESPACE}/{RESOURCE_GROUPS}",
         "location": group.location,
@@ -61,6 +45,8 @@ def group_json(subscription_id: str, group: ResourceGroup) -> dict[str, Any]:
 
 
 def _existing(request: ArmRequest) -> ResourceGroup:
+    # a delete in flight ends here if its script lets it, so a read sees the group gone
+    request.backend.operations.settle_resource(_group_id(request.path.subscription_id, request.path.name or ""))
     subscription = request.backend.subscription(request.path.subscription_id)
     group = subscription.group(request.path.name or "")
     if group is None:
@@ -103,6 +89,7 @@ async def get_group(request: ArmRequest) -> dict[str, Any]:
 
 @PROVIDER.operation("HEAD", RESOURCE_GROUPS, ITEM, summary="resource_groups.check_existence")
 async def check_existence(request: ArmRequest) -> ArmResponse:
+    request.backend.operations.settle_resource(_group_id(request.path.subscription_id, request.path.name or ""))
     subscription = request.backend.subscription(request.path.subscription_id)
     found = subscription.group(request.path.name or "") is not None
     return ArmResponse(None, status=204 if found else 404)
@@ -118,18 +105,17 @@ async def list_groups(request: ArmRequest) -> dict[str, Any]:
 @PROVIDER.operation("DELETE", RESOURCE_GROUPS, ITEM, summary="resource_groups.begin_delete")
 async def delete_group(request: ArmRequest) -> ArmResponse:
     group = _existing(request)
-    subscription = request.backend.subscription(request.path.subscription_id)
-    subscription.resource_groups.pop(group.name.lower(), None)  # with every resource in it
-    operation = DeleteOperation(id=str(uuid.uuid4()), start=_now())
-    request.backend.operations[operation.id] = operation
-    url = (f"{request.base_url}/subscriptions/{request.path.subscription_id}/providers/{NAMESPACE}/"
-           f"{OPERATION_RESULTS}/{operation.id}?api-version={request.api_version}")
-    return ArmResponse(None, status=202, headers={"Azure-AsyncOperation": url, "Location": url, "Retry-After": "0"})
+    subscription_id = request.path.subscription_id
+    backend = request.backend
+
+    def finished(error: exceptions.ArmError | None) -> None:
+        if error is None:
+            backend.remove_group(subscription_id, group.name)  # with every resource in it
+
+    operation = backend.operations.begin(
+        request, resource_type=f"{NAMESPACE}/{RESOURCE_GROUPS}", resource_id=_group_id(subscription_id, group.name),
+        location=group.location, operation=DELETE, on_finish=finished)
+    return backend.operations.accepted(request, operation, None, status=202)
 
 
-@PROVIDER.operation("GET", OPERATION_RESULTS, ITEM, summary="resource_groups.begin_delete")
-async def operation_status(request: ArmRequest) -> dict[str, Any]:
-    operation = request.backend.operations.get(request.path.name or "")
-    if not isinstance(operation, DeleteOperation):
-        raise exceptions.ArmError(404, "NotFound", f"Operation '{request.path.name}' was not found.")
-    return operation.status_document()
+register_status_routes(PROVIDER, summary="resource_groups.begin_delete")
