@@ -25,7 +25,6 @@ from aml_core.errors import (
     DeploymentTimeout,
     InvalidConfig,
     NotFound,
-    ProvisioningFailed,
     WebserviceException,
 )
 from aml_core.inference import InferenceConfig
