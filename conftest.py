@@ -32,6 +32,16 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     return None
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A documentation block runs twice in its folder: a reader runs a snippet again, and it
+    must work again (``exist_ok=True``, ``overwrite=True`` ...) or fail saying what to change."""
+    result = yield
+    if item.get_closest_marker("markdown-docs") is not None:
+        item.runtest()
+    return result
+
+
 @pytest.fixture(autouse=True)
 def _documentation_block_folder(request: pytest.FixtureRequest) -> None:
     """Each documentation block runs in a fresh folder holding what its reader has: the

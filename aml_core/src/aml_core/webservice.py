@@ -25,7 +25,6 @@ from aml_core.errors import (
     DeploymentTimeout,
     InvalidConfig,
     NotFound,
-    ProvisioningFailed,
     WebserviceException,
 )
 from aml_core.inference import InferenceConfig
@@ -827,6 +826,9 @@ def _start_deployment(workspace: Workspace, spec: DeploymentSpec, hooks: Hooks, 
 
     def work(progress: Callable[[str], None]) -> ServiceRecord:
         live = attrs.evolve(spec, progress=progress)
+        # whether the target holds nothing of an earlier service of this name (a new one, or
+        # the old one deleted): then a failure stores this deployment's own failed record
+        fresh = existing is None
         try:
             if existing is None:
                 progress(f"Creating service {name!r} on target {kind!r}")
@@ -839,9 +841,10 @@ def _start_deployment(workspace: Workspace, spec: DeploymentSpec, hooks: Hooks, 
                 why = "failed" if existing.state in FAILED_STATES else f"is on target {existing.kind!r}"
                 progress(f"Service {name!r} exists and {why}; deleting it first")
                 hooks.delete(workspace=workspace, service=existing)
+                fresh = True
                 record = hooks.deploy(workspace=workspace, spec=live)
         except BaseException as exc:
-            if existing is None:
+            if fresh:
                 failed = getattr(exc, "record", None)
                 if not isinstance(failed, ServiceRecord):
                     failed = attrs.evolve(placeholder, state="Failed", error=str(exc))

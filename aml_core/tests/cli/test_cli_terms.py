@@ -61,3 +61,25 @@ def test_api_advice_about_logs_and_state_names_commands():
     assert cli_terms(text, "svc") == ("Service 'svc' failed to start (exit code 1): boom. see "
                                       "`aml service logs svc` for the traceback.")
     assert "aml service show svc" in cli_terms("Wait for it (service.wait_for_deployment()) and retry.", "svc")
+
+
+def test_the_exit_status_table_names_the_real_error_classes_and_codes():
+    """docs/cli.md: each row's class exists in aml_core.errors with that exit status, and a
+    code that differs from the class name (what the CLI prints) is given."""
+    import re
+    from pathlib import Path
+
+    from aml_core import errors
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "cli.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| [^|]+ \| `(\w+)`(?: \(code `(\w+)`\))? \|$", doc, re.MULTILINE)
+    checked = 0
+    for status, name, code in rows:
+        cls = getattr(errors, name, None)
+        if cls is None:
+            continue  # KeyboardInterrupt, click's UsageError
+        assert isinstance(cls, type) and issubclass(cls, errors.AmlError), name
+        assert cls.exit_status == int(status), name
+        assert (code or name) == cls.code, f"{name}: its code is {cls.code!r}; the table must say so"
+        checked += 1
+    assert checked == 10

@@ -120,3 +120,24 @@ def test_overwrite_replaces_a_failed_deployment(project, monkeypatch):
         assert service.state == "running"
     finally:
         service.delete()
+
+
+def test_an_overwrite_that_fails_too_records_its_own_failure(project, monkeypatch):
+    ws, model, config = project
+    messages = iter(["first failure", "second failure"])
+
+    def failing(*args, **kwargs):
+        raise RuntimeError(next(messages))
+
+    monkeypatch.setattr(local_deploy, "_stage", failing)
+    first = Model.deploy(ws, "twice", [model], config, LocalWebservice.deploy_configuration())
+    with pytest.raises(RuntimeError, match="first failure"):
+        first.wait_for_deployment()
+    second = Model.deploy(ws, "twice", [model], config, LocalWebservice.deploy_configuration(), overwrite=True)
+    with pytest.raises(RuntimeError, match="second failure"):
+        second.wait_for_deployment()
+    found = Webservice(ws, "twice")
+    assert found.update_deployment_state() in FAILED_STATES
+    assert "second failure" in found.error
+    found.delete()
+    assert Webservice.list(ws) == []

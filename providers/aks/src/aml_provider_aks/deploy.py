@@ -360,8 +360,8 @@ def _config_of(spec: DeploymentSpec) -> AksServiceDeploymentConfiguration:
 def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecord | None = None) -> ServiceRecord:
     progress = spec.progress or (lambda text: None)
     config = _config_of(spec)
-    namespace = config.namespace or "default"
     kubeconfig = kubeconfig_for(workspace, spec.compute_target)
+    namespace = config.namespace or "default"
     if existing is not None and existing.details.get("namespace", namespace) != namespace:
         raise InvalidConfig(f"Service {spec.name!r} lives in namespace {existing.details['namespace']!r}; "
                             f"the namespace cannot be changed by update(). Delete and deploy it again.")
