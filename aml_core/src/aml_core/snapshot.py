@@ -62,7 +62,7 @@ STATE_MARKERS = (
 #: workspace (the user's code sits beside them)
 WORKSPACE_LAYOUT = frozenset({
     "aml-workspace.json", "aml.db", "aml.db-wal", "aml.db-shm", "aml.db-journal",
-    "artifacts", "registry", "services", "tmp",
+    "artifacts", "backups", "registry", "services", "tmp",
 })
 
 

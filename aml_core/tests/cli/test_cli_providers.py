@@ -61,6 +61,8 @@ def test_blocked_provider_is_shown_as_blocked(aml):
     assert local["hooks"] == [] and local["target_kinds"] == []
     table = aml("providers", workspace=False, env={"AML_DISABLE_PLUGINS": "local"})
     assert "blocked" in table.stdout
-    every = aml("providers", workspace=False, env={"AML_DISABLE_PLUGINS": "local,aks"})
+    target_providers = [p["name"] for p in json.loads(aml("-o", "json", "providers", workspace=False).stdout)
+                        if p["target_kinds"]]
+    every = aml("providers", workspace=False, env={"AML_DISABLE_PLUGINS": ",".join(target_providers)})
     assert "No target provider is installed" in every.stderr
 

@@ -82,7 +82,7 @@ def check(state: State) -> None:
         raise WorkspaceDamaged(f"{len(problems)} problem(s) in the workspace at {root}:\n"
                                + "\n".join(f"- {p}" for p in problems))
     state.emit({"root": str(root), "problems": []},
-               lambda console: console.print(f"Workspace {root}: no problems found."))
+               lambda console: console.print(f"Workspace {root}: no problems found.", markup=False, soft_wrap=True))
 
 
 @workspace.command("restore")
