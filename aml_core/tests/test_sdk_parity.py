@@ -62,7 +62,8 @@ def test_list_has_the_latest_of_each_name_and_the_curated_ones(ws):
 
 
 def test_get_of_an_unknown_environment_names_it_and_the_fix(ws):
-    with pytest.raises(NotFound, match=r"'tutorial-env' version '1' is not registered.*env.register\(ws\)") as info:
+    with pytest.raises(NotFound, match=r"^No definition exists for Environment with Name: tutorial-env Version: 1\. "
+                                       r"Environment 'tutorial-env' version '1' is not registered.*env.register\(ws\)") as info:
         Environment.get(workspace=ws, name="tutorial-env", version="1")
     assert info.value.code == "NotFound"
     _functions_guide_env().register(ws)
