@@ -211,3 +211,9 @@ def test_deploy_with_az_mls_inline_options_and_a_curated_environment(aml, app, w
         assert started["name"] == "inline-svc"
     finally:
         aml("service", "delete", "inline-svc")
+
+
+def test_deployment_config_without_compute_type_takes_the_compute_targets_kind(tmp_path):
+    path = _write(tmp_path / "deploymentconfig.json", '{"port": 8123}')
+    config = read_deployment_config(path, compute_type="local")
+    assert (config.kind, config.port) == ("local", 8123)

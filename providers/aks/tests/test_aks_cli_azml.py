@@ -101,6 +101,11 @@ def test_create_deploy_keys_and_logs_as_the_guide_writes_them(project):
     assert logs["name"] == "myservice"
     assert handle.record.auth_mode == "key"
     handle.delete()
+
+    # --ct alone: the compute's kind with its defaults (no deploymentconfig.json)
+    defaults = aml(*"model deploy --ct myaks -m mymodel -n otherservice --es score.py -e AzureML-Minimal".split())
+    assert (defaults["kind"], defaults["state"]) == ("aks", "Healthy")
+    Webservice(project, "otherservice").delete()
     deleted = aml(*"computetarget delete -n myaks".split())
     assert deleted == {"name": "myaks", "deleted": True}
     assert aml("computetarget", "list") == []
