@@ -197,3 +197,13 @@ def test_legacy_image_create_builds_the_next_version(ws, tmp_path, monkeypatch):
     first = Image.create(ws, "myimage", [model], config)
     second = Image.create(workspace=ws, name="myimage", models=[model], image_config=config)
     assert (first.id, second.id) == ("myimage:1", "myimage:2")
+
+
+def test_from_config_walking_up_ignores_an_unrelated_config_json(ws, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    ws.write_config(path=project)
+    (project / "src").mkdir()
+    (project / "src" / "config.json").write_text('{"debug": true}')  # the user's own settings file
+    monkeypatch.delenv("AML_WORKSPACE", raising=False)
+    monkeypatch.chdir(project / "src")
+    assert Workspace.from_config().root == ws.root

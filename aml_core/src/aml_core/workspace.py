@@ -236,7 +236,7 @@ class Workspace:
             start = Path(path).expanduser().resolve()
             if start.is_file():
                 return cls._from_sdk_config(start)
-            found = cls._look_in(start, file_name)
+            found = cls._look_in(start, file_name, bare=True)
             if found is not None:
                 return found
             raise NotFound(
@@ -258,12 +258,17 @@ class Workspace:
         )
 
     @classmethod
-    def _look_in(cls, directory: Path, file_name: str) -> "Workspace | None":
+    def _look_in(cls, directory: Path, file_name: str, *, bare: bool = False) -> "Workspace | None":
+        """The workspace ``directory`` points at, if any. A bare ``config.json`` counts only in a
+        directory the caller named (``bare``): walking up, an unrelated project's config.json
+        must not be mistaken for a workspace's."""
         for root in (directory, directory / ".aml"):
             if (root / CONFIG_NAME).is_file():
                 return cls._open(root)
-        for config in (directory / SDK_CONFIG_DIR / file_name, directory / "aml_config" / file_name,
-                       directory / file_name):
+        candidates = [directory / SDK_CONFIG_DIR / file_name, directory / "aml_config" / file_name]
+        if bare:
+            candidates.append(directory / file_name)
+        for config in candidates:
             if config.is_file():
                 return cls._from_sdk_config(config)
         return None
