@@ -207,3 +207,18 @@ def test_from_config_walking_up_ignores_an_unrelated_config_json(ws, tmp_path, m
     monkeypatch.delenv("AML_WORKSPACE", raising=False)
     monkeypatch.chdir(project / "src")
     assert Workspace.from_config().root == ws.root
+
+
+def test_create_in_the_sdks_form_then_get_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("AML_WORKSPACES_HOME", str(tmp_path / "home"))
+    ws = Workspace.create(name='myworkspace',
+                          subscription_id='<azure-subscription-id>',
+                          resource_group='myresourcegroup',
+                          create_resource_group=True,
+                          location='eastus2')
+    assert ws.root == (tmp_path / "home" / "myworkspace").resolve()
+    found = Workspace.get(name='myworkspace', subscription_id='<azure-subscription-id>',
+                          resource_group='myresourcegroup')
+    assert (found.root, found.location) == (ws.root, "eastus2")
+    with pytest.raises(InvalidConfig, match="already exists"):
+        Workspace.create(name='myworkspace')
