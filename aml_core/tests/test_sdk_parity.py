@@ -62,7 +62,8 @@ def test_list_has_the_latest_of_each_name_and_the_curated_ones(ws):
 
 
 def test_get_of_an_unknown_environment_names_it_and_the_fix(ws):
-    with pytest.raises(NotFound, match=r"'tutorial-env' version '1' is not registered.*env.register\(ws\)") as info:
+    with pytest.raises(NotFound, match=r"^No definition exists for Environment with Name: tutorial-env Version: 1\. "
+                                       r"Environment 'tutorial-env' version '1' is not registered.*env.register\(ws\)") as info:
         Environment.get(workspace=ws, name="tutorial-env", version="1")
     assert info.value.code == "NotFound"
     _functions_guide_env().register(ws)
@@ -196,3 +197,28 @@ def test_legacy_image_create_builds_the_next_version(ws, tmp_path, monkeypatch):
     first = Image.create(ws, "myimage", [model], config)
     second = Image.create(workspace=ws, name="myimage", models=[model], image_config=config)
     assert (first.id, second.id) == ("myimage:1", "myimage:2")
+
+
+def test_from_config_walking_up_ignores_an_unrelated_config_json(ws, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    ws.write_config(path=project)
+    (project / "src").mkdir()
+    (project / "src" / "config.json").write_text('{"debug": true}')  # the user's own settings file
+    monkeypatch.delenv("AML_WORKSPACE", raising=False)
+    monkeypatch.chdir(project / "src")
+    assert Workspace.from_config().root == ws.root
+
+
+def test_create_in_the_sdks_form_then_get_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("AML_WORKSPACES_HOME", str(tmp_path / "home"))
+    ws = Workspace.create(name='myworkspace',
+                          subscription_id='<azure-subscription-id>',
+                          resource_group='myresourcegroup',
+                          create_resource_group=True,
+                          location='eastus2')
+    assert ws.root == (tmp_path / "home" / "myworkspace").resolve()
+    found = Workspace.get(name='myworkspace', subscription_id='<azure-subscription-id>',
+                          resource_group='myresourcegroup')
+    assert (found.root, found.location) == (ws.root, "eastus2")
+    with pytest.raises(InvalidConfig, match="already exists"):
+        Workspace.create(name='myworkspace')

@@ -18,6 +18,7 @@ import json
 import json.decoder
 import json.scanner
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -210,7 +211,7 @@ def build(factory: Any, kwargs: dict[str, Any], origins: dict[str, FileLocation]
     except AmlError as exc:
         text = str(exc)
         for param, where in origins.items():
-            if param in text:
+            if re.search(rf"\b{re.escape(param)}\b", text):
                 raise where.error(text) from None
         raise InvalidConfig(f"{path}: {text}") from None
 

@@ -422,8 +422,10 @@ def get_environment(workspace, name: str, version: str | int | None = None) -> E
             row = db.execute("SELECT record FROM environments WHERE name = ? AND version = ?",
                              (name, int(version))).fetchone()
     if row is None:
+        # Azure ML's own words first ("No definition exists for Environment with Name: ..."), then the fix
         which = f"{name!r} version {str(version)!r}" if version is not None else repr(name)
         raise NotFound(
+            f"No definition exists for Environment with Name: {name} Version: {version if version is not None else 'latest'}. "
             f"Environment {which} is not registered in workspace {workspace.name!r}. Register it with "
             f"env.register(ws); Environment.list(ws) shows what there is (curated: {', '.join(CURATED)})."
         )

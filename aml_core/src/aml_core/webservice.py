@@ -691,6 +691,20 @@ class Webservice:
         return services
 
     @staticmethod
+    def deploy_from_model(workspace: Workspace, name: str, models: Iterable[Any], image_config: Any,
+                          deployment_config: Any = None, deployment_target: Any = None,
+                          overwrite: bool = False) -> "Webservice":
+        """azureml-core's legacy deployment from an image configuration
+        (``ContainerImage.image_configuration(...)``): ``Model.deploy`` with the inference
+        configuration it describes."""
+        to_inference = getattr(image_config, "inference_config", None)
+        if to_inference is None:
+            raise InvalidConfig(f"image_config must come from ContainerImage.image_configuration(...), got "
+                                f"{type(image_config).__name__}.")
+        return deploy(workspace, name, models, to_inference(), deployment_config, deployment_target,
+                      overwrite=overwrite)
+
+    @staticmethod
     def check_for_existing_webservice(workspace: Workspace, name: str, overwrite: bool = False) -> None:
         if _load_row(workspace, name) is not None and not overwrite:
             raise Conflict(

@@ -115,10 +115,18 @@ class Workspace:
     # -- finding and creating ---------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, name: str | None = None, *, exist_ok: bool = False,
+    def create(cls, path: str | os.PathLike | None = None, name: str | None = None, *, exist_ok: bool = False,
                container_registry: str = "embedded", subscription_id: str | None = None,
-               resource_group: str | None = None, location: str | None = None) -> "Workspace":
+               resource_group: str | None = None, location: str | None = None,
+               create_resource_group: bool = True, sku: str = "basic", show_output: bool = True,
+               auth: object = None) -> "Workspace":
         """Make a new workspace in ``path`` (created if missing).
+
+        azureml-core's form, ``Workspace.create(name="myworkspace", subscription_id=...,
+        resource_group=..., location=...)`` with no ``path``, makes it under
+        ``$AML_WORKSPACES_HOME`` (default ``~/.aml/workspaces``), where ``Workspace.get(name)``
+        finds it. ``create_resource_group``, ``sku``, ``show_output`` and ``auth`` are taken
+        for compatibility and change nothing here.
 
         :param container_registry: ``"embedded"`` keeps images as OCI layouts in the
             workspace; ``"profile:emulator"`` pushes them to a cloud profile's registry.
@@ -126,6 +134,11 @@ class Workspace:
             and ``ws.resource_group`` report; by default the registry profile's.
         :param location: the region ``ws.location`` reports (default ``"local"``).
         """
+        if path is None:
+            if not name:
+                raise InvalidConfig("Workspace.create needs a directory (path) or a name (then it goes under "
+                                    f"${WORKSPACES_HOME_ENV}, default ~/.aml/workspaces).")
+            path = cls.workspaces_home() / name
         root = Path(path).resolve()
         config = root / CONFIG_NAME
         if config.exists():
@@ -265,7 +278,7 @@ class Workspace:
             start = Path(path).expanduser().resolve()
             if start.is_file():
                 return cls._from_sdk_config(start)
-            found = cls._look_in(start, file_name)
+            found = cls._look_in(start, file_name, bare=True)
             if found is not None:
                 return found
             raise NotFound(
@@ -307,12 +320,17 @@ class Workspace:
         )
 
     @classmethod
-    def _look_in(cls, directory: Path, file_name: str) -> "Workspace | None":
+    def _look_in(cls, directory: Path, file_name: str, *, bare: bool = False) -> "Workspace | None":
+        """The workspace ``directory`` points at, if any. A bare ``config.json`` counts only in a
+        directory the caller named (``bare``): walking up, an unrelated project's config.json
+        must not be mistaken for a workspace's."""
         for root in (directory, directory / ".aml"):
             if (root / CONFIG_NAME).is_file():
                 return cls._open(root)
-        for config in (directory / SDK_CONFIG_DIR / file_name, directory / "aml_config" / file_name,
-                       directory / file_name):
+        candidates = [directory / SDK_CONFIG_DIR / file_name, directory / "aml_config" / file_name]
+        if bare:
+            candidates.append(directory / file_name)
+        for config in candidates:
             if config.is_file():
                 return cls._from_sdk_config(config)
         return None

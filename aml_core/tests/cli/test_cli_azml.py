@@ -211,3 +211,28 @@ def test_deploy_with_az_mls_inline_options_and_a_curated_environment(aml, app, w
         assert started["name"] == "inline-svc"
     finally:
         aml("service", "delete", "inline-svc")
+
+
+def test_deployment_config_without_compute_type_takes_the_compute_targets_kind(tmp_path):
+    path = _write(tmp_path / "deploymentconfig.json", '{"port": 8123}')
+    config = read_deployment_config(path, compute_type="local")
+    assert (config.kind, config.port) == ("local", 8123)
+
+
+def test_environment_commands_scaffold_register_show_download(aml, app, ws):
+    aml.json("environment", "scaffold", "-n", "myenv", "-d", "myenv")
+    conda = app / "myenv" / "conda_dependencies.yml"
+    conda.write_text(conda.read_text().replace("- azureml-defaults", "- azureml-defaults\n  - joblib"))
+    first = aml.json("environment", "register", "-d", "myenv")
+    assert (first["name"], first["version"]) == ("myenv", "1")
+    assert first["python"]["conda_dependencies"]["pip_packages"] == ["azureml-defaults", "joblib"]
+    assert aml.json("environment", "register", "-d", "myenv")["version"] == "1"  # unchanged
+    listed = {e["name"]: e["version"] for e in aml.json("environment", "list")}
+    assert listed["myenv"] == "1" and "AzureML-Minimal" in listed
+    assert aml.json("environment", "show", "-n", "myenv", "-v", "1")["name"] == "myenv"
+    aml.json("environment", "download", "-n", "AzureML-Tutorial", "-d", "tutorial")
+    assert "scikit-learn" in (app / "tutorial" / "conda_dependencies.yml").read_text()
+    again = aml("environment", "download", "-n", "AzureML-Tutorial", "-d", "tutorial")
+    assert again.exit_code == 6 and "overwrite" in again.stderr
+    missing = aml("environment", "show", "-n", "nope")
+    assert missing.exit_code == 3 and "No definition exists for Environment with Name: nope" in missing.stderr

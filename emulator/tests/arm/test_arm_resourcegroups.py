@@ -39,6 +39,8 @@ def test_create_get_list_and_update(resource_client):
     updated = resource_client.resource_groups.create_or_update("myresourcegroup", {"location": "westeurope",
                                                                                    "tags": {"team": "ops"}})
     assert updated.tags == {"team": "ops"}
+    patched = resource_client.resource_groups.update("myresourcegroup", {"tags": {"team": "infra"}})
+    assert (patched.tags, patched.location) == ({"team": "infra"}, "West Europe")
 
 
 def test_create_answers_201_then_200(arm: ArmService):

@@ -102,6 +102,14 @@ def test_create_deploy_keys_and_logs_as_the_guide_writes_them(project):
     assert handle.record.auth_mode == "key"
     handle.delete()
 
+    # --ct alone: the compute's kind with its defaults (no deploymentconfig.json)
+    defaults = aml(*"model deploy --ct myaks -m mymodel -n otherservice --es score.py -e AzureML-Minimal".split())
+    assert (defaults["kind"], defaults["state"]) == ("aks", "Healthy")
+    Webservice(project, "otherservice").delete()
+    deleted = aml(*"computetarget delete -n myaks".split())
+    assert deleted == {"name": "myaks", "deleted": True}
+    assert aml("computetarget", "list") == []
+
 
 def test_attach_by_resource_id_with_the_workspaces_group_and_name(project):
     from azure.mgmt.containerservice import ContainerServiceClient
@@ -124,7 +132,14 @@ def test_attach_by_resource_id_with_the_workspaces_group_and_name(project):
     attached = aml(*f"computetarget attach aks -n myaks -i {aksresourceid} -g myresourcegroup -w myworkspace".split())
     assert attached["provisioningState"] == "Succeeded"
     assert attached["details"]["cluster_name"] == "myexistingcluster"
+    assert [t["name"] for t in aml("computetarget", "list")] == ["myaks"]
+    assert aml(*"computetarget show -n myaks".split())["details"]["resource_group"] == "myresourcegroup"
 
     wrong_group = CliRunner().invoke(cli, [*"computetarget attach aks -n other -i".split(), aksresourceid,
                                            "-g", "othergroup", "-w", "myworkspace"])
     assert wrong_group.exit_code == 3 and "resource group 'othergroup'" in wrong_group.stderr
+    assert aml(*"computetarget detach -n myaks".split()) == {"name": "myaks", "detached": True}
+    # detached, not deleted: the cluster is still there in its group
+    still = ContainerServiceClient(credential, profile.subscription_id, **options).managed_clusters.get(
+        "myresourcegroup", "myexistingcluster")
+    assert still.provisioning_state == "Succeeded"

@@ -131,6 +131,34 @@ def test_register_configure_and_create_the_image_then_the_clusters(emulator, ws,
     assert container_url.startswith(f'"{profile.registry_login_server}/myimage')
     assert username and password
 
+    # -- Testa webbtjänstdistributioner, on a service deployed from the same files. The guide
+    # deploys `image` with Webservice.deploy_from_image, which the image-based deployment work
+    # adds; Model.deploy stands in for it here.
+    from aml_core.model import InferenceConfig
+    from aml_provider_aks import AksWebservice
+
+    service = Model.deploy(ws, "aks-service-1", [model], InferenceConfig(entry_script="score.py",
+                                                                         conda_file="myenv.yml"),
+                           AksWebservice.deploy_configuration(), aks_target)
+    service.wait_for_deployment(show_output = True)
+    import json
+
+    test_sample = json.dumps({'data': [
+        [1,2,3,4,5,6,7,8,9,10],
+        [10,9,8,7,6,5,4,3,2,1]
+    ]})
+    test_sample = bytes(test_sample,encoding = 'utf8')
+
+    prediction = service.run(input_data = test_sample)
+    print(prediction)
+    assert prediction == {"rows": 2}
+
+    # -- Rensa
+    service.delete()
+    image.delete()
+    model.delete()
+    assert [m.id for m in Model.list(ws, name="Mymodel")] == ["Mymodel:1"]
+
 
 def _make_existing_cluster(group: str, name: str) -> None:
     """What `az group create` and `az aks create` did before the guide starts."""

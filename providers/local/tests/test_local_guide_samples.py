@@ -168,3 +168,25 @@ def test_build_the_environment_locally_and_register_a_retrained_model(tutorial_d
                            description="Ridge regression model to predict diabetes",
                            workspace=ws)
     assert (model.id, model.tags["area"]) == ("sklearn_regression_model:1", "diabetes")
+
+
+def test_legacy_deploy_from_model_with_an_image_configuration(tutorial_done):
+    """The 2018 guide's second option (deploy_from_model), on the local target."""
+    import requests
+
+    from aml_core.images import ContainerImage
+    from aml_core.model import Model
+    from aml_core.webservice import Webservice
+    from aml_provider_local import LocalWebservice
+
+    ws = tutorial_done
+    image_config = ContainerImage.image_configuration(execution_script="score.py", runtime="python")
+    service = Webservice.deploy_from_model(workspace=ws, name="legacy-mnist", models=[Model(ws, "sklearn_mnist")],
+                                           image_config=image_config,
+                                           deployment_config=LocalWebservice.deploy_configuration())
+    try:
+        service.wait_for_deployment()
+        response = requests.post(service.scoring_uri, json={"data": [[0.0] * 784]}, timeout=30)
+        assert response.status_code == 200 and len(response.json()) == 1
+    finally:
+        service.delete()

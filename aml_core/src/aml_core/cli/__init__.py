@@ -192,8 +192,10 @@ def _register_builtin_commands() -> None:
     for command in (workspace, model, image, service, providers, plugins):
         cli.add_command(command)
     from aml_core.cli.computetarget import computetarget
+    from aml_core.cli.environment import environment
 
     cli.add_command(computetarget)
+    cli.add_command(environment)
 
 
 _register_builtin_commands()

@@ -82,6 +82,20 @@ async def create_or_update(request: ArmRequest) -> ArmResponse:
     return ArmResponse(group_json(subscription.subscription_id, group), status=200 if existing else 201)
 
 
+@PROVIDER.operation("PATCH", RESOURCE_GROUPS, ITEM, summary="resource_groups.update")
+async def update_group(request: ArmRequest) -> dict[str, Any]:
+    group = _existing(request)
+    body = request.json()
+    if not isinstance(body, dict):
+        raise exceptions.invalid_request_content("the body must be a JSON object")
+    tags = body.get("tags")
+    if tags is not None:
+        if not isinstance(tags, dict):
+            raise exceptions.invalid_request_content("'tags' must be a JSON object")
+        group.tags = {str(k): str(v) for k, v in tags.items()}
+    return group_json(request.path.subscription_id, group)
+
+
 @PROVIDER.operation("GET", RESOURCE_GROUPS, ITEM, summary="resource_groups.get")
 async def get_group(request: ArmRequest) -> dict[str, Any]:
     return group_json(request.path.subscription_id, _existing(request))
