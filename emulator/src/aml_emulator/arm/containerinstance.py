@@ -28,6 +28,7 @@ import threading
 from typing import Any
 
 import attrs
+from starlette.concurrency import run_in_threadpool
 
 from aml_emulator.arm import exceptions
 from aml_emulator.arm.containers import ContainerRuntime, ContainerSet, ContainerSpec
@@ -464,10 +465,11 @@ async def create_or_update(request: ArmRequest) -> ArmResponse:
     _check_quota(request, group, old)
     _check_dns_label(request, group, old)
     backend = request.backend
+    # stopping and starting processes blocks: keep it off the server's event loop
     if old is not None:
-        _stop_group(old)
+        await run_in_threadpool(_stop_group, old)
     backend.add_resource(path.subscription_id, group_name, CONTAINER_GROUPS, group)
-    work = _run_group(backend, group)
+    work = await run_in_threadpool(_run_group, backend, group)
 
     def finished(error: exceptions.ArmError | None) -> None:
         with group.lock:
@@ -525,10 +527,10 @@ async def delete_group(request: ArmRequest) -> ArmResponse:
     path = request.path
     backend = request.backend
     group.provisioning_state = "Deleting"
+    await run_in_threadpool(_stop_group, group)
 
     def finished(error: exceptions.ArmError | None) -> None:
         if error is None:
-            _stop_group(group)
             backend.remove_resource(path.subscription_id, group_name, CONTAINER_GROUPS, group.name)
         else:
             group.provisioning_state = "Failed"
@@ -540,13 +542,13 @@ async def delete_group(request: ArmRequest) -> ArmResponse:
     return backend.operations.accepted(request, operation, None, status=202)
 
 
-def _action(request: ArmRequest, action: str) -> ArmResponse:
+async def _action(request: ArmRequest, action: str) -> ArmResponse:
     group_name, group = _get(request)
     backend = request.backend
     if group.provisioning_state not in ("Succeeded", "Failed"):
         raise exceptions.conflict(f"The container group '{group.name}' is {group.provisioning_state}; "
                                   f"{action} it once its operation has finished.")
-    work = _run_group(backend, group)
+    work = await run_in_threadpool(_run_group, backend, group)
     backend.save()
 
     def finished(error: exceptions.ArmError | None) -> None:
@@ -562,18 +564,18 @@ def _action(request: ArmRequest, action: str) -> ArmResponse:
 
 @PROVIDER.operation("POST", CONTAINER_GROUPS, "restart", summary="container_groups.begin_restart")
 async def restart_group(request: ArmRequest) -> ArmResponse:
-    return _action(request, "restart")
+    return await _action(request, "restart")
 
 
 @PROVIDER.operation("POST", CONTAINER_GROUPS, "start", summary="container_groups.begin_start")
 async def start_group(request: ArmRequest) -> ArmResponse:
-    return _action(request, "start")
+    return await _action(request, "start")
 
 
 @PROVIDER.operation("POST", CONTAINER_GROUPS, "stop", summary="container_groups.stop")
 async def stop_group(request: ArmRequest) -> ArmResponse:
     _group_name, group = _get(request)
-    _stop_group(group)
+    await run_in_threadpool(_stop_group, group)
     group.instance_state = "Stopped"
     request.backend.save()
     return ArmResponse(None, status=204)
