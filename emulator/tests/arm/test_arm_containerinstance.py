@@ -277,3 +277,26 @@ def test_the_group_as_kept_in_memory_shows_no_secret_in_its_repr(client, emu):
         assert emu.registry.credentials.passwords["password"] not in shown
     finally:
         client.container_groups.begin_delete(emu.resource_group, "secretive").result(timeout=30)
+
+
+def test_groups_run_on_the_engine_the_emulator_was_given(tmp_path):
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+    from aml_core.engines import ProcessEngine
+    from aml_core.oci.registry import RegistryClient
+
+    engine = ProcessEngine(cache_dir=tmp_path / "engine-cache")
+    with Emulator(tmp_path / "state", services=["registry", "arm"], arm_retry_after=0.05,
+                  container_engine=engine) as emulator:
+        creds = emulator.registry.credentials
+        RegistryClient(emulator.registry.login_server, username=creds.username,
+                       password=creds.passwords["password"]).push_image("web", _image(), tags=("1",))
+        client = ContainerInstanceManagementClient(FixedToken(emulator.arm_token), emulator.subscription_id,
+                                                   base_url=emulator.arm.url, credential_scopes=SCOPES,
+                                                   connection_verify=str(emulator.ca_bundle))
+        group = client.container_groups.begin_create_or_update(emulator.resource_group, "engine",
+                                                               _body(emulator)).result(timeout=60)
+        _wait_serving(_url(group))
+        # the given engine pulled and unpacked the image into its own cache
+        assert any((tmp_path / "engine-cache" / "blobs").iterdir())
+        assert any((tmp_path / "engine-cache" / "images").iterdir())
