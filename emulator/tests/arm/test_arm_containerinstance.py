@@ -300,3 +300,26 @@ def test_groups_run_on_the_engine_the_emulator_was_given(tmp_path):
         # the given engine pulled and unpacked the image into its own cache
         assert any((tmp_path / "engine-cache" / "blobs").iterdir())
         assert any((tmp_path / "engine-cache" / "images").iterdir())
+
+
+def test_the_regional_quotas_of_cores_and_groups(client, emu, monkeypatch):
+    from azure.core.exceptions import HttpResponseError
+
+    from aml_emulator.arm import containerinstance
+
+    _create(client, emu, "quota1", cpu=1.0)
+    try:
+        monkeypatch.setattr(containerinstance, "REGIONAL_CORE_QUOTA", 1.5)
+        with pytest.raises(HttpResponseError) as cores:
+            client.container_groups.begin_create_or_update(emu.resource_group, "quota2", _body(emu, cpu=1.0))
+        assert cores.value.error.code == "ResourceQuotaExceeded"
+        assert "Maximum allowed: 1.5, Current in use: 1, Additional requested: 1" in cores.value.error.message
+        monkeypatch.setattr(containerinstance, "REGIONAL_GROUP_QUOTA", 1)
+        with pytest.raises(HttpResponseError) as groups:
+            client.container_groups.begin_create_or_update(emu.resource_group, "quota3", _body(emu, cpu=0.1))
+        assert groups.value.error.code == "ContainerGroupQuotaReached"
+        # an update of the group already there is not a new group
+        client.container_groups.begin_create_or_update(emu.resource_group, "quota1", _body(emu, cpu=1.0)).result(
+            timeout=60)
+    finally:
+        client.container_groups.begin_delete(emu.resource_group, "quota1").result(timeout=30)

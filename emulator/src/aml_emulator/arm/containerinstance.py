@@ -18,7 +18,8 @@ Create-or-update, restart and start are long-running operations
 an image pull failed. Stop is synchronous. Groups are kept in the ARM state directory and
 their containers are started again when the emulator restarts. Limits follow ACI's
 documented defaults: 4 CPU and 16 GB per Linux group (``ResourceQuotaExceeded`` beyond), 100
-cores per region and subscription, 60 containers and 5 ports per group.
+cores and 100 groups (``ContainerGroupQuotaReached``) per region and subscription, 60
+containers and 5 ports per group.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ API_VERSIONS = ApiVersionRange("2018-10-01", "2023-05-01")
 MAX_GROUP_CPU = 4.0
 MAX_GROUP_MEMORY_GB = 16.0
 REGIONAL_CORE_QUOTA = 100.0
+REGIONAL_GROUP_QUOTA = 100
 MAX_CONTAINERS = 60
 MAX_PORTS = 5
 #: the last lines a container's log keeps for list_logs (a stopped ACI keeps 1,000)
@@ -213,9 +215,15 @@ def _check_quota(request: ArmRequest, group: ContainerGroupResource, replacing: 
             f"'{group.name}' exceeds the limit of {MAX_GROUP_CPU:g} CPU and {MAX_GROUP_MEMORY_GB:g} GB per "
             f"container group in location '{group.location}'. Request less, or split the containers "
             f"into several groups.")
-    used = sum(other.cpu() for _s, _g, other in request.backend.resources(request.path.subscription_id, None,
-                                                                          CONTAINER_GROUPS)
-               if other is not replacing and other.location.lower() == group.location.lower())
+    others = [other for _s, _g, other in request.backend.resources(request.path.subscription_id, None, CONTAINER_GROUPS)
+              if other is not replacing and other.location.lower() == group.location.lower()]
+    if replacing is None and len(others) >= REGIONAL_GROUP_QUOTA:
+        raise exceptions.ArmError(
+            400, "ContainerGroupQuotaReached",
+            f"Resource type '{RESOURCE_TYPE}' container group quota 'StandardContainerGroups' exceeded in region "
+            f"'{group.location}'. Limit: '{REGIONAL_GROUP_QUOTA}', Usage: '{len(others)}', Requested: '1'. Delete "
+            f"container groups you no longer use, or ask for a quota increase.")
+    used = sum(other.cpu() for other in others)
     if used + cpu > REGIONAL_CORE_QUOTA:
         raise exceptions.resource_quota_exceeded(
             f"Operation results in exceeding quota limits of StandardCores. Maximum allowed: "
