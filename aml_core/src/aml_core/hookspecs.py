@@ -182,6 +182,9 @@ def aml_deploy(workspace, spec):
 
     :param workspace: the workspace.
     :param spec: a :class:`~aml_core.records.DeploymentSpec`; ``spec.kind`` is the target.
+        ``spec.image`` is set (and ``spec.inference_config`` is ``None``) when the service comes
+        from ``Webservice.deploy_from_image``: run that image as it is;
+        :func:`aml_core.images.deployment_image` returns it, or packages one from the spec.
     :returns: the new :class:`~aml_core.records.ServiceRecord`, or ``None`` if ``spec.kind``
         is not yours.
 
@@ -193,6 +196,7 @@ def aml_deploy(workspace, spec):
         configuration is malformed.
     :raises ProvisioningFailed: the service did not become healthy; the message points to
         the logs.
+    :raises NotSupported: ``spec.image`` is set and the target cannot run a packaged image.
 
     Guarantees: blocking until the service is healthy or failed; reports progress through
     ``spec.progress``; on failure nothing of an earlier service of the same name is lost.

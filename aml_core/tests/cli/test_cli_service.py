@@ -109,10 +109,10 @@ def test_deploy_script_without_run_exits_6(aml, app, factor_model, services):
 
 
 def test_deploy_to_a_target_nobody_serves_exits_11(aml, app, factor_model):
-    # a kind no provider of this repository serves (they are all installed in the dev venv)
-    result = aml("service", "deploy", "svc-x", "-m", "factor", "-e", "score.py", "-s", app, "--target", "nomad")
+    # (a kind no provider will ever serve: "aci" was the example until aml-provider-aci existed)
+    result = aml("service", "deploy", "svc-x", "-m", "factor", "-e", "score.py", "-s", app, "--target", "nosuchkind")
     assert result.exit_code == 11
-    assert "pip install aml-provider-nomad" in result.stderr
+    assert "pip install aml-provider-nosuchkind" in result.stderr
 
 
 def test_deploy_setting_the_target_does_not_accept_exits_6(aml, app, factor_model):

@@ -130,13 +130,16 @@ class Emulator:
 
     :param arm_retry_after: seconds ARM asks clients to wait between polls of a long-running
         operation (1, as Azure, when ``None``; a fraction makes deployments answer sooner).
+    :param container_engine: the :class:`aml_core.engines.Engine` that ARM resources with
+        containers (ACI container groups) run them on; ``None``: the process engine. Pass
+        ``aml_core.engines.get_engine("docker")`` to run them under Docker or podman.
     """
 
     def __init__(self, state_dir: str | Path | None = None, *, host: str = "127.0.0.1",
                  services: tuple[str, ...] | list[str] | None = None, loose: bool = False,
                  clock: Callable[[], float] | None = None, hpa_sync_period: float | None = None,
                  hpa_downscale_window: float | None = None, backoff_base: float | None = None,
-                 arm_retry_after: float | None = None) -> None:
+                 arm_retry_after: float | None = None, container_engine: Any = None) -> None:
         if services is None:
             wanted = tuple(s for s in KNOWN_SERVICES if s != "cluster" or _cluster_available())
         else:
@@ -163,6 +166,8 @@ class Emulator:
             ("hpa_downscale_window", hpa_downscale_window), ("backoff_base", backoff_base)) if v is not None}
         self._arm_options: dict[str, Any] = {k: v for k, v in (
             ("clock", clock), ("retry_after", arm_retry_after)) if v is not None}
+        if container_engine is not None:
+            self._arm_options["services"] = {"engine": container_engine}
         self.services: dict[str, Any] = {}
         self._identity: dict[str, Any] = {}
         self._secrets: dict[str, str] = {}

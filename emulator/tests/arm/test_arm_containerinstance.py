@@ -277,3 +277,49 @@ def test_the_group_as_kept_in_memory_shows_no_secret_in_its_repr(client, emu):
         assert emu.registry.credentials.passwords["password"] not in shown
     finally:
         client.container_groups.begin_delete(emu.resource_group, "secretive").result(timeout=30)
+
+
+def test_groups_run_on_the_engine_the_emulator_was_given(tmp_path):
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+    from aml_core.engines import ProcessEngine
+    from aml_core.oci.registry import RegistryClient
+
+    engine = ProcessEngine(cache_dir=tmp_path / "engine-cache")
+    with Emulator(tmp_path / "state", services=["registry", "arm"], arm_retry_after=0.05,
+                  container_engine=engine) as emulator:
+        creds = emulator.registry.credentials
+        RegistryClient(emulator.registry.login_server, username=creds.username,
+                       password=creds.passwords["password"]).push_image("web", _image(), tags=("1",))
+        client = ContainerInstanceManagementClient(FixedToken(emulator.arm_token), emulator.subscription_id,
+                                                   base_url=emulator.arm.url, credential_scopes=SCOPES,
+                                                   connection_verify=str(emulator.ca_bundle))
+        group = client.container_groups.begin_create_or_update(emulator.resource_group, "engine",
+                                                               _body(emulator)).result(timeout=60)
+        _wait_serving(_url(group))
+        # the given engine pulled and unpacked the image into its own cache
+        assert any((tmp_path / "engine-cache" / "blobs").iterdir())
+        assert any((tmp_path / "engine-cache" / "images").iterdir())
+
+
+def test_the_regional_quotas_of_cores_and_groups(client, emu, monkeypatch):
+    from azure.core.exceptions import HttpResponseError
+
+    from aml_emulator.arm import containerinstance
+
+    _create(client, emu, "quota1", cpu=1.0)
+    try:
+        monkeypatch.setattr(containerinstance, "REGIONAL_CORE_QUOTA", 1.5)
+        with pytest.raises(HttpResponseError) as cores:
+            client.container_groups.begin_create_or_update(emu.resource_group, "quota2", _body(emu, cpu=1.0))
+        assert cores.value.error.code == "ResourceQuotaExceeded"
+        assert "Maximum allowed: 1.5, Current in use: 1, Additional requested: 1" in cores.value.error.message
+        monkeypatch.setattr(containerinstance, "REGIONAL_GROUP_QUOTA", 1)
+        with pytest.raises(HttpResponseError) as groups:
+            client.container_groups.begin_create_or_update(emu.resource_group, "quota3", _body(emu, cpu=0.1))
+        assert groups.value.error.code == "ContainerGroupQuotaReached"
+        # an update of the group already there is not a new group
+        client.container_groups.begin_create_or_update(emu.resource_group, "quota1", _body(emu, cpu=1.0)).result(
+            timeout=60)
+    finally:
+        client.container_groups.begin_delete(emu.resource_group, "quota1").result(timeout=30)

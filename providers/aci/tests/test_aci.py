@@ -329,3 +329,22 @@ def test_a_stopped_group_is_unhealthy_and_healthy_again_once_started(ws, factor_
     assert "stopped" in service.error and "get_logs()" in service.error
     client.container_groups.begin_start(emulator.resource_group, "aci-stop").result(timeout=60)
     assert service.update_deployment_state() == "Healthy" and service.error is None
+
+
+def test_update_turns_key_auth_on_and_off(ws, factor_model, inference, cleanup):
+    service = Model.deploy(ws, "aci-authflip", [factor_model], inference, AciWebservice.deploy_configuration())
+    service.wait_for_deployment()
+    assert requests.post(service.scoring_uri, json={"data": [1]}, timeout=10).status_code == 200
+    service.update(auth_enabled=True)
+    assert service.auth_enabled
+    primary, secondary = service.get_keys()
+    assert requests.post(service.scoring_uri, json={"data": [1]}, timeout=10).status_code == 401
+    assert requests.post(service.scoring_uri, json={"data": [1]}, headers={"Authorization": f"Bearer {secondary}"},
+                         timeout=10).json() == [3.0]
+    service.update(auth_enabled=False)
+    assert not service.auth_enabled
+    assert requests.post(service.scoring_uri, json={"data": [1]}, timeout=10).status_code == 200
+    from aml_core.errors import AuthError
+
+    with pytest.raises(AuthError, match="Key auth is not enabled for service 'aci-authflip'"):
+        service.get_keys()

@@ -18,20 +18,21 @@ Create-or-update, restart and start are long-running operations
 an image pull failed. Stop is synchronous. Groups are kept in the ARM state directory and
 their containers are started again when the emulator restarts. Limits follow ACI's
 documented defaults: 4 CPU and 16 GB per Linux group (``ResourceQuotaExceeded`` beyond), 100
-cores per region and subscription, 60 containers and 5 ports per group.
+cores and 100 groups (``ContainerGroupQuotaReached``) per region and subscription, 60
+containers and 5 ports per group.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 import threading
-import time
 from typing import Any
 
 import attrs
+from starlette.concurrency import run_in_threadpool
 
 from aml_emulator.arm import exceptions
+from aml_emulator.arm.containers import ContainerRuntime, ContainerSet, ContainerSpec
 from aml_emulator.arm.operations import CREATE, DELETE, UPDATE, WorkStatus, register_status_routes
 from aml_emulator.arm.router import COLLECTION, ITEM, ApiVersionRange, ArmRequest, ArmResponse, ResourceProvider
 
@@ -46,16 +47,13 @@ API_VERSIONS = ApiVersionRange("2018-10-01", "2023-05-01")
 MAX_GROUP_CPU = 4.0
 MAX_GROUP_MEMORY_GB = 16.0
 REGIONAL_CORE_QUOTA = 100.0
+REGIONAL_GROUP_QUOTA = 100
 MAX_CONTAINERS = 60
 MAX_PORTS = 5
 #: the last lines a container's log keeps for list_logs (a stopped ACI keeps 1,000)
 LOG_LINES_KEPT = 1000
 #: the emulator's one public address
 PUBLIC_IP = "127.0.0.1"
-#: seconds between two looks at the running containers (exits, restarts)
-MONITOR_INTERVAL = 0.2
-#: first and longest delay before restarting a container that exited (doubling)
-RESTART_BACKOFF = (0.5, 10.0)
 
 _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{3,61}[a-z0-9]$")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -63,51 +61,11 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 PROVIDER = ResourceProvider(NAMESPACE, API_VERSIONS)
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def _resource_id(subscription_id: str, group: str, name: str) -> str:
     return f"/subscriptions/{subscription_id}/resourceGroups/{group}/providers/{RESOURCE_TYPE}/{name}"
 
 
 # -- the resource ---------------------------------------------------------------------------
-
-
-@attrs.define(eq=False)
-class ContainerRuntime:
-    """What runs for one container: its process handle, state and events (not persisted)."""
-
-    name: str
-    handle: Any = None
-    state: str = "Waiting"
-    detail: str = ""
-    exit_code: int | None = None
-    start_time: str | None = None
-    finish_time: str | None = None
-    previous: dict[str, Any] | None = None
-    restart_count: int = 0
-    events: list[dict[str, Any]] = attrs.field(factory=list)
-    #: log text of runs that ended (a restarted container keeps its previous output)
-    earlier_logs: str = ""
-    #: error text shown as the log when nothing ran (a failed pull)
-    failure_log: str = ""
-    next_restart: float = 0.0
-    backoff: float = RESTART_BACKOFF[0]
-
-    def event(self, name: str, message: str, kind: str = "Normal") -> None:
-        stamp = _now()
-        for existing in self.events:
-            if existing["name"] == name and existing["message"] == message:
-                existing["count"] += 1
-                existing["lastTimestamp"] = stamp
-                return
-        self.events.append({"count": 1, "firstTimestamp": stamp, "lastTimestamp": stamp, "name": name,
-                            "message": message, "type": kind})
-
-    def logs(self) -> str:
-        current = self.handle.logs() if self.handle is not None else ""
-        return self.earlier_logs + current if (self.earlier_logs or current) else self.failure_log
 
 
 @attrs.define(eq=False)
@@ -125,9 +83,8 @@ class ContainerGroupResource:
     instance_state: str = "Pending"
     #: declared ipAddress port -> host port
     host_ports: dict[int, int] = attrs.field(factory=dict)
-    runtimes: dict[str, ContainerRuntime] = attrs.field(factory=dict)
-    #: the pull/start error that failed the group, if any (an ArmError)
-    failure: Any = None
+    #: what runs now (not persisted: started again after a restart of the emulator)
+    running: ContainerSet | None = attrs.field(default=None, repr=False)
     lock: threading.RLock = attrs.field(factory=threading.RLock, repr=False)
 
     # -- persistence
@@ -258,9 +215,15 @@ def _check_quota(request: ArmRequest, group: ContainerGroupResource, replacing: 
             f"'{group.name}' exceeds the limit of {MAX_GROUP_CPU:g} CPU and {MAX_GROUP_MEMORY_GB:g} GB per "
             f"container group in location '{group.location}'. Request less, or split the containers "
             f"into several groups.")
-    used = sum(other.cpu() for _s, _g, other in request.backend.resources(request.path.subscription_id, None,
-                                                                          CONTAINER_GROUPS)
-               if other is not replacing and other.location.lower() == group.location.lower())
+    others = [other for _s, _g, other in request.backend.resources(request.path.subscription_id, None, CONTAINER_GROUPS)
+              if other is not replacing and other.location.lower() == group.location.lower()]
+    if replacing is None and len(others) >= REGIONAL_GROUP_QUOTA:
+        raise exceptions.ArmError(
+            400, "ContainerGroupQuotaReached",
+            f"Resource type '{RESOURCE_TYPE}' container group quota 'StandardContainerGroups' exceeded in region "
+            f"'{group.location}'. Limit: '{REGIONAL_GROUP_QUOTA}', Usage: '{len(others)}', Requested: '1'. Delete "
+            f"container groups you no longer use, or ask for a quota increase.")
+    used = sum(other.cpu() for other in others)
     if used + cpu > REGIONAL_CORE_QUOTA:
         raise exceptions.resource_quota_exceeded(
             f"Operation results in exceeding quota limits of StandardCores. Maximum allowed: "
@@ -313,178 +276,74 @@ def _port_free(port: int, host: str = PUBLIC_IP) -> bool:
         return True
 
 
-class Runner:
-    """Pulls and runs one group's containers, and watches them (exits, restart policy)."""
+def _assign_ports(group: ContainerGroupResource) -> None:
+    """Give every declared ipAddress port a host port, keeping the ones it had when still free."""
+    declared = [p["port"] for p in (group.properties.get("ipAddress") or {}).get("ports") or []]
+    kept = {port: host for port, host in group.host_ports.items() if port in declared}
+    for port in declared:
+        if port not in kept or not _port_free(kept[port]):
+            kept[port] = _free_port()
+    group.host_ports = kept
 
-    def __init__(self, backend: Any, group: ContainerGroupResource) -> None:
-        self.backend = backend
-        self.group = group
-        self.stopped = threading.Event()
-        self.started = threading.Event()
 
-    def start(self) -> None:
-        threading.Thread(target=self._run, name=f"aci-{self.group.name}", daemon=True).start()
-
-    def work(self) -> WorkStatus:
-        if self.group.failure is not None:
-            return WorkStatus.failed(self.group.failure)
-        return WorkStatus.finished() if self.started.is_set() else WorkStatus.pending()
-
-    def _credentials(self) -> dict[str, tuple[str | None, str | None]]:
-        return {c["server"]: (c.get("username"), c.get("password"))
-                for c in self.group.properties.get("imageRegistryCredentials") or []}
-
-    def _run(self) -> None:
-        group = self.group
-        with group.lock:
-            group.instance_state = "Pending"
-            group.runtimes = {c["name"]: ContainerRuntime(c["name"]) for c in group.containers}
-            self._assign_ports()
-        images = {}
-        for container in group.containers:
-            runtime = group.runtimes[container["name"]]
-            reference = container["properties"]["image"].strip()
-            runtime.event("Pulling", f'pulling image "{reference}"')
-            try:
-                images[container["name"]] = self._pull(reference)
-            except Exception as exc:  # any pull failure fails the group, with the reason
-                message = f'Failed to pull image "{reference}": {exc}'
-                runtime.event("Failed", message, "Warning")
-                runtime.detail = "ErrImagePull"
-                runtime.failure_log = message + "\n"
-                with group.lock:
-                    group.instance_state = "Failed"
-                    group.failure = exceptions.ArmError(
-                        400, "InaccessibleImage",
-                        f"The image '{reference}' in container group '{group.name}' is not accessible. Please "
-                        f"check the image and registry credential. ({exc})")
-                self.started.set()
-                return
-            runtime.event("Pulled", f'Successfully pulled image "{reference}"')
-        if self.stopped.is_set():
-            return
-        for container in group.containers:
-            self._launch(container, images[container["name"]])
-        with group.lock:
-            group.instance_state = "Running"
-        self.started.set()
-        self._monitor(images)
-
-    def _pull(self, reference: str) -> Any:
-        from aml_core.oci.registry import Reference, RegistryClient
-
-        ref = Reference.parse(reference)
-        user, password = self._credentials().get(ref.registry, (None, None))
-        client = RegistryClient(ref.registry, username=user, password=password)
-        return client.pull_image(ref.repository, ref.reference, blob_dir=_engine(self.backend).cache_dir / "blobs")
-
-    def _assign_ports(self) -> None:
-        group = self.group
-        declared = [p["port"] for p in (group.properties.get("ipAddress") or {}).get("ports") or []]
-        kept = {port: host for port, host in group.host_ports.items() if port in declared}
-        for port in declared:
-            if port not in kept or not _port_free(kept[port]):
-                kept[port] = _free_port()
-        group.host_ports = kept
-
-    def _container_env(self, container: dict[str, Any]) -> dict[str, str]:
+def _specs(group: ContainerGroupResource) -> list[ContainerSpec]:
+    credentials = {c["server"]: (c.get("username"), c.get("password"))
+                   for c in group.properties.get("imageRegistryCredentials") or []}
+    specs = []
+    for container in group.containers:
+        props = container["properties"]
         env = {}
-        for variable in container["properties"].get("environmentVariables") or []:
+        for variable in props.get("environmentVariables") or []:
             value = variable.get("secureValue") if variable.get("secureValue") is not None else variable.get("value")
             env[str(variable["name"])] = "" if value is None else str(value)
-        return env
-
-    def _launch(self, container: dict[str, Any], image: Any) -> None:
-        group, runtime = self.group, self.group.runtimes[container["name"]]
-        ports = [p.get("port") for p in container["properties"].get("ports") or []]
+        ports = [p.get("port") for p in props.get("ports") or []]
         host_port = next((group.host_ports[p] for p in ports if p in group.host_ports), None)
-        env = self._container_env(container)
-        if host_port is None:
-            host_port = _free_port()
-        try:
-            runtime.handle = _engine(self.backend).run(image, name=f"aci-{group.name}-{container['name']}",
-                                                       port=host_port, env=env)
-        except Exception as exc:  # the engine could not start it: the container waits, the group fails
-            runtime.state, runtime.detail = "Waiting", "ContainerCannotRun"
-            runtime.event("Failed", f"Failed to start container: {exc}", "Warning")
-            runtime.failure_log = f"Failed to start container: {exc}\n"
-            return
-        runtime.state, runtime.detail, runtime.exit_code = "Running", "", None
-        runtime.start_time, runtime.finish_time = _now(), None
-        runtime.event("Started", f"Started container {container['name']}")
-
-    def _monitor(self, images: dict[str, Any]) -> None:
-        group = self.group
-        while not self.stopped.wait(MONITOR_INTERVAL):
-            with group.lock:
-                for container in group.containers:
-                    runtime = group.runtimes.get(container["name"])
-                    if runtime is None:
-                        continue
-                    if runtime.handle is not None and runtime.state == "Running":
-                        status = runtime.handle.wait(timeout=0)
-                        if status is not None:
-                            self._exited(runtime, status)
-                    elif runtime.state == "Terminated" and runtime.next_restart and time.monotonic() >= runtime.next_restart:
-                        runtime.next_restart = 0.0
-                        runtime.restart_count += 1
-                        self._launch(container, images[container["name"]])
-                self._group_state()
-
-    def _exited(self, runtime: ContainerRuntime, status: int) -> None:
-        runtime.earlier_logs = (runtime.earlier_logs + runtime.handle.logs())[-200_000:]
-        runtime.handle = None
-        runtime.previous = {"state": "Terminated", "startTime": runtime.start_time, "exitCode": status,
-                            "finishTime": _now(), "detailStatus": "Completed" if status == 0 else "Error"}
-        runtime.state, runtime.exit_code, runtime.finish_time = "Terminated", status, _now()
-        runtime.detail = "Completed" if status == 0 else "Error"
-        runtime.event("Killing" if status else "Completed",
-                      f"Container {runtime.name} exited with code {status}", "Warning" if status else "Normal")
-        policy = self.group.restart_policy
-        if policy == "Always" or (policy == "OnFailure" and status != 0):
-            runtime.next_restart = time.monotonic() + runtime.backoff
-            runtime.backoff = min(runtime.backoff * 2, RESTART_BACKOFF[1])
-
-    def _group_state(self) -> None:
-        group = self.group
-        states = [r.state for r in group.runtimes.values()]
-        if all(s == "Terminated" for s in states) and not any(r.next_restart for r in group.runtimes.values()):
-            group.instance_state = ("Succeeded" if all(r.exit_code == 0 for r in group.runtimes.values())
-                                    else "Failed")
-        else:
-            group.instance_state = "Running"
-
-    def stop(self) -> None:
-        self.stopped.set()
-        for runtime in list(self.group.runtimes.values()):
-            handle = runtime.handle
-            if handle is not None:
-                handle.stop(timeout=5)
-                runtime.earlier_logs = (runtime.earlier_logs + handle.logs())[-200_000:]
-                runtime.handle = None
-                runtime.state, runtime.detail, runtime.finish_time = "Terminated", "Stopped", _now()
-                runtime.event("Killing", f"Killing container {runtime.name}")
-            runtime.next_restart = 0.0
+        specs.append(ContainerSpec(name=container["name"], image=props["image"].strip(), env=env,
+                                   host_port=host_port, credentials=credentials))
+    return specs
 
 
-def _runners(backend: Any) -> dict[int, Runner]:
-    """The runner of each group (by ``id`` of the resource object), kept on the backend."""
-    return backend.services.setdefault("aci_runners", {})
+def _pull_error(group: ContainerGroupResource) -> exceptions.ArmError | None:
+    failure = group.running.pull_failure if group.running is not None else None
+    if failure is None:
+        return None
+    return exceptions.ArmError(
+        400, "InaccessibleImage",
+        f"The image '{failure.image}' in container group '{group.name}' is not accessible. Please check the "
+        f"image and registry credential. ({failure.message})")
 
 
-def _run_group(backend: Any, group: ContainerGroupResource) -> Runner:
-    _stop_group(backend, group)
-    group.failure = None
-    runner = Runner(backend, group)
-    _runners(backend)[id(group)] = runner
-    runner.start()
-    return runner
+def _run_group(backend: Any, group: ContainerGroupResource) -> Any:
+    """(Re)start the group's containers; returns the ``work`` of the operation that waits for them."""
+    _stop_group(group)
+    with group.lock:
+        _assign_ports(group)
+        group.instance_state = "Pending"
+        running = group.running = ContainerSet(_engine(backend), _specs(group), restart_policy=group.restart_policy,
+                                               label=f"aci-{group.name}")
+    running.start()
+
+    def work() -> WorkStatus:
+        error = _pull_error(group)
+        if error is not None:
+            return WorkStatus.failed(error)
+        return WorkStatus.finished() if running.started.is_set() else WorkStatus.pending()
+
+    return work
 
 
-def _stop_group(backend: Any, group: ContainerGroupResource) -> None:
-    runner = _runners(backend).pop(id(group), None)
-    if runner is not None:
-        runner.stop()
+def _stop_group(group: ContainerGroupResource) -> None:
+    running = group.running
+    if running is not None:
+        running.stop()
+
+
+def _instance_state(group: ContainerGroupResource) -> str:
+    """The group's ``instanceView.state``: what its containers do, unless it was stopped or
+    failed as a whole (a stop, a failed operation)."""
+    if group.instance_state in ("Stopped", "Failed") or group.running is None:
+        return group.instance_state
+    return group.running.state
 
 
 def _restore(backend: Any) -> None:
@@ -493,16 +352,15 @@ def _restore(backend: Any) -> None:
     if not backend.services.get("aci_removal_listener"):
         backend.services["aci_removal_listener"] = True
         backend.removal_listeners.append(
-            lambda kind, resource: _stop_group(backend, resource) if kind == CONTAINER_GROUPS.lower() else None)
+            lambda kind, resource: _stop_group(resource) if kind == CONTAINER_GROUPS.lower() else None)
     for _sub, _group, resource in backend.resources_of_type(CONTAINER_GROUPS):
         if resource.provisioning_state == "Succeeded" and resource.instance_state not in ("Stopped", "Failed"):
             _run_group(backend, resource)
 
 
 def _shutdown(backend: Any) -> None:
-    runners = _runners(backend)
-    for key in list(runners):
-        runners.pop(key).stop()
+    for _sub, _group, resource in backend.resources_of_type(CONTAINER_GROUPS):
+        _stop_group(resource)
 
 
 PROVIDER.on_start.append(_restore)
@@ -533,7 +391,8 @@ def _public_containers(group: ContainerGroupResource) -> list[dict[str, Any]]:
         # ARM never returns a secure value
         props["environmentVariables"] = [{k: v for k, v in var.items() if k != "secureValue"}
                                          for var in props.get("environmentVariables") or []]
-        props["instanceView"] = _instance_view(group.runtimes.get(container["name"]))
+        runtime = group.running.runtimes.get(container["name"]) if group.running is not None else None
+        props["instanceView"] = _instance_view(runtime)
         shown.append({"name": container["name"], "properties": props})
     return shown
 
@@ -557,7 +416,7 @@ def group_json(subscription_id: str, resource_group: str, group: ContainerGroupR
         if group.dns_label:
             shown_ip["fqdn"] = f"{group.dns_label}.{group.location.replace(' ', '').lower()}.azurecontainer.io"
         props["ipAddress"] = shown_ip
-    props["instanceView"] = {"state": group.instance_state, "events": []}
+    props["instanceView"] = {"state": _instance_state(group), "events": []}
     return {"id": _resource_id(subscription_id, resource_group, group.name), "name": group.name,
             "type": RESOURCE_TYPE, "location": group.location, "tags": dict(group.tags), "properties": props}
 
@@ -619,23 +478,25 @@ async def create_or_update(request: ArmRequest) -> ArmResponse:
     _check_quota(request, group, old)
     _check_dns_label(request, group, old)
     backend = request.backend
+    # stopping and starting processes blocks: keep it off the server's event loop
     if old is not None:
-        _stop_group(backend, old)
+        await run_in_threadpool(_stop_group, old)
     backend.add_resource(path.subscription_id, group_name, CONTAINER_GROUPS, group)
-    runner = _run_group(backend, group)
+    work = await run_in_threadpool(_run_group, backend, group)
 
     def finished(error: exceptions.ArmError | None) -> None:
         with group.lock:
             group.provisioning_state = "Failed" if error else "Succeeded"
-            if error is not None and group.failure is None:  # a scripted failure: nothing keeps running
-                _stop_group(backend, group)
+            group.instance_state = _instance_state(group)
+            if error is not None and _pull_error(group) is None:  # a scripted failure: nothing keeps running
+                _stop_group(group)
                 group.instance_state = "Failed"
         backend.save()
 
     resource_id = _resource_id(path.subscription_id, group_name, group.name)
     operation = backend.operations.begin(
         request, resource_type=RESOURCE_TYPE, resource_id=resource_id, location=location,
-        operation=UPDATE if old else CREATE, work=runner.work, on_finish=finished,
+        operation=UPDATE if old else CREATE, work=work, on_finish=finished,
         result=lambda: group_json(path.subscription_id, group_name, group))
     return backend.operations.accepted(request, operation, group_json(path.subscription_id, group_name, group),
                                        status=200 if old else 201)
@@ -679,10 +540,10 @@ async def delete_group(request: ArmRequest) -> ArmResponse:
     path = request.path
     backend = request.backend
     group.provisioning_state = "Deleting"
+    await run_in_threadpool(_stop_group, group)
 
     def finished(error: exceptions.ArmError | None) -> None:
         if error is None:
-            _stop_group(backend, group)
             backend.remove_resource(path.subscription_id, group_name, CONTAINER_GROUPS, group.name)
         else:
             group.provisioning_state = "Failed"
@@ -694,37 +555,40 @@ async def delete_group(request: ArmRequest) -> ArmResponse:
     return backend.operations.accepted(request, operation, None, status=202)
 
 
-def _action(request: ArmRequest, action: str, restart: bool) -> ArmResponse:
+async def _action(request: ArmRequest, action: str) -> ArmResponse:
     group_name, group = _get(request)
     backend = request.backend
     if group.provisioning_state not in ("Succeeded", "Failed"):
         raise exceptions.conflict(f"The container group '{group.name}' is {group.provisioning_state}; "
                                   f"{action} it once its operation has finished.")
-    runner = _run_group(backend, group) if restart else None
-    group.instance_state = "Pending"
+    work = await run_in_threadpool(_run_group, backend, group)
     backend.save()
+
+    def finished(error: exceptions.ArmError | None) -> None:
+        group.instance_state = _instance_state(group)
+        backend.save()
+
     operation = backend.operations.begin(
         request, resource_type=RESOURCE_TYPE,
         resource_id=_resource_id(request.path.subscription_id, group_name, group.name) + f"/{action}",
-        location=group.location, operation=action, work=runner.work if runner else None,
-        on_finish=lambda error: backend.save())
+        location=group.location, operation=action, work=work, on_finish=finished)
     return backend.operations.accepted(request, operation, None, status=204 if action == "restart" else 202)
 
 
 @PROVIDER.operation("POST", CONTAINER_GROUPS, "restart", summary="container_groups.begin_restart")
 async def restart_group(request: ArmRequest) -> ArmResponse:
-    return _action(request, "restart", restart=True)
+    return await _action(request, "restart")
 
 
 @PROVIDER.operation("POST", CONTAINER_GROUPS, "start", summary="container_groups.begin_start")
 async def start_group(request: ArmRequest) -> ArmResponse:
-    return _action(request, "start", restart=True)
+    return await _action(request, "start")
 
 
 @PROVIDER.operation("POST", CONTAINER_GROUPS, "stop", summary="container_groups.stop")
 async def stop_group(request: ArmRequest) -> ArmResponse:
     _group_name, group = _get(request)
-    _stop_group(request.backend, group)
+    await run_in_threadpool(_stop_group, group)
     group.instance_state = "Stopped"
     request.backend.save()
     return ArmResponse(None, status=204)
@@ -737,7 +601,7 @@ async def container_logs(request: ArmRequest) -> dict[str, Any]:
     if container not in {c["name"] for c in group.containers}:
         raise exceptions.ArmError(404, "ContainerNotFound",
                                   f"The container '{container}' is not found in container group '{group.name}'.")
-    runtime = group.runtimes.get(container)
+    runtime = group.running.runtimes.get(container) if group.running is not None else None
     text = runtime.logs() if runtime is not None else ""
     lines = text.splitlines(keepends=True)[-LOG_LINES_KEPT:]
     tail = request.query.get("tail")
