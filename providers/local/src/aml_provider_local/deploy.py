@@ -35,6 +35,7 @@ from aml_core.records import DeploymentSpec, ServiceRecord, utcnow
 from aml_core.workspace import Workspace
 
 from aml_provider_local import container
+from aml_provider_local.config import MEMORY_LIMIT_NEEDS_PROCESS_ENGINE
 
 KIND = "local"
 LOG_NAME = "service.log"
@@ -191,11 +192,8 @@ def start(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
     progress: Callable[[str], None] = spec.progress or _noop
     engine = container.choose_engine(config.engine)
     if engine == "docker":
-        if config.memory_gb_limit is not None:
-            raise InvalidConfig(
-                "memory_gb_limit is enforced on the process engine only; deploy with "
-                "LocalWebservice.deploy_configuration(engine='process', memory_gb_limit=...), or leave it unset."
-            )
+        if config.memory_gb_limit is not None:  # engine="auto" found docker
+            raise InvalidConfig(MEMORY_LIMIT_NEEDS_PROCESS_ENGINE)
         return container.start(workspace, spec, _port_free)
     check_environment(spec)
     if config.port is not None and not _port_free(config.port):
