@@ -54,7 +54,7 @@ _CONTENT_TYPES = st.sampled_from([
     "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json", "application/octet-stream", "application/json",
     "text/plain", "", "application/vnd.oci.image.manifest.v1+json; charset=utf-8"])
-_HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20)
+_HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20).map(str.strip)
 _RANGES = st.one_of(st.none(), st.tuples(st.integers(-5, 5000), st.integers(-5, 5000)).map(lambda p: f"{p[0]}-{p[1]}"),
                     _HEADER_TEXT)
 
