@@ -108,6 +108,23 @@ def test_no_request_gets_a_5xx_and_errors_use_spec_codes(fuzzed, data):
         assert codes <= SPEC_CODES, (method, path, response.text[:300])
 
 
+_JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=3),
+                        max_leaves=20)
+
+
+@given(body=st.one_of(st.binary(max_size=300), _JSONISH.map(lambda v: json.dumps(v).encode()),
+                      st.integers(1, 200_000).map(lambda d: b"[" * d + b"]" * d),
+                      st.integers(1, 200_000).map(lambda d: b'{"a":' * d + b"1" + b"}" * d)),
+       content_type=_CONTENT_TYPES)
+@FUZZ
+def test_any_manifest_body_on_a_valid_repository_never_gets_a_5xx(fuzzed, body, content_type):
+    client, _, _ = fuzzed
+    response = client.put("/v2/fuzz/app/manifests/fuzzed", data=body, headers={"Content-Type": content_type},
+                          timeout=10)
+    assert response.status_code < 500, (body[:200], content_type, response.status_code, response.text[:300])
+
+
 def test_after_the_fuzzing_the_registry_takes_a_push_and_serves_it(fuzzed):
     client, _, _ = fuzzed
     assert client.get("/v2/").status_code == 200
