@@ -389,10 +389,10 @@ def status(service: ServiceRecord) -> ServiceRecord:
         state = _read_json(Path(service.details["service_dir"]) / "state.json")
         if state.get("status") == "ready":
             # a worker killed over the memory limit was replaced: running, and the error says why
-            error = (state.get("last_oom") or {}).get("message")
-            if service.state != "running" or service.error != error:
-                return attrs.evolve(service, state="running", error=error)
-            return service
+            oom = (state.get("last_oom") or {}).get("message")
+            if oom and service.error != oom:
+                return attrs.evolve(service, state="running", error=oom)
+            return attrs.evolve(service, state="running", error=None) if service.state != "running" else service
         return attrs.evolve(service, state="unknown", error=state.get("error"))
     return attrs.evolve(
         service, state="failed",
