@@ -134,6 +134,13 @@ def emulators(tmp_path):
     yield start
     for emu in started:
         emu.stop()
+    # a failed assertion above must not leave this test's pods sleeping for minutes
+    leftover = _pod_group()
+    while leftover is not None:
+        for pid in _live_in_group(leftover):
+            os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: not _live_in_group(leftover), 10, "the leftover pod to end")
+        leftover = _pod_group()
 
 
 def _start_pod(emu: RunningEmulator) -> int:
