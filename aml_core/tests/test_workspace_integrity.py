@@ -135,3 +135,14 @@ def test_a_temporary_file_of_a_live_register_is_left_alone(ws):
     mine.write_bytes(b"in progress")
     Workspace.get(ws.root)
     assert mine.exists()
+
+
+def test_workspaces_created_at_once_by_several_processes_agree_on_one_id(tmp_path):
+    root = tmp_path / "shared"
+    script = ("import sys; from aml_core.workspace import Workspace; "
+              "Workspace.create(sys.argv[1], exist_ok=True); print('ok')")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    assert [p.communicate(timeout=60)[0].strip() for p in procs] == ["ok"] * 4
+    Workspace.get(root)  # not refused as another workspace's database
+    assert Workspace.check(root) == []

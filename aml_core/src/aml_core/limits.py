@@ -3,8 +3,8 @@
 A container runtime enforces a memory limit through the kernel (cgroup ``memory.max``): the
 container's resident memory cannot pass it, and the kernel's OOM killer ends the container
 when it tries (Kubernetes then reports ``OOMKilled``, exit code 137). Without a delegated
-cgroup we get the same outcome from a watchdog: :func:`group_rss` sums the resident memory
-of a process group, and the owner (the emulator's kubelet, the runtime's supervisor) SIGKILLs
+cgroup we get the same outcome from a watchdog that sums the resident memory
+of process groups (:func:`rss_by_group`), and the owner (the emulator's kubelet, the runtime's supervisor) SIGKILLs
 the group once it is over the limit and reports it as an OOM kill. It samples (every kubelet
 period, 0.2 s by default), so a fast leak can overshoot for that long; it never stops a
 process below the limit.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 
 #: the exit status of a container the OOM killer ended (128 + SIGKILL), as Kubernetes reports it
 OOM_EXIT_CODE = 137
@@ -46,26 +47,31 @@ def parse_quantity(value: str | int | float) -> float:
     return float(match.group(1)) * _SUFFIX[match.group(2)]
 
 
-def group_rss(pgid: int) -> int:
-    """The resident memory, in bytes, of every live process in process group ``pgid``."""
-    total = 0
+def rss_by_group(pgids: Collection[int]) -> dict[int, int]:
+    """The resident memory, in bytes, of the live processes of each process group in
+    ``pgids``, from one pass over ``/proc`` (a group with no process is absent)."""
+    wanted = set(pgids)
+    totals: dict[int, int] = {}
+    if not wanted:
+        return totals
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return 0
+        return totals
     for entry in entries:
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
                 stat = handle.read()
-            if int(stat[stat.rfind(b")") + 2:].split()[2]) != pgid:
+            pgid = int(stat[stat.rfind(b")") + 2:].split()[2])
+            if pgid not in wanted:
                 continue
             with open(f"/proc/{entry}/statm", "rb") as handle:
-                total += int(handle.read().split()[1]) * _PAGE
+                totals[pgid] = totals.get(pgid, 0) + int(handle.read().split()[1]) * _PAGE
         except (OSError, ValueError, IndexError):  # it ended meanwhile
             continue
-    return total
+    return totals
 
 
 def process_rss(pid: int) -> int:

@@ -158,10 +158,12 @@ class Workspace:
                 "container_registry": container_registry, "id": str(uuid.uuid4())}
         identity = {"subscription_id": subscription_id, "resource_group": resource_group, "location": location}
         data.update({k: v for k, v in identity.items() if v is not None})
+        ws = cls._from_data(root, data)
+        # the id the database holds wins: two processes creating one workspace at once
+        # agree on the first one's, so neither sees the other's database as foreign
+        data["id"] = ws._ensure_schema(data["id"])
         tmp = root / "tmp" / f".{CONFIG_NAME}.{os.getpid()}"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
-        ws = cls._from_data(root, data)
-        ws._ensure_schema(data["id"])
         os.replace(tmp, config)  # last: a workspace that exists has its database
         ws._backup()
         return ws
@@ -436,11 +438,13 @@ class Workspace:
         conn.row_factory = sqlite3.Row
         return conn
 
-    def _ensure_schema(self, workspace_id: str) -> None:
+    def _ensure_schema(self, workspace_id: str) -> str:
+        """Create the tables and record ``workspace_id`` unless an id is there; returns the id held."""
         conn = self.connect()
         try:
             conn.executescript(_SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('workspace_id', ?)", (workspace_id,))
+            return conn.execute("SELECT value FROM meta WHERE key = 'workspace_id'").fetchone()[0]
         finally:
             conn.close()
 

@@ -63,6 +63,12 @@ def test_a_body_that_is_not_json_is_a_400(frontdoor):
     assert resp.status_code == 400 and "not valid JSON" in resp.json()["error"]["message"]
 
 
+def test_a_deeply_nested_body_is_a_400_not_a_500(frontdoor):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    resp = frontdoor.http.put(f"{frontdoor.url}/-/services/svc", data=deep, headers=frontdoor.admin)
+    assert resp.status_code == 400 and "not valid JSON" in resp.json()["error"]["message"]
+
+
 def test_put_stores_the_entry_with_keys_masked_and_applies_aks_defaults(frontdoor):
     stored = frontdoor.put_ok("svc", {"auth": "key", "keys": {"primary": "canary-primary-1",
                                                               "secondary": "canary-secondary-2"},

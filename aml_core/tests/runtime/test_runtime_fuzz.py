@@ -3,9 +3,14 @@
 Two sources of input: schemathesis, generating requests from the service's own swagger
 document (``/swagger.json``), and hypothesis strategies for what no document describes
 (any method, path, header and body bytes, including malformed JSON, deep nesting and
-oversized numbers). The properties: no 5xx for any input (``run()`` here never raises, so a
-5xx would be the server's own failure), an answer within the request timeout (no hang),
-and afterwards the same worker still serves (no crash, no restart).
+oversized numbers). The properties: no 5xx for any input, an answer within the request
+timeout (no hang), and afterwards the same worker still serves (no crash, no restart).
+
+One 500 is the contract, not a failure: inference-schema checks the input inside the
+decorated ``run()``, so input of the wrong type (schemathesis' negative cases) makes the
+user's ``run()`` raise, and the Azure server, which we follow, answers that with 500
+``An unexpected error occurred in scoring script`` and ``x-ms-run-function-failed: True``.
+Any other 5xx fails the test.
 
 Bounded for CI: a few dozen examples per test, no deadline per example (a request over
 loopback is fast but its latency is not ours to bound in a property), well under 30 s.
@@ -20,7 +25,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from aml_core.runtime.app import RUN_FAILED_MESSAGE
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,7 +44,7 @@ def run(data):
     return {"rows": len(data) if isinstance(data, list) else 0}
 """
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])
 
 
@@ -58,6 +63,17 @@ def runtime_openapi(runtime):
     return schemathesis.openapi.from_dict(document.json())
 
 
+def _not_a_server_failure(response) -> None:
+    """``response``: schemathesis' (headers map to lists of values) or requests'."""
+    if response.status_code < 500:
+        return
+    flag = response.headers.get("x-ms-run-function-failed")
+    flag = flag[0] if isinstance(flag, list) and flag else flag
+    run_failed = response.status_code == 500 and flag == "True" and response.json().get("message") == RUN_FAILED_MESSAGE
+    assert run_failed, (response.request.method, response.request.url, response.request.body,
+                        response.status_code, dict(response.headers), response.text[:300])
+
+
 def _still_serving(server) -> None:
     assert requests.get(f"{server.url}/", timeout=10).status_code == 200
     state = server.state()
@@ -72,13 +88,13 @@ def operations(schema) -> list:
     return found
 
 
+@pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))  # valid inputs, and inputs that break it
 @given(data=st.data())
 @FUZZ
-def test_requests_from_the_swagger_document_never_get_a_5xx(runtime, runtime_openapi, data):
+def test_requests_from_the_swagger_document_never_get_a_5xx(runtime, runtime_openapi, mode, data):
     operation = data.draw(st.sampled_from(operations(runtime_openapi)))
-    case = data.draw(operation.as_strategy())
-    response = case.call(base_url=runtime.url, timeout=10)
-    case.validate_response(response, checks=[not_a_server_error])
+    case = data.draw(operation.as_strategy(generation_mode=mode))
+    _not_a_server_failure(case.call(base_url=runtime.url, timeout=10))
 
 
 _METHODS = st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])
@@ -94,7 +110,8 @@ _BODIES = st.one_of(
     st.integers(min_value=4300, max_value=20_000).map(lambda digits: b'{"data": ' + b"9" * digits + b"}"),
     st.just(b'{"data": [[1.0, 2.0]]'),  # truncated
 )
-_HEADER_VALUES = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120)
+# requests itself refuses values with leading or trailing whitespace: strip them
+_HEADER_VALUES = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120).map(str.strip)
 _HEADERS = st.dictionaries(
     st.sampled_from(["Content-Type", "Accept", "x-ms-request-id", "x-ms-client-request-id", "Authorization",
                      "Content-Encoding", "Transfer-Encoding-Hint", "Expect-Hint"]),

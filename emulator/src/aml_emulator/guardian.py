@@ -66,7 +66,10 @@ def _processes() -> dict[int, tuple[int, int]]:
 
 def end_recorded_survivors(record_file: Path) -> list[int]:
     """SIGKILL every process still running in a group ``record_file`` lists, started no
-    earlier than that group's leader; returns their pids (logged as a warning)."""
+    earlier than that group's leader; returns their pids (logged as a warning).
+
+    A group whose id now belongs to another leader (a live process with that pid, started at
+    another time: the id was reused) is left alone, members included."""
     try:
         recorded = json.loads(record_file.read_text()).get("groups") or {}
     except FileNotFoundError:
@@ -78,9 +81,11 @@ def end_recorded_survivors(record_file: Path) -> list[int]:
     if not groups:
         return []
     me = os.getpid()
+    running = _processes()
+    reused = {pid for pid, (_, started) in running.items() if pid in groups and started != groups[pid]}
     ended = []
-    for pid, (pgid, started) in _processes().items():
-        if pid != me and pgid in groups and started >= groups[pgid]:
+    for pid, (pgid, started) in running.items():
+        if pid != me and pgid in groups and pgid not in reused and started >= groups[pgid]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -114,9 +119,11 @@ class ProcessGuardian:
 
     def watch(self, pgid: int) -> None:
         info = _proc_stat(pgid)
+        if info is None:  # already reaped: nothing of it to end, and its id may be reused
+            return
         with self._lock:
             self._ensure_watcher()
-            self._groups[pgid] = info[1] if info is not None else 0
+            self._groups[pgid] = info[1]
             self._send(f"+ {pgid}\n")
             self._save()
 

@@ -89,6 +89,18 @@ def test_regenerate_with_a_malformed_body_is_400(arm) -> None:
     assert response.json()["error"]["code"] == "InvalidRequestContent"
 
 
+def test_regenerate_with_a_deeply_nested_body_is_400_not_500(arm) -> None:
+    response = requests.post(
+        f"{arm.url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
+        f"Microsoft.ContainerRegistry/registries/{REGISTRY}/regenerateCredential?api-version=2025-11-01",
+        data=b"[" * 100_000 + b"]" * 100_000,
+        headers={"Authorization": f"Bearer {arm.token}", "Content-Type": "application/json"},
+        verify=str(arm.ca_bundle), timeout=10,
+    )
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["error"]["code"] == "InvalidRequestContent"
+
+
 def test_unknown_registry_is_resource_not_found(client) -> None:
     with pytest.raises(ResourceNotFoundError) as info:
         client.registries.get(RESOURCE_GROUP, "missing")

@@ -134,6 +134,13 @@ def emulators(tmp_path):
     yield start
     for emu in started:
         emu.stop()
+    # a failed assertion above must not leave this test's pods sleeping for minutes
+    leftover = _pod_group()
+    while leftover is not None:
+        for pid in _live_in_group(leftover):
+            os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: not _live_in_group(leftover), 10, "the leftover pod to end")
+        leftover = _pod_group()
 
 
 def _start_pod(emu: RunningEmulator) -> int:
@@ -183,3 +190,21 @@ def test_a_restart_ends_the_pods_a_dead_emulator_and_its_watcher_left(emulators)
     _wait_for(lambda: not _live_in_group(pod_group), 10, f"the survivors of pod group {pod_group} to be ended")
     _wait_for(lambda: (g := _pod_group()) not in (None, pod_group) and g, 30, "the pod to run again")
     again.stop()
+
+
+def test_a_recorded_group_whose_id_was_reused_is_left_alone(tmp_path):
+    """The record names a group by its leader's pid and start time: a live process that now
+    has that pid but started at another time is someone else's, and is not touched."""
+    import json
+
+    from aml_emulator.guardian import end_recorded_survivors
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        record = tmp_path / "pod-processes.json"
+        record.write_text(json.dumps({"groups": {str(other.pid): 1}}))  # a start time it does not have
+        assert end_recorded_survivors(record) == []
+        assert _live_in_group(other.pid) == [other.pid]
+    finally:
+        other.kill()
+        other.wait(10)

@@ -54,7 +54,7 @@ _CONTENT_TYPES = st.sampled_from([
     "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json", "application/octet-stream", "application/json",
     "text/plain", "", "application/vnd.oci.image.manifest.v1+json; charset=utf-8"])
-_HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20)
+_HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20).map(str.strip)
 _RANGES = st.one_of(st.none(), st.tuples(st.integers(-5, 5000), st.integers(-5, 5000)).map(lambda p: f"{p[0]}-{p[1]}"),
                     _HEADER_TEXT)
 
@@ -106,6 +106,23 @@ def test_no_request_gets_a_5xx_and_errors_use_spec_codes(fuzzed, data):
     if path.startswith("/v2/") and 400 <= response.status_code < 500 and method != "HEAD" and response.content:
         codes = {e["code"] for e in response.json()["errors"]}
         assert codes <= SPEC_CODES, (method, path, response.text[:300])
+
+
+_JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=3),
+                        max_leaves=20)
+
+
+@given(body=st.one_of(st.binary(max_size=300), _JSONISH.map(lambda v: json.dumps(v).encode()),
+                      st.integers(1, 200_000).map(lambda d: b"[" * d + b"]" * d),
+                      st.integers(1, 200_000).map(lambda d: b'{"a":' * d + b"1" + b"}" * d)),
+       content_type=_CONTENT_TYPES)
+@FUZZ
+def test_any_manifest_body_on_a_valid_repository_never_gets_a_5xx(fuzzed, body, content_type):
+    client, _, _ = fuzzed
+    response = client.put("/v2/fuzz/app/manifests/fuzzed", data=body, headers={"Content-Type": content_type},
+                          timeout=10)
+    assert response.status_code < 500, (body[:200], content_type, response.status_code, response.text[:300])
 
 
 def test_after_the_fuzzing_the_registry_takes_a_push_and_serves_it(fuzzed):

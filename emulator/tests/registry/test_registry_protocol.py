@@ -513,3 +513,11 @@ def test_o10_a_descriptor_size_that_does_not_match_the_blob_is_manifest_invalid(
     fixed = json.dumps(manifest_doc(config, 2, [(layer, len(b"layer bytes"))])).encode()
     assert client.put("/v2/o10/sizes/manifests/v1", data=fixed,
                       headers={"Content-Type": OCI_MANIFEST}).status_code == 201
+
+
+@pytest.mark.parametrize("depth", [900, 5000, 100_000])
+def test_o10_a_deeply_nested_manifest_is_manifest_invalid_not_a_500(client: Client, depth):
+    r = client.put("/v2/o10/deep/manifests/v1", data=b"[" * depth + b"]" * depth,
+                   headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 400 and error_codes(r) == ["MANIFEST_INVALID"], r.text
+    assert client.get("/v2/").status_code == 200

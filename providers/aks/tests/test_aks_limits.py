@@ -1,5 +1,6 @@
 """memory_gb_limit on AKS: the cluster (the emulator's node) enforces it, and the service's
-state, error and logs report an OOM kill as they would on AKS."""
+state, error and logs report an OOM kill as they would on AKS; a limit the node cannot
+enforce (CPU, on the emulator) is in the service's ``details["warnings"]``."""
 
 from __future__ import annotations
 
@@ -46,8 +47,11 @@ def test_a_replica_over_memory_gb_limit_is_oom_killed_and_the_service_says_so(tm
         target.wait_for_completion()
         service = Model.deploy(ws, "leaky", [model], InferenceConfig(entry_script="score.py", source_directory=str(app)),
                                AksWebservice.deploy_configuration(num_replicas=1, memory_gb_limit=0.3,
-                                                                  auth_enabled=False), target)
+                                                                  cpu_cores_limit=0.5, auth_enabled=False), target)
         service.wait_for_deployment()
+        # the emulator's node cannot enforce the CPU limit, and the service's status says so
+        service.update_deployment_state()
+        assert any("CPU limit (0.5 cores) is not enforced" in w for w in service.record.details["warnings"])
         assert service.run('{"grow_mib": 5}') == {"held_mib": 5}
         try:
             requests.post(service.scoring_uri, data='{"grow_mib": 600}', timeout=60)

@@ -254,6 +254,9 @@ def test_memory_gb_limit_oom_kills_and_the_service_says_so(aml_workspace, aml_mo
 def test_memory_gb_limit_is_validated():
     with pytest.raises(InvalidConfig, match="memory_gb_limit must be a positive number"):
         LocalWebservice.deploy_configuration(memory_gb_limit=0)
+    # not enforced on the docker engine yet: refused there, not silently ignored
+    with pytest.raises(InvalidConfig, match="enforced on the process engine only"):
+        LocalWebservice.deploy_configuration(engine="docker", memory_gb_limit=0.5)
 
 
 def test_deploy_from_image_is_not_supported_on_the_local_target(tmp_path):

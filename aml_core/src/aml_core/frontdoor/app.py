@@ -543,7 +543,7 @@ class _PutService(PendingCall):
     async def call(self, query: bytes, body: bytes) -> Response:
         try:
             payload = json.loads(body or b"null")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # deep nesting runs the decoder out of stack
             return _error(400, "BadRequest", f"the body is not valid JSON: {exc}")
         try:
             entry = ServiceEntry.from_payload(self.name, payload)

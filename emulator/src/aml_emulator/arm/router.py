@@ -142,7 +142,7 @@ class ArmRequest:
             return None
         try:
             return json.loads(self.body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # deep nesting runs the decoder out of stack
             raise exceptions.invalid_request_content(str(exc)) from None
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
-from aml_core.limits import OOM_EXIT_CODE, cpu_limit_note, group_rss, parse_quantity
+from aml_core.limits import OOM_EXIT_CODE, cpu_limit_note, parse_quantity, rss_by_group
 
 from aml_emulator.cluster import exceptions as err
 from aml_emulator.cluster import volumes as vol
@@ -903,7 +903,7 @@ class _PodWorker:
         pgid = getattr(c.handle, "pgid", None)
         if pgid is None:
             return False
-        used = group_rss(pgid)
+        used = self.kubelet.memory_of(pgid)
         if used <= c.memory_limit:
             return False
         c.oom_killed = True
@@ -1055,6 +1055,9 @@ class Kubelet:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._rss_lock = threading.Lock()
+        self._rss: dict[int, int] = {}
+        self._rss_at = float("-inf")
 
     def adopt_existing(self) -> None:
         """After a restart no container of a stored pod is running: report them all as
@@ -1189,6 +1192,20 @@ class Kubelet:
     def container_running(self, namespace: str, pod: str, container: str) -> bool:
         c = self._container(namespace, pod, container)
         return c is not None and c.handle is not None
+
+    def memory_of(self, pgid: int) -> int:
+        """The resident memory of a container's process group, from one scan of ``/proc``
+        for every container with a memory limit, shared by all of them for one period (a
+        scan costs milliseconds; one per container per tick would add up)."""
+        now = time.monotonic()  # not the injectable clock: a frozen test clock must not freeze this
+        with self._rss_lock:
+            if now - self._rss_at >= self.period or pgid not in self._rss:
+                with self._lock:
+                    groups = {c.handle.pgid for w in self.workers.values() for c in w.containers
+                              if c.memory_limit is not None and getattr(c.handle, "pgid", None) is not None}
+                self._rss = rss_by_group(groups | {pgid})
+                self._rss_at = now
+            return self._rss.get(pgid, 0)
 
     def process_groups(self) -> list[int]:
         """The process group ids of every running container (for orphan checks)."""

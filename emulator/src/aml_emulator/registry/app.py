@@ -550,6 +550,8 @@ class RegistryApp:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise error("MANIFEST_INVALID", f"manifest is not valid JSON: {exc}") from None
+        except RecursionError:  # the decoder ran out of stack: no manifest nests like this
+            raise error("MANIFEST_INVALID", "manifest is nested too deeply to be a manifest") from None
         if not isinstance(doc, dict):
             raise error("MANIFEST_INVALID", "manifest must be a JSON object")
         body_type = doc.get("mediaType")

@@ -298,6 +298,22 @@ def _pod_failure(c: Cluster, namespace: str, selector: str) -> str | None:
     return None
 
 
+#: the pod conditions Kubernetes itself sets; any other (a readiness gate's, a node's own)
+#: that is False is passed on in the service's ``details["warnings"]``
+_STANDARD_CONDITIONS = {"PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready",
+                        "DisruptionTarget", "PodResizePending", "PodResizeInProgress"}
+
+
+def _pod_warnings(c: Cluster, namespace: str, selector: str) -> list[str]:
+    """What the node says is wrong though the pods run: e.g. a limit it cannot enforce."""
+    found = []
+    for pod in c.core.list_namespaced_pod(namespace, label_selector=selector).items:
+        for cond in (pod.status.conditions if pod.status else None) or []:
+            if cond.type not in _STANDARD_CONDITIONS and cond.status == "False" and cond.message:
+                found.append(f"pod {pod.metadata.name}: {cond.message}")
+    return found
+
+
 def _oom_killed_lately(status: Any) -> bool:
     """The container's last run ended in an OOM kill, lately: a leak, or a limit too low."""
     last = status.last_state.terminated if status.last_state else None
@@ -429,7 +445,7 @@ def status(service: ServiceRecord) -> ServiceRecord:
         return service
     ns = _namespace(service)
     with Cluster(service.details["kubeconfig"]) as c:
-        states, errors = [], []
+        states, errors, warnings = [], [], []
         desired = ready = 0
         for name in _deployments_of(service):
             try:
@@ -443,6 +459,7 @@ def status(service: ServiceRecord) -> ServiceRecord:
             have = (st.ready_replicas or 0) if st else 0
             desired, ready = desired + want, ready + have
             failure = _pod_failure(c, ns, f"app={name}")
+            warnings += _pod_warnings(c, ns, f"app={name}")
             if failure and not have:
                 counts = {**service.details, "replicas": desired, "ready_replicas": ready}
                 return attrs.evolve(service, state="Failed", error=f"{failure}; see get_logs()", details=counts)
@@ -454,7 +471,7 @@ def status(service: ServiceRecord) -> ServiceRecord:
                 states.append("Transitioning")
             else:
                 states.append("Healthy" if have >= 1 else "Unhealthy")
-        details = {**service.details, "replicas": desired, "ready_replicas": ready}
+        details = {**service.details, "replicas": desired, "ready_replicas": ready, "warnings": warnings}
         if read_entry(c, ns, service.name) is None:
             # replicas with no route serve nobody: the deployment stopped before its last step
             return attrs.evolve(service, state="Failed", details=details, error=_failure_reason(

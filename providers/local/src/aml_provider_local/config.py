@@ -10,6 +10,9 @@ from aml_core.configfiles import JsonField
 from aml_core.errors import InvalidConfig
 
 ENGINES = ("auto", "process", "docker")
+MEMORY_LIMIT_NEEDS_PROCESS_ENGINE = (
+    "memory_gb_limit is enforced on the process engine only; deploy with "
+    "LocalWebservice.deploy_configuration(engine='process', memory_gb_limit=...), or leave it unset.")
 
 
 def _check_port(instance: Any, attribute: Any, value: int | None) -> None:
@@ -60,6 +63,8 @@ class LocalWebserviceDeploymentConfiguration:
     def _check_memory(self, attribute: Any, value: float | None) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             raise InvalidConfig(f"memory_gb_limit must be a positive number of GB, got {value!r}.")
+        if value is not None and self.engine == "docker":
+            raise InvalidConfig(MEMORY_LIMIT_NEEDS_PROCESS_ENGINE)
 
     @property
     def memory_limit_bytes(self) -> int | None:

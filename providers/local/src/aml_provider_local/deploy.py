@@ -37,6 +37,7 @@ from aml_core.snapshot import SourceSnapshot
 from aml_core.workspace import Workspace
 
 from aml_provider_local import container
+from aml_provider_local.config import MEMORY_LIMIT_NEEDS_PROCESS_ENGINE
 
 KIND = "local"
 LOG_NAME = "service.log"
@@ -195,11 +196,8 @@ def start(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
                            "image to a registry-backed target (aci, aks).")
     engine = container.choose_engine(config.engine)
     if engine == "docker":
-        if config.memory_gb_limit is not None:
-            raise InvalidConfig(
-                "memory_gb_limit is enforced on the process engine only; deploy with "
-                "LocalWebservice.deploy_configuration(engine='process', memory_gb_limit=...), or leave it unset."
-            )
+        if config.memory_gb_limit is not None:  # engine="auto" found docker
+            raise InvalidConfig(MEMORY_LIMIT_NEEDS_PROCESS_ENGINE)
         return container.start(workspace, spec, _port_free)
     check_environment(spec)
     if config.port is not None and not _port_free(config.port):
@@ -414,10 +412,10 @@ def status(service: ServiceRecord) -> ServiceRecord:
         state = _read_json(Path(service.details["service_dir"]) / "state.json")
         if state.get("status") == "ready":
             # a worker killed over the memory limit was replaced: running, and the error says why
-            error = (state.get("last_oom") or {}).get("message")
-            if service.state != "running" or service.error != error:
-                return attrs.evolve(service, state="running", error=error)
-            return service
+            oom = (state.get("last_oom") or {}).get("message")
+            if oom and service.error != oom:
+                return attrs.evolve(service, state="running", error=oom)
+            return attrs.evolve(service, state="running", error=None) if service.state != "running" else service
         return attrs.evolve(service, state="unknown", error=state.get("error"))
     return attrs.evolve(
         service, state="failed",
