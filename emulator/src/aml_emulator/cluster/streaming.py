@@ -322,7 +322,7 @@ class Streaming:
         channel = _Channel(send)
         try:
             if sub == "exec":
-                await self._exec(channel, receive, pod, container, query, protocol)
+                await self._exec(channel, receive, pod, container, query)
             elif protocol == PORTFORWARD_TUNNEL_PROTOCOL:
                 await _SpdyPortForward(self, channel, receive, pod).run()
             else:
@@ -347,7 +347,7 @@ class Streaming:
     # -- exec ------------------------------------------------------------------------------
 
     async def _exec(self, channel: _Channel, receive: Callable, pod: dict, container: str,
-                    query: dict[str, list[str]], protocol: str) -> None:
+                    query: dict[str, list[str]]) -> None:
         argv = query["command"]
         tty = _flag(query, "tty")
         use_stdin = _flag(query, "stdin")
