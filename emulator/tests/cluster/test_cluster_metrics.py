@@ -130,3 +130,17 @@ def test_an_hpa_without_cpu_requests_cannot_compute(kubectl, k8s):
 def test_parse_quantity(text, value):
     got = parse_quantity(text)
     assert got == pytest.approx(value) if value is not None else got is None
+
+
+def test_the_metrics_api_is_registered_as_an_apiservice(kubectl, k8s):
+    table = kubectl.run("get", "apiservices").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
+    rows = {r.split()[0]: r.split()[1:3] for r in table[1:]}
+    assert rows["v1beta1.metrics.k8s.io"] == ["Local", "True"]
+    assert {"v1", "v1.apps", "v2.autoscaling"} <= set(rows)
+    svc = kubectl.json("get", "apiservice", "v1beta1.metrics.k8s.io")
+    assert svc["spec"]["group"] == "metrics.k8s.io" and svc["status"]["conditions"][0]["status"] == "True"
+    r = kubectl.run("delete", "apiservice", "v1beta1.metrics.k8s.io", check=False)
+    assert r.returncode == 1 and "MethodNotAllowed" in r.stderr and "read-only" in r.stderr
+    got = client.ApiregistrationV1Api(k8s).read_api_service("v1beta1.metrics.k8s.io")
+    assert got.spec.version == "v1beta1"
