@@ -341,3 +341,34 @@ def test_exec_and_port_forward_are_authorized(kubectl):
 
     grant({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]})
     assert kubectl.run(who, "exec", pod, "--", "printenv", "VERSION").stdout == "v1\n"
+
+
+def test_a_hostile_archive_extracts_nothing_outside_the_root(kubectl, k8s, cluster, tmp_path):
+    import io
+    import tarfile
+
+    pod = _ready_pod(kubectl)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        def add(name: str, data: bytes = b"x", **kw) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data) if not kw else 0
+            for k, v in kw.items():
+                setattr(info, k, v)
+            tar.addfile(info, io.BytesIO(data) if not kw else None)
+        add("../../../../../../" + str(outside).lstrip("/") + "/slip.txt")
+        add("link", type=tarfile.SYMTYPE, linkname=str(outside))
+        add("fine.txt", b"kept")
+    v1 = client.CoreV1Api(k8s)
+    resp = stream(v1.connect_get_namespaced_pod_exec, pod, "default", command=["tar", "-xmf", "-", "-C", "/"],
+                  stderr=True, stdin=True, stdout=True, tty=False, binary=True, _preload_content=False)
+    resp.write_stdin(raw.getvalue())
+    resp.close_channel(0)  # v5: end of stdin
+    resp.run_forever(timeout=30)
+    assert resp.returncode == 2
+    errors = resp.read_stderr().decode()
+    assert "slip.txt" in errors and "link" in errors, errors
+    assert list(outside.iterdir()) == []
+    assert kubectl.run("exec", pod, "--", "cat", "fine.txt").stdout == "kept"

@@ -29,19 +29,20 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import io
 import json
 import logging
 import os
 import pty
+import shutil
 import signal
 import struct
 import subprocess
 import tarfile
+import tempfile
 import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import parse_qs
 
 from aml_emulator.cluster import exceptions as err
@@ -165,19 +166,20 @@ class RootedTools:
         flags = [a for a in argv[1:] if a not in ("--no-same-permissions", "--no-same-owner")]
         return argv[:1] == ["tar"] and flags[:2] == ["-xmf", "-"] and (len(flags) == 2 or (len(flags) == 4 and flags[2] == "-C"))
 
-    def run(self, argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes]:
-        """``(exit code, stdout, stderr)`` as GNU tar and coreutils ``test`` would give them."""
+    def run(self, argv: list[str], stdin: BinaryIO, stdout: BinaryIO) -> tuple[int, bytes]:
+        """``(exit code, stderr)`` as GNU tar and coreutils ``test`` would give them; the
+        archive is read from ``stdin`` or written to ``stdout`` (files: models are large)."""
         if argv[0] == "test":
             try:
-                return (0 if resolve_in_root(self.root, argv[2], cwd=self.cwd).is_dir() else 1), b"", b""
+                return (0 if resolve_in_root(self.root, argv[2], cwd=self.cwd).is_dir() else 1), b""
             except OutsideRoot:
-                return 1, b"", b""
+                return 1, b""
         if argv[1] == "cf":
-            return self._create(argv[3])
+            return self._create(argv[3], stdout)
         flags = [a for a in argv[1:] if a not in ("--no-same-permissions", "--no-same-owner")]
         return self._extract(stdin, flags[3] if len(flags) == 4 else ".")
 
-    def _create(self, path: str) -> tuple[int, bytes, bytes]:
+    def _create(self, path: str, out: BinaryIO) -> tuple[int, bytes]:
         stderr = b""
         name = path
         if path.startswith("/"):
@@ -186,23 +188,22 @@ class RootedTools:
         try:
             source = resolve_in_root(self.root, path, cwd=self.cwd)
         except OutsideRoot as exc:
-            return 2, b"", stderr + f"tar: {exc}\ntar: Exiting with failure status due to previous errors\n".encode()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            return 2, stderr + f"tar: {exc}\ntar: Exiting with failure status due to previous errors\n".encode()
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
             tar.add(str(source), arcname=name or ".", recursive=True,
                     filter=lambda info: None if info.isdev() or info.isfifo() else info)
-        return 0, buf.getvalue(), stderr
+        return 0, stderr
 
-    def _extract(self, data: bytes, directory: str) -> tuple[int, bytes, bytes]:
+    def _extract(self, data: BinaryIO, directory: str) -> tuple[int, bytes]:
         try:
             dest = resolve_in_root(self.root, directory, cwd=self.cwd)
         except OutsideRoot:
-            return 2, b"", f"tar: {directory}: Cannot open: No such file or directory\ntar: Error is not recoverable: exiting now\n".encode()
+            return 2, f"tar: {directory}: Cannot open: No such file or directory\ntar: Error is not recoverable: exiting now\n".encode()
         if not dest.is_dir():
-            return 2, b"", f"tar: {directory}: Cannot open: Not a directory\ntar: Error is not recoverable: exiting now\n".encode()
+            return 2, f"tar: {directory}: Cannot open: Not a directory\ntar: Error is not recoverable: exiting now\n".encode()
         errors = b""
         try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            with tarfile.open(fileobj=data, mode="r|") as tar:
                 for member in tar:
                     try:
                         # the data filter refuses absolute names, "..", links that leave the
@@ -220,7 +221,8 @@ class RootedTools:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         src = tar.extractfile(member)
                         with open(target, "wb") as fh:
-                            fh.write(src.read() if src else b"")
+                            if src is not None:
+                                shutil.copyfileobj(src, fh)
                         os.chmod(target, member.mode & 0o777)
                     elif member.issym():
                         if target.is_symlink() or target.exists():
@@ -229,10 +231,10 @@ class RootedTools:
                     else:
                         errors += f"tar: {member.name}: unsupported member type\n".encode()
         except tarfile.TarError as exc:
-            return 2, b"", f"tar: This does not look like a tar archive ({exc})\ntar: Exiting with failure status due to previous errors\n".encode()
+            return 2, f"tar: This does not look like a tar archive ({exc})\ntar: Exiting with failure status due to previous errors\n".encode()
         if errors:
-            return 2, b"", errors + b"tar: Exiting with failure status due to previous errors\n"
-        return 0, b"", b""
+            return 2, errors + b"tar: Exiting with failure status due to previous errors\n"
+        return 0, b""
 
 
 # ---------------------------------------------------------------------------- the endpoints
@@ -368,22 +370,25 @@ class Streaming:
 
     async def _exec_rooted(self, channel: _Channel, receive: Callable, tools: RootedTools, argv: list[str],
                            use_stdin: bool) -> int | None:
-        data = bytearray()
-        if use_stdin and argv[0] == "tar" and argv[1] != "cf":
-            while True:
-                msg = await receive()
-                if msg["type"] == "websocket.disconnect":
-                    return None
-                payload = msg.get("bytes") or (msg.get("text") or "").encode()
-                if not payload:
-                    continue
-                if payload[0] == STDIN:
-                    data += payload[1:]
-                elif payload[0] == CLOSE and payload[1:2] == bytes([STDIN]):
-                    break
-        code, out, errout = await asyncio.get_running_loop().run_in_executor(None, tools.run, argv, bytes(data))
-        for i in range(0, len(out), 1 << 20):
-            await channel.send(STDOUT, out[i:i + (1 << 20)])
+        # spooled to disk both ways: a model directory may not fit in memory
+        with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as stdout:
+            if use_stdin and argv[0] == "tar" and argv[1] != "cf":
+                while True:
+                    msg = await receive()
+                    if msg["type"] == "websocket.disconnect":
+                        return None
+                    payload = msg.get("bytes") or (msg.get("text") or "").encode()
+                    if not payload:
+                        continue
+                    if payload[0] == STDIN:
+                        stdin.write(payload[1:])
+                    elif payload[0] == CLOSE and payload[1:2] == bytes([STDIN]):
+                        break
+                stdin.seek(0)
+            code, errout = await asyncio.get_running_loop().run_in_executor(None, tools.run, argv, stdin, stdout)
+            stdout.seek(0)
+            while chunk := stdout.read(1 << 20):
+                await channel.send(STDOUT, chunk)
         if errout:
             await channel.send(STDERR, errout)
         return code
