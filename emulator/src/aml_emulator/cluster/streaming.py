@@ -62,6 +62,8 @@ PORTFORWARD_TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 #: how long output may still drain after the command exited (a background child holding the pipe)
 DRAIN_SECONDS = 2.0
+#: how long a TTY command waits for the client's terminal size before it starts anyway
+TTY_SIZE_WAIT = 1.0
 STREAMING_SUBRESOURCES = ("exec", "portforward")
 
 
@@ -397,9 +399,18 @@ class Streaming:
                             cwd: str, tty: bool, use_stdin: bool, target: RunningContainer) -> int | None:
         loop = asyncio.get_running_loop()
         master = None
+        early: list[dict] = []
+        if tty:
+            # the terminal gets the client's size before the command starts (kubectl sends it
+            # first thing); what else arrives meanwhile is replayed once the command runs
+            early = await _until_resize(receive, TTY_SIZE_WAIT)
         try:
             if tty:
                 master, slave = pty.openpty()
+                for msg in early:
+                    payload = msg.get("bytes") or b""
+                    if payload[:1] == bytes([RESIZE]):
+                        _resize(slave, payload[1:])
                 env = {"TERM": "xterm"} | env
                 proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
                                         start_new_session=True, preexec_fn=_take_terminal)
@@ -449,7 +460,7 @@ class Streaming:
 
         async def pump_input() -> None:
             while True:
-                msg = await receive()
+                msg = early.pop(0) if early else await receive()
                 if msg["type"] == "websocket.disconnect":
                     client_gone.set()
                     queue.put_nowait(None)
@@ -742,6 +753,22 @@ def _inside(root: Path, cwd: str) -> str:
     except ValueError:
         return "/"
     return "/" + str(rel) if str(rel) != "." else "/"
+
+
+async def _until_resize(receive: Callable, timeout: float) -> list[dict]:
+    """The messages received until the first resize (included), or until ``timeout``."""
+    got: list[dict] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await asyncio.wait_for(receive(), timeout=left)
+        except TimeoutError:
+            break
+        got.append(msg)
+        if msg["type"] == "websocket.disconnect" or (msg.get("bytes") or b"")[:1] == bytes([RESIZE]):
+            break
+    return got
 
 
 def _take_terminal() -> None:  # pragma: no cover - runs in the child
