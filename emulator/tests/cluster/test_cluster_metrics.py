@@ -98,14 +98,13 @@ def test_the_hpa_and_top_agree(tmp_path):
                          "minReplicas": 1, "maxReplicas": 1,
                          "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                              "type": "Utilization", "averageUtilization": 50}}}]}})
-            clock.t += 11  # a new sample, taken by whichever reads first
+            # the clock stands still: the one sample the HPA computes from is the one top shows
             status = wait_for(lambda: (auto.read_namespaced_horizontal_pod_autoscaler_status("burn", "default").status
                                        or client.V2HorizontalPodAutoscalerStatus(desired_replicas=0)).current_metrics,
                               what="the HPA's current metrics")
             hpa_percent = status[0].resource.current.average_utilization
             (millicores, _), = _top_pods(kubectl).values()
-            # the clock has not moved: top shows the HPA's sample (rounded to millicores)
-            assert abs(millicores / 100 * 100 - hpa_percent) <= 1, (millicores, hpa_percent)
+            assert abs(millicores / 100 * 100 - hpa_percent) <= 1, (millicores, hpa_percent)  # top rounds to millicores
             assert hpa_percent >= 50  # the busy loop's real CPU, not a made-up figure
         finally:
             k8s.close()
@@ -144,3 +143,29 @@ def test_the_metrics_api_is_registered_as_an_apiservice(kubectl, k8s):
     assert r.returncode == 1 and "MethodNotAllowed" in r.stderr and "read-only" in r.stderr
     got = client.ApiregistrationV1Api(k8s).read_api_service("v1beta1.metrics.k8s.io")
     assert got.spec.version == "v1beta1"
+
+
+def test_a_sample_is_kept_for_the_resolution_of_the_cluster_clock(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    from aml_emulator.cluster.kubelet import RunningContainer
+    from aml_emulator.cluster.metrics import ResourceMeter
+
+    clock = FakeClock()
+    proc = subprocess.Popen([sys.executable, "-c", BURN], start_new_session=True)
+    try:
+        target = RunningContainer(pid=proc.pid, uid="u", env={}, ports={}, root=Path(tmp_path))
+        meter = ResourceMeter(store=None, containers=lambda ns, pod, c: target, clock=clock, resolution=15.0)
+        first = meter.container_usage("default", "p", "c")
+        assert first is not None and first.memory > 1 << 20
+        clock.t += 14
+        assert meter.container_usage("default", "p", "c") is first
+        clock.t += 2
+        second = meter.container_usage("default", "p", "c")
+        assert second is not first and second.cpu >= 0
+    finally:
+        proc.kill()
+        proc.wait()
+    clock.t += 16
+    assert meter.container_usage("default", "p", "c") is None  # the process group is gone
