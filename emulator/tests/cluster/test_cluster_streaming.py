@@ -372,3 +372,10 @@ def test_a_hostile_archive_extracts_nothing_outside_the_root(kubectl, k8s, clust
     assert "slip.txt" in errors and "link" in errors, errors
     assert list(outside.iterdir()) == []
     assert kubectl.run("exec", pod, "--", "cat", "fine.txt").stdout == "kept"
+
+
+def test_attach_is_refused_by_name(kubectl):
+    pod = _ready_pod(kubectl)
+    r = kubectl.run("attach", pod, check=False, timeout=30)
+    assert r.returncode == 1
+    assert "The pods/attach operation has not been implemented in the emulator" in r.stderr

@@ -304,9 +304,10 @@ class Streaming:
                 raise err.unauthorized()
             self.api._impersonate(req)
             segs = req.path.strip("/").split("/")
-            if len(segs) != 7 or segs[:3] != ["api", "v1", "namespaces"] or segs[4] != "pods" \
-                    or segs[6] not in STREAMING_SUBRESOURCES:
+            if len(segs) != 7 or segs[:3] != ["api", "v1", "namespaces"] or segs[4] != "pods":
                 raise err.path_not_found(req.path)
+            if segs[6] not in STREAMING_SUBRESOURCES:  # pods/attach: named, as over plain HTTP
+                raise err.not_implemented(f"pods/{segs[6]}") if segs[6] == "attach" else err.path_not_found(req.path)
             ns, name, sub = segs[3], segs[5], segs[6]
             # as the 1.32 apiserver: a WebSocket GET on a connect subresource is the "get" verb
             self.api._authorize(req, PODS, "get", ns, name, sub)
