@@ -169,3 +169,18 @@ def test_a_sample_is_kept_for_the_resolution_of_the_cluster_clock(tmp_path):
         proc.wait()
     clock.t += 16
     assert meter.container_usage("default", "p", "c") is None  # the process group is gone
+
+
+def test_a_web_service_deployment_scales_on_the_front_door_not_cpu(tmp_path):
+    clock = FakeClock()
+    with ClusterService(clock=clock, hpa_sync_period=0.0, backoff_base=0.3) as c:
+        kubectl = Kubectl(c.kubeconfig_path, tmp_path / "cache")
+        web = _deployment("svc", BURN)
+        web["metadata"]["labels"] = {"aml.service": "svc"}  # as the AKS provider labels it
+        kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all([web, _deployment("plain", BURN)]))
+        kubectl.run("rollout", "status", "deployment/svc", "--timeout=60s")
+        kubectl.run("rollout", "status", "deployment/plain", "--timeout=60s")
+        wait_for(lambda: c.metrics.deployment_utilization("default", "svc") is not None, what="the pods measured")
+        # the front door does not route "svc" yet: no figure (not its CPU); "plain" is on CPU
+        assert c.controllers.metrics_source("default", "svc") is None
+        assert c.controllers.metrics_source("default", "plain") == c.metrics.deployment_utilization("default", "plain")

@@ -35,8 +35,8 @@ VERBS = [
     ("get, get -w, describe", "-"),
     ("apply, apply --server-side", "ownership is tracked per field manager internally; `managedFields` is not returned"),
     ("create, delete, edit, patch, label, annotate", "-"),
-    ("scale, autoscale", "the HPA scales on the front door's load for a scoring Deployment, else on its pods' CPU "
-     "(the `top` measurement)"),
+    ("scale, autoscale", "the HPA scales a web service's Deployment (label `aml.service`) on the front door's load, "
+     "any other on its pods' CPU (the `top` measurement)"),
     ("rollout status, history, undo, restart; set image", "-"),
     ("logs (-f, --tail, --previous)", "-"),
     ("create token", "-"),

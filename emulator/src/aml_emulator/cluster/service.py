@@ -31,6 +31,9 @@ MetricsSource = Callable[[str, str], "float | None"]
 #: port-forward subprotocol ``SPDY/3.1+portforward.k8s.io`` is no RFC 7230 token and the
 #: ``websockets`` library refuses the handshake over it
 WEBSOCKET_IMPLEMENTATION = "wsproto"
+#: the label the AKS provider puts on a web service's Deployment (and HPA): the front door's
+#: load, not CPU, scales those
+WEB_SERVICE_LABEL = "aml.service"
 
 
 class ClusterService:
@@ -46,8 +49,8 @@ class ClusterService:
         ``backoff_cap``).
     :param metrics_source: ``(namespace, deployment) -> utilization percent | None`` for
         the HPA controller; settable later with :meth:`set_metrics_source`. By default the
-        in-process front door's load per Deployment (``aml_core.frontdoor.deployment_name``),
-        else the CPU utilisation of the Deployment's pods (:attr:`metrics`).
+        in-process front door's load of a web service's Deployment (``aml_core.frontdoor.deployment_name``,
+        label ``aml.service``), and the CPU utilisation of their pods (:attr:`metrics`) for others.
     :param metrics_resolution: seconds of ``clock`` a CPU and memory sample is kept for,
         shared by the metrics API (``kubectl top``) and the HPA (metrics-server's resolution).
     """
@@ -107,12 +110,16 @@ class ClusterService:
         return self._frontdoor_server.url
 
     def _frontdoor_utilization(self, namespace: str, deployment: str) -> float | None:
-        """The front door's load of a scoring Deployment; for any other Deployment, the CPU
-        utilisation of its pods from the meter ``kubectl top`` reads too."""
+        """The front door's load of a web service's Deployment (Azure ML's autoscaler scales
+        those on requests, not CPU; ``None`` until the front door routes it); for any other
+        Deployment, the CPU utilisation of its pods from the meter ``kubectl top`` reads too."""
         load = self.frontdoor.utilization_by_deployment().get(deployment) if self.frontdoor else None
-        if load is None and self.metrics is not None:
-            return self.metrics.deployment_utilization(namespace, deployment)
-        return load
+        if load is not None or self.metrics is None or self.store is None:
+            return load
+        d = self.store.try_get(lookup("apps", "v1", "deployments"), namespace, deployment)
+        if d is None or WEB_SERVICE_LABEL in (d["metadata"].get("labels") or {}):
+            return None
+        return self.metrics.deployment_utilization(namespace, deployment)
 
     def start(self) -> ClusterService:
         if self.server is not None:
