@@ -248,7 +248,9 @@ class ClusterAPI:
         if path.startswith("/openapi"):
             return await self._openapi(path, send)
         if path == "/apis/metrics.k8s.io" or path.startswith("/apis/metrics.k8s.io/"):
-            return await _send_json(send, *metrics.handle(self, self.metrics, req, path))
+            # reading the processes takes a while: not on the serving loop
+            return await _send_json(send, *await asyncio.get_running_loop().run_in_executor(
+                None, metrics.handle, self, self.metrics, req, path))
         if path == "/apis/apiregistration.k8s.io" or path.startswith("/apis/apiregistration.k8s.io/"):
             return await _send_json(send, *apiregistration.handle(self, req, path))
         segs = path.strip("/").split("/")

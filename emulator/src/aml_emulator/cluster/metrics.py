@@ -108,6 +108,7 @@ def _group_reading(pgid: int) -> tuple[float, float, float] | None:
 class ResourceMeter:
     """CPU and memory of pods and of the node; see the module docstring.
 
+    :param store: the cluster's objects (for a Deployment's pods and their CPU requests).
     :param containers: ``(namespace, pod, container) -> RunningContainer | None`` (the kubelet's).
     :param clock: the cluster's clock; a sample is reused until ``resolution`` has passed on it.
     """
