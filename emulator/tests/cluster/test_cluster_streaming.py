@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from cluster_testing import Kubectl, deployment, service, wait_for
+from cluster_testing import Kubectl, deployment, process_alive, service, wait_for
 from kubernetes import client
 from kubernetes.stream import portforward, stream
 
@@ -310,9 +310,14 @@ def test_exec_ends_with_its_command_and_names_a_missing_executable(kubectl):
     pod = _ready_pod(kubectl)
     started = time.monotonic()
     # the background sleep keeps the output pipe open; the session still ends with sh
-    r = kubectl.run("exec", pod, "--", "sh", "-c", "sleep 300 & echo spawned")
-    assert r.stdout == "spawned\n" and time.monotonic() - started < 20
+    r = kubectl.run("exec", pod, "--", "sh", "-c", "sleep 300 & echo $!")
+    assert time.monotonic() - started < 20
+    sleeper = int(r.stdout)
+    assert process_alive(sleeper)  # left running in the container, as in a real one ...
+    kubectl.run("delete", "pod", pod, "--wait=true")
+    wait_for(lambda: not process_alive(sleeper), what="the background process gone with its container")
 
+    pod = _ready_pod(kubectl)
     r = kubectl.run("exec", pod, "--", "no-such-command", check=False)
     assert r.returncode == 1
     assert 'exec: "no-such-command": executable file not found in $PATH' in r.stderr

@@ -248,11 +248,20 @@ class Streaming:
         self.api = api
         self.containers = containers
         self._children: set[int] = set()  # process groups of running exec'd commands
+        self._keepers: set[asyncio.Task] = set()
 
     def shutdown(self) -> None:
         """Kill every command still running from an exec (the cluster is stopping)."""
         for pgid in list(self._children):
             _kill_group(pgid)
+
+    async def _outlive_not_the_container(self, pgid: int, target: RunningContainer) -> None:
+        try:
+            while _group_exists(pgid) and _alive(target.pid):
+                await asyncio.sleep(0.5)
+        finally:
+            _kill_group(pgid)
+            self._children.discard(pgid)
 
     # -- checks the apiserver makes before any upgrade ---------------------------------
 
@@ -520,7 +529,14 @@ class Streaming:
                     f.close()
             if master is not None:
                 os.close(master)
-            self._children.discard(proc.pid)
+            if _group_exists(proc.pid):
+                # what the command left running in the background lives on, as in a real
+                # container, until the container stops
+                task = asyncio.create_task(self._outlive_not_the_container(proc.pid, target))
+                self._keepers.add(task)
+                task.add_done_callback(self._keepers.discard)
+            else:
+                self._children.discard(proc.pid)
         if code is None or client_gone.is_set():
             return None
         return code if code >= 0 else 128 - code
@@ -805,6 +821,14 @@ def _blocking_write(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _kill_group(pgid: int) -> None:
