@@ -285,7 +285,8 @@ class Emulator:
             from aml_emulator.cluster import ClusterService
             from aml_emulator.cluster.imageruntime import ImagePodRuntime
 
-            # Pods with an image pull it from a registry and run it; command-only pods run as before.
+            # Pods pull their image from a registry and run it (a command runs inside the image);
+            # only the pseudo-image emulator.aml/host-process runs a command on the host.
             cluster = ClusterService(self.state_dir / "cluster", host=self.host,
                                      token=self._secrets["cluster_token"], pod_runtime=ImagePodRuntime(),
                                      **self._cluster_options)

@@ -98,14 +98,13 @@ def test_the_hpa_and_top_agree(tmp_path):
                          "minReplicas": 1, "maxReplicas": 1,
                          "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                              "type": "Utilization", "averageUtilization": 50}}}]}})
-            clock.t += 11  # a new sample, taken by whichever reads first
+            # the clock stands still: the one sample the HPA computes from is the one top shows
             status = wait_for(lambda: (auto.read_namespaced_horizontal_pod_autoscaler_status("burn", "default").status
                                        or client.V2HorizontalPodAutoscalerStatus(desired_replicas=0)).current_metrics,
                               what="the HPA's current metrics")
             hpa_percent = status[0].resource.current.average_utilization
             (millicores, _), = _top_pods(kubectl).values()
-            # the clock has not moved: top shows the HPA's sample (rounded to millicores)
-            assert abs(millicores / 100 * 100 - hpa_percent) <= 1, (millicores, hpa_percent)
+            assert abs(millicores / 100 * 100 - hpa_percent) <= 1, (millicores, hpa_percent)  # top rounds to millicores
             assert hpa_percent >= 50  # the busy loop's real CPU, not a made-up figure
         finally:
             k8s.close()
@@ -130,3 +129,58 @@ def test_an_hpa_without_cpu_requests_cannot_compute(kubectl, k8s):
 def test_parse_quantity(text, value):
     got = parse_quantity(text)
     assert got == pytest.approx(value) if value is not None else got is None
+
+
+def test_the_metrics_api_is_registered_as_an_apiservice(kubectl, k8s):
+    table = kubectl.run("get", "apiservices").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
+    rows = {r.split()[0]: r.split()[1:3] for r in table[1:]}
+    assert rows["v1beta1.metrics.k8s.io"] == ["Local", "True"]
+    assert {"v1", "v1.apps", "v2.autoscaling"} <= set(rows)
+    svc = kubectl.json("get", "apiservice", "v1beta1.metrics.k8s.io")
+    assert svc["spec"]["group"] == "metrics.k8s.io" and svc["status"]["conditions"][0]["status"] == "True"
+    r = kubectl.run("delete", "apiservice", "v1beta1.metrics.k8s.io", check=False)
+    assert r.returncode == 1 and "MethodNotAllowed" in r.stderr and "read-only" in r.stderr
+    got = client.ApiregistrationV1Api(k8s).read_api_service("v1beta1.metrics.k8s.io")
+    assert got.spec.version == "v1beta1"
+
+
+def test_a_sample_is_kept_for_the_resolution_of_the_cluster_clock(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    from aml_emulator.cluster.kubelet import RunningContainer
+    from aml_emulator.cluster.metrics import ResourceMeter
+
+    clock = FakeClock()
+    proc = subprocess.Popen([sys.executable, "-c", BURN], start_new_session=True)
+    try:
+        target = RunningContainer(pid=proc.pid, uid="u", env={}, ports={}, root=Path(tmp_path))
+        meter = ResourceMeter(store=None, containers=lambda ns, pod, c: target, clock=clock, resolution=15.0)
+        first = meter.container_usage("default", "p", "c")
+        assert first is not None and first.memory > 1 << 20
+        clock.t += 14
+        assert meter.container_usage("default", "p", "c") is first
+        clock.t += 2
+        second = meter.container_usage("default", "p", "c")
+        assert second is not first and second.cpu >= 0
+    finally:
+        proc.kill()
+        proc.wait()
+    clock.t += 16
+    assert meter.container_usage("default", "p", "c") is None  # the process group is gone
+
+
+def test_a_web_service_deployment_scales_on_the_front_door_not_cpu(tmp_path):
+    clock = FakeClock()
+    with ClusterService(clock=clock, hpa_sync_period=0.0, backoff_base=0.3) as c:
+        kubectl = Kubectl(c.kubeconfig_path, tmp_path / "cache")
+        web = _deployment("svc", BURN)
+        web["metadata"]["labels"] = {"aml.service": "svc"}  # as the AKS provider labels it
+        kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all([web, _deployment("plain", BURN)]))
+        kubectl.run("rollout", "status", "deployment/svc", "--timeout=60s")
+        kubectl.run("rollout", "status", "deployment/plain", "--timeout=60s")
+        wait_for(lambda: c.metrics.deployment_utilization("default", "svc") is not None, what="the pods measured")
+        # the front door does not route "svc" yet: no figure (not its CPU); "plain" is on CPU
+        assert c.controllers.metrics_source("default", "svc") is None
+        assert c.controllers.metrics_source("default", "plain") == c.metrics.deployment_utilization("default", "plain")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from cluster_testing import Kubectl, deployment, service, wait_for
+from cluster_testing import Kubectl, deployment, process_alive, service, wait_for
 from kubernetes import client
 from kubernetes.stream import portforward, stream
 
@@ -310,9 +310,14 @@ def test_exec_ends_with_its_command_and_names_a_missing_executable(kubectl):
     pod = _ready_pod(kubectl)
     started = time.monotonic()
     # the background sleep keeps the output pipe open; the session still ends with sh
-    r = kubectl.run("exec", pod, "--", "sh", "-c", "sleep 300 & echo spawned")
-    assert r.stdout == "spawned\n" and time.monotonic() - started < 20
+    r = kubectl.run("exec", pod, "--", "sh", "-c", "sleep 300 & echo $!")
+    assert time.monotonic() - started < 20
+    sleeper = int(r.stdout)
+    assert process_alive(sleeper)  # left running in the container, as in a real one ...
+    kubectl.run("delete", "pod", pod, "--wait=true")
+    wait_for(lambda: not process_alive(sleeper), what="the background process gone with its container")
 
+    pod = _ready_pod(kubectl)
     r = kubectl.run("exec", pod, "--", "no-such-command", check=False)
     assert r.returncode == 1
     assert 'exec: "no-such-command": executable file not found in $PATH' in r.stderr
@@ -341,3 +346,41 @@ def test_exec_and_port_forward_are_authorized(kubectl):
 
     grant({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]})
     assert kubectl.run(who, "exec", pod, "--", "printenv", "VERSION").stdout == "v1\n"
+
+
+def test_a_hostile_archive_extracts_nothing_outside_the_root(kubectl, k8s, cluster, tmp_path):
+    import io
+    import tarfile
+
+    pod = _ready_pod(kubectl)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        def add(name: str, data: bytes = b"x", **kw) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data) if not kw else 0
+            for k, v in kw.items():
+                setattr(info, k, v)
+            tar.addfile(info, io.BytesIO(data) if not kw else None)
+        add("../../../../../../" + str(outside).lstrip("/") + "/slip.txt")
+        add("link", type=tarfile.SYMTYPE, linkname=str(outside))
+        add("fine.txt", b"kept")
+    v1 = client.CoreV1Api(k8s)
+    resp = stream(v1.connect_get_namespaced_pod_exec, pod, "default", command=["tar", "-xmf", "-", "-C", "/"],
+                  stderr=True, stdin=True, stdout=True, tty=False, binary=True, _preload_content=False)
+    resp.write_stdin(raw.getvalue())
+    resp.close_channel(0)  # v5: end of stdin
+    resp.run_forever(timeout=30)
+    assert resp.returncode == 2
+    errors = resp.read_stderr().decode()
+    assert "slip.txt" in errors and "link" in errors, errors
+    assert list(outside.iterdir()) == []
+    assert kubectl.run("exec", pod, "--", "cat", "fine.txt").stdout == "kept"
+
+
+def test_attach_is_refused_by_name(kubectl):
+    pod = _ready_pod(kubectl)
+    r = kubectl.run("attach", pod, check=False, timeout=30)
+    assert r.returncode == 1
+    assert "The pods/attach operation has not been implemented in the emulator" in r.stderr

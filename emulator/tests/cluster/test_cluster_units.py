@@ -163,3 +163,56 @@ def test_container_log_is_bounded_and_rotated(tmp_path):
     log.write(b"fresh\n")
     assert log.read() == b"fresh\n" and log.read_previous().endswith(b"line 0499\n")
     log.close()
+
+
+def test_spdy_frames_round_trip_between_two_codecs():
+    from aml_emulator.cluster import spdy
+
+    client_side, server_side = spdy.Codec(), spdy.Codec()
+    wire = client_side.syn_stream(1, {"streamType": "error", "port": "8080", "requestID": "0"})
+    wire += client_side.syn_stream(3, {"streamtype": "data", "port": "8080", "requestid": "0"})
+    wire += spdy.Codec.data(3, b"GET / HTTP/1.0\r\n\r\n", fin=True) + client_side.ping(7)
+    # frames split anywhere across messages, as a WebSocket tunnel may deliver them
+    frames = [f for i in range(0, len(wire), 5) for f in server_side.feed(wire[i:i + 5])]
+    assert [f.kind for f in frames] == [spdy.SYN_STREAM, spdy.SYN_STREAM, 0, spdy.PING]
+    assert frames[0].headers == {"streamtype": "error", "port": "8080", "requestid": "0"}
+    assert frames[1].headers["streamtype"] == "data"  # the shared compression context carries on
+    assert frames[2].stream_id == 3 and frames[2].fin and frames[2].data.startswith(b"GET /")
+    assert frames[3].status == 7
+    reply = list(client_side.feed(server_side.syn_reply(3) + server_side.rst_stream(1, spdy.RST_CANCEL)))
+    assert (reply[0].kind, reply[0].stream_id) == (spdy.SYN_REPLY, 3)
+    assert (reply[1].kind, reply[1].stream_id, reply[1].status) == (spdy.RST_STREAM, 1, spdy.RST_CANCEL)
+
+
+def test_spdy_refuses_another_version_and_a_corrupt_header_block():
+    import struct
+
+    from aml_emulator.cluster import spdy
+
+    with pytest.raises(spdy.ProtocolError, match="version 2"):
+        list(spdy.Codec().feed(struct.pack(">HHI", 0x8002, spdy.PING, 4) + b"\0\0\0\1"))
+    corrupt = struct.pack(">HHI", 0x8003, spdy.SYN_STREAM, 14) + struct.pack(">IIH", 1, 0, 0) + b"nope"
+    with pytest.raises(spdy.ProtocolError, match="header block"):
+        list(spdy.Codec().feed(corrupt))
+
+
+def test_paths_resolve_inside_the_container_root(tmp_path):
+    import os
+
+    from aml_emulator.cluster.streaming import OutsideRoot, resolve_in_root
+
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "app.conf").write_text("x")
+    os.symlink("/etc", root / "abs")  # absolute: the root's /etc, not the host's
+    os.symlink("../../..", root / "etc" / "up")
+    os.symlink("loop", root / "loop")
+    assert resolve_in_root(root, "/../../etc/app.conf") == root / "etc" / "app.conf"
+    assert resolve_in_root(root, "/abs/app.conf") == root / "etc" / "app.conf"
+    assert resolve_in_root(root, "etc/up/etc/app.conf") == root / "etc" / "app.conf"
+    assert resolve_in_root(root, "app.conf", cwd="/etc") == root / "etc" / "app.conf"
+    with pytest.raises(OutsideRoot, match="No such file"):
+        resolve_in_root(root, "/abs/passwd")
+    with pytest.raises(OutsideRoot, match="symbolic links"):
+        resolve_in_root(root, "/loop")
+    assert resolve_in_root(root, "/abs/new", must_exist=False) == root / "etc" / "new"

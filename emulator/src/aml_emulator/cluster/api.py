@@ -22,6 +22,7 @@ import yaml
 
 from aml_emulator.cluster import (
     admission,
+    apiregistration,
     conversion,
     fields,
     metrics,
@@ -265,11 +266,16 @@ class ClusterAPI:
                                                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
         if path == "/apis":
             return await _send_json(send, 200, {"kind": "APIGroupList", "apiVersion": "v1",
-                                                "groups": [self._group(g) for g in GROUP_VERSIONS if g] + [metrics.group()]})
+                                                "groups": [self._group(g) for g in GROUP_VERSIONS if g]
+                                                + [apiregistration.group(), metrics.group()]})
         if path.startswith("/openapi"):
             return await self._openapi(path, send)
         if path == "/apis/metrics.k8s.io" or path.startswith("/apis/metrics.k8s.io/"):
-            return await _send_json(send, *metrics.handle(self, self.metrics, req, path))
+            # reading the processes takes a while: not on the serving loop
+            return await _send_json(send, *await asyncio.get_running_loop().run_in_executor(
+                None, metrics.handle, self, self.metrics, req, path))
+        if path == "/apis/apiregistration.k8s.io" or path.startswith("/apis/apiregistration.k8s.io/"):
+            return await _send_json(send, *apiregistration.handle(self, req, path))
         segs = path.strip("/").split("/")
         if segs[0] == "api" and len(segs) >= 2:
             group, version, rest = "", segs[1], segs[2:]

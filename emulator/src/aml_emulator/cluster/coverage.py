@@ -21,8 +21,8 @@ NOT_SERVED = [
      "it holds; `aggregationRule` is stored but not evaluated"),
     ("legacy service-account token Secrets (`kubernetes.io/service-account-token`)", "stored, never populated; use "
      "`kubectl create token` (TokenRequest) or the token the kubelet mounts"),
-    ("`apiregistration.k8s.io` APIService objects", "404; `metrics.k8s.io` is found through discovery (`/apis`), "
-     "which is what `kubectl top` checks"),
+    ("writes to `apiregistration.k8s.io` APIServices", "405 MethodNotAllowed: one read-only, `Local` APIService per "
+     "served group-version (`v1beta1.metrics.k8s.io` included) is listed"),
     ("SPDY/3.1 upgrades of `pods/exec` and `pods/portforward` (kubectl before 1.30, or with its WebSocket "
      "streaming turned off)", "400 naming the WebSocket protocols served; kubectl 1.30+ uses WebSocket and never needs SPDY"),
     ("managedFields", "server-side apply tracks ownership per manager internally, not in managedFields"),
@@ -35,8 +35,8 @@ VERBS = [
     ("get, get -w, describe", "-"),
     ("apply, apply --server-side", "ownership is tracked per field manager internally; `managedFields` is not returned"),
     ("create, delete, edit, patch, label, annotate", "-"),
-    ("scale, autoscale", "the HPA scales on the front door's load for a scoring Deployment, else on its pods' CPU "
-     "(the `top` measurement)"),
+    ("scale, autoscale", "the HPA scales a web service's Deployment (label `aml.service`) on the front door's load, "
+     "any other on its pods' CPU (the `top` measurement)"),
     ("rollout status, history, undo, restart; set image", "-"),
     ("logs (-f, --tail, --previous)", "-"),
     ("create token", "-"),
@@ -69,7 +69,8 @@ def render() -> str:
               "downwardAPI, hostPath; the service-account token at `/var/run/secrets/kubernetes.io/serviceaccount`.", "",
               "Streaming (`pods/exec`, `pods/portforward`): WebSocket, subprotocols `v5.channel.k8s.io`, "
               "`v4.channel.k8s.io`, and `SPDY/3.1+portforward.k8s.io` (kubectl's SPDY-over-WebSocket tunnel). "
-              "Metrics: `metrics.k8s.io/v1beta1` pods and nodes.", "",
+              "Metrics: `metrics.k8s.io/v1beta1` pods and nodes, registered as APIService "
+              "`v1beta1.metrics.k8s.io` (`apiregistration.k8s.io/v1`, read-only).", "",
               "## kubectl verbs", "", "| verb | what differs from a real cluster |", "|---|---|"]
     lines += [f"| `kubectl {verb}` | {differs} |" for verb, differs in VERBS]
     lines += ["", "## Refused with 501 NotImplemented (named in the message)", ""]

@@ -27,8 +27,7 @@ import psutil
 from aml_emulator.cluster import exceptions as err
 from aml_emulator.cluster.kubelet import RunningContainer
 from aml_emulator.cluster.models import lookup, now_rfc3339
-from aml_emulator.cluster.rbac import Attributes
-from aml_emulator.cluster.selectors import parse_label_selector
+from aml_emulator.cluster.selectors import parse_label_selector, selector_to_string
 from aml_emulator.cluster.store import Store
 
 GROUP = "metrics.k8s.io"
@@ -109,6 +108,7 @@ def _group_reading(pgid: int) -> tuple[float, float, float] | None:
 class ResourceMeter:
     """CPU and memory of pods and of the node; see the module docstring.
 
+    :param store: the cluster's objects (for a Deployment's pods and their CPU requests).
     :param containers: ``(namespace, pod, container) -> RunningContainer | None`` (the kubelet's).
     :param clock: the cluster's clock; a sample is reused until ``resolution`` has passed on it.
     """
@@ -134,6 +134,8 @@ class ResourceMeter:
             old = self._samples.get(target.pid)
             if old is not None and now - old.taken_at < self.resolution:
                 return old.usage
+            for gone in [p for p in self._samples if not psutil.pid_exists(p)]:
+                del self._samples[gone]
             reading = _group_reading(target.pid)
             if reading is None:
                 self._samples.pop(target.pid, None)
@@ -176,12 +178,6 @@ class ResourceMeter:
             self._node = _Sample(now, wall, busy, Usage(max(rate, 0.0), vm.total - vm.available))
             return self._node.usage
 
-    def forget_gone(self) -> None:
-        """Drop the samples of process groups that no longer exist."""
-        with self._lock:
-            for pgid in [p for p in self._samples if not psutil.pid_exists(p)]:
-                del self._samples[pgid]
-
     # -- the HPA's view --------------------------------------------------------------------
 
     def deployment_utilization(self, namespace: str, deployment: str) -> float | None:
@@ -192,7 +188,7 @@ class ResourceMeter:
         if d is None:
             return None
         selector = ((d.get("spec") or {}).get("selector") or {})
-        match = parse_label_selector(_selector_string(selector))
+        match = parse_label_selector(selector_to_string(selector))
         used = requested = 0.0
         for pod in self.store.list(PODS, namespace)[0]:
             if pod["metadata"].get("deletionTimestamp") or (pod.get("status") or {}).get("phase") != "Running":
@@ -232,12 +228,6 @@ class ResourceMeter:
 
 def _window(seconds: float) -> str:
     return f"{max(seconds, 1.0):g}s"
-
-
-def _selector_string(selector: dict) -> str:
-    from aml_emulator.cluster.selectors import selector_to_string
-
-    return selector_to_string(selector)
 
 
 def node_capacity() -> dict[str, str]:

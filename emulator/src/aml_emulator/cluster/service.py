@@ -36,6 +36,9 @@ ENCRYPTION_KEY_ENV = "AML_EMULATOR_ENCRYPTION_KEY_FILE"
 #: port-forward subprotocol ``SPDY/3.1+portforward.k8s.io`` is no RFC 7230 token and the
 #: ``websockets`` library refuses the handshake over it
 WEBSOCKET_IMPLEMENTATION = "wsproto"
+#: the label the AKS provider puts on a web service's Deployment (and HPA): the front door's
+#: load, not CPU, scales those
+WEB_SERVICE_LABEL = "aml.service"
 
 
 class ClusterService:
@@ -51,8 +54,8 @@ class ClusterService:
         ``backoff_cap``).
     :param metrics_source: ``(namespace, deployment) -> utilization percent | None`` for
         the HPA controller; settable later with :meth:`set_metrics_source`. By default the
-        in-process front door's load per Deployment (``aml_core.frontdoor.deployment_name``),
-        else the CPU utilisation of the Deployment's pods (:attr:`metrics`).
+        in-process front door's load of a web service's Deployment (``aml_core.frontdoor.deployment_name``,
+        label ``aml.service``), and the CPU utilisation of their pods (:attr:`metrics`) for others.
     :param encryption_key_file: the AES-256 key (base64, made 0600 on first use) Secrets are
         sealed with in ``state_dir``; default ``$AML_EMULATOR_ENCRYPTION_KEY_FILE``, else
         ``<state_dir>/encryption-key``.
@@ -118,12 +121,16 @@ class ClusterService:
         return self._frontdoor_server.url
 
     def _frontdoor_utilization(self, namespace: str, deployment: str) -> float | None:
-        """The front door's load of a scoring Deployment; for any other Deployment, the CPU
-        utilisation of its pods from the meter ``kubectl top`` reads too."""
+        """The front door's load of a web service's Deployment (Azure ML's autoscaler scales
+        those on requests, not CPU; ``None`` until the front door routes it); for any other
+        Deployment, the CPU utilisation of its pods from the meter ``kubectl top`` reads too."""
         load = self.frontdoor.utilization_by_deployment().get(deployment) if self.frontdoor else None
-        if load is None and self.metrics is not None:
-            return self.metrics.deployment_utilization(namespace, deployment)
-        return load
+        if load is not None or self.metrics is None or self.store is None:
+            return load
+        d = self.store.try_get(lookup("apps", "v1", "deployments"), namespace, deployment)
+        if d is None or WEB_SERVICE_LABEL in (d["metadata"].get("labels") or {}):
+            return None
+        return self.metrics.deployment_utilization(namespace, deployment)
 
     def start(self) -> ClusterService:
         if self.server is not None:

@@ -29,19 +29,20 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import io
 import json
 import logging
 import os
 import pty
+import shutil
 import signal
 import struct
 import subprocess
 import tarfile
+import tempfile
 import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import parse_qs
 
 from aml_emulator.cluster import exceptions as err
@@ -61,6 +62,8 @@ PORTFORWARD_TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 #: how long output may still drain after the command exited (a background child holding the pipe)
 DRAIN_SECONDS = 2.0
+#: how long a TTY command waits for the client's terminal size before it starts anyway
+TTY_SIZE_WAIT = 1.0
 STREAMING_SUBRESOURCES = ("exec", "portforward")
 
 
@@ -165,19 +168,20 @@ class RootedTools:
         flags = [a for a in argv[1:] if a not in ("--no-same-permissions", "--no-same-owner")]
         return argv[:1] == ["tar"] and flags[:2] == ["-xmf", "-"] and (len(flags) == 2 or (len(flags) == 4 and flags[2] == "-C"))
 
-    def run(self, argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes]:
-        """``(exit code, stdout, stderr)`` as GNU tar and coreutils ``test`` would give them."""
+    def run(self, argv: list[str], stdin: BinaryIO, stdout: BinaryIO) -> tuple[int, bytes]:
+        """``(exit code, stderr)`` as GNU tar and coreutils ``test`` would give them; the
+        archive is read from ``stdin`` or written to ``stdout`` (files: models are large)."""
         if argv[0] == "test":
             try:
-                return (0 if resolve_in_root(self.root, argv[2], cwd=self.cwd).is_dir() else 1), b"", b""
+                return (0 if resolve_in_root(self.root, argv[2], cwd=self.cwd).is_dir() else 1), b""
             except OutsideRoot:
-                return 1, b"", b""
+                return 1, b""
         if argv[1] == "cf":
-            return self._create(argv[3])
+            return self._create(argv[3], stdout)
         flags = [a for a in argv[1:] if a not in ("--no-same-permissions", "--no-same-owner")]
         return self._extract(stdin, flags[3] if len(flags) == 4 else ".")
 
-    def _create(self, path: str) -> tuple[int, bytes, bytes]:
+    def _create(self, path: str, out: BinaryIO) -> tuple[int, bytes]:
         stderr = b""
         name = path
         if path.startswith("/"):
@@ -186,23 +190,22 @@ class RootedTools:
         try:
             source = resolve_in_root(self.root, path, cwd=self.cwd)
         except OutsideRoot as exc:
-            return 2, b"", stderr + f"tar: {exc}\ntar: Exiting with failure status due to previous errors\n".encode()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            return 2, stderr + f"tar: {exc}\ntar: Exiting with failure status due to previous errors\n".encode()
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
             tar.add(str(source), arcname=name or ".", recursive=True,
                     filter=lambda info: None if info.isdev() or info.isfifo() else info)
-        return 0, buf.getvalue(), stderr
+        return 0, stderr
 
-    def _extract(self, data: bytes, directory: str) -> tuple[int, bytes, bytes]:
+    def _extract(self, data: BinaryIO, directory: str) -> tuple[int, bytes]:
         try:
             dest = resolve_in_root(self.root, directory, cwd=self.cwd)
         except OutsideRoot:
-            return 2, b"", f"tar: {directory}: Cannot open: No such file or directory\ntar: Error is not recoverable: exiting now\n".encode()
+            return 2, f"tar: {directory}: Cannot open: No such file or directory\ntar: Error is not recoverable: exiting now\n".encode()
         if not dest.is_dir():
-            return 2, b"", f"tar: {directory}: Cannot open: Not a directory\ntar: Error is not recoverable: exiting now\n".encode()
+            return 2, f"tar: {directory}: Cannot open: Not a directory\ntar: Error is not recoverable: exiting now\n".encode()
         errors = b""
         try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            with tarfile.open(fileobj=data, mode="r|") as tar:
                 for member in tar:
                     try:
                         # the data filter refuses absolute names, "..", links that leave the
@@ -220,7 +223,8 @@ class RootedTools:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         src = tar.extractfile(member)
                         with open(target, "wb") as fh:
-                            fh.write(src.read() if src else b"")
+                            if src is not None:
+                                shutil.copyfileobj(src, fh)
                         os.chmod(target, member.mode & 0o777)
                     elif member.issym():
                         if target.is_symlink() or target.exists():
@@ -229,10 +233,10 @@ class RootedTools:
                     else:
                         errors += f"tar: {member.name}: unsupported member type\n".encode()
         except tarfile.TarError as exc:
-            return 2, b"", f"tar: This does not look like a tar archive ({exc})\ntar: Exiting with failure status due to previous errors\n".encode()
+            return 2, f"tar: This does not look like a tar archive ({exc})\ntar: Exiting with failure status due to previous errors\n".encode()
         if errors:
-            return 2, b"", errors + b"tar: Exiting with failure status due to previous errors\n"
-        return 0, b"", b""
+            return 2, errors + b"tar: Exiting with failure status due to previous errors\n"
+        return 0, b""
 
 
 # ---------------------------------------------------------------------------- the endpoints
@@ -244,11 +248,20 @@ class Streaming:
         self.api = api
         self.containers = containers
         self._children: set[int] = set()  # process groups of running exec'd commands
+        self._keepers: set[asyncio.Task] = set()
 
     def shutdown(self) -> None:
         """Kill every command still running from an exec (the cluster is stopping)."""
         for pgid in list(self._children):
             _kill_group(pgid)
+
+    async def _outlive_not_the_container(self, pgid: int, target: RunningContainer) -> None:
+        try:
+            while _group_exists(pgid) and _alive(target.pid):
+                await asyncio.sleep(0.5)
+        finally:
+            _kill_group(pgid)
+            self._children.discard(pgid)
 
     # -- checks the apiserver makes before any upgrade ---------------------------------
 
@@ -300,9 +313,10 @@ class Streaming:
                 raise err.unauthorized()
             self.api._impersonate(req)
             segs = req.path.strip("/").split("/")
-            if len(segs) != 7 or segs[:3] != ["api", "v1", "namespaces"] or segs[4] != "pods" \
-                    or segs[6] not in STREAMING_SUBRESOURCES:
+            if len(segs) != 7 or segs[:3] != ["api", "v1", "namespaces"] or segs[4] != "pods":
                 raise err.path_not_found(req.path)
+            if segs[6] not in STREAMING_SUBRESOURCES:  # pods/attach: named, as over plain HTTP
+                raise err.not_implemented(f"pods/{segs[6]}") if segs[6] == "attach" else err.path_not_found(req.path)
             ns, name, sub = segs[3], segs[5], segs[6]
             # as the 1.32 apiserver: a WebSocket GET on a connect subresource is the "get" verb
             self.api._authorize(req, PODS, "get", ns, name, sub)
@@ -322,7 +336,7 @@ class Streaming:
         channel = _Channel(send)
         try:
             if sub == "exec":
-                await self._exec(channel, receive, pod, container, query, protocol)
+                await self._exec(channel, receive, pod, container, query)
             elif protocol == PORTFORWARD_TUNNEL_PROTOCOL:
                 await _SpdyPortForward(self, channel, receive, pod).run()
             else:
@@ -347,7 +361,7 @@ class Streaming:
     # -- exec ------------------------------------------------------------------------------
 
     async def _exec(self, channel: _Channel, receive: Callable, pod: dict, container: str,
-                    query: dict[str, list[str]], protocol: str) -> None:
+                    query: dict[str, list[str]]) -> None:
         argv = query["command"]
         tty = _flag(query, "tty")
         use_stdin = _flag(query, "stdin")
@@ -368,22 +382,25 @@ class Streaming:
 
     async def _exec_rooted(self, channel: _Channel, receive: Callable, tools: RootedTools, argv: list[str],
                            use_stdin: bool) -> int | None:
-        data = bytearray()
-        if use_stdin and argv[0] == "tar" and argv[1] != "cf":
-            while True:
-                msg = await receive()
-                if msg["type"] == "websocket.disconnect":
-                    return None
-                payload = msg.get("bytes") or (msg.get("text") or "").encode()
-                if not payload:
-                    continue
-                if payload[0] == STDIN:
-                    data += payload[1:]
-                elif payload[0] == CLOSE and payload[1:2] == bytes([STDIN]):
-                    break
-        code, out, errout = await asyncio.get_running_loop().run_in_executor(None, tools.run, argv, bytes(data))
-        for i in range(0, len(out), 1 << 20):
-            await channel.send(STDOUT, out[i:i + (1 << 20)])
+        # spooled to disk both ways: a model directory may not fit in memory
+        with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as stdout:
+            if use_stdin and argv[0] == "tar" and argv[1] != "cf":
+                while True:
+                    msg = await receive()
+                    if msg["type"] == "websocket.disconnect":
+                        return None
+                    payload = msg.get("bytes") or (msg.get("text") or "").encode()
+                    if not payload:
+                        continue
+                    if payload[0] == STDIN:
+                        stdin.write(payload[1:])
+                    elif payload[0] == CLOSE and payload[1:2] == bytes([STDIN]):
+                        break
+                stdin.seek(0)
+            code, errout = await asyncio.get_running_loop().run_in_executor(None, tools.run, argv, stdin, stdout)
+            stdout.seek(0)
+            while chunk := stdout.read(1 << 20):
+                await channel.send(STDOUT, chunk)
         if errout:
             await channel.send(STDERR, errout)
         return code
@@ -392,9 +409,18 @@ class Streaming:
                             cwd: str, tty: bool, use_stdin: bool, target: RunningContainer) -> int | None:
         loop = asyncio.get_running_loop()
         master = None
+        early: list[dict] = []
+        if tty:
+            # the terminal gets the client's size before the command starts (kubectl sends it
+            # first thing); what else arrives meanwhile is replayed once the command runs
+            early = await _until_resize(receive, TTY_SIZE_WAIT)
         try:
             if tty:
                 master, slave = pty.openpty()
+                for msg in early:
+                    payload = msg.get("bytes") or b""
+                    if payload[:1] == bytes([RESIZE]):
+                        _resize(slave, payload[1:])
                 env = {"TERM": "xterm"} | env
                 proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
                                         start_new_session=True, preexec_fn=_take_terminal)
@@ -444,7 +470,7 @@ class Streaming:
 
         async def pump_input() -> None:
             while True:
-                msg = await receive()
+                msg = early.pop(0) if early else await receive()
                 if msg["type"] == "websocket.disconnect":
                     client_gone.set()
                     queue.put_nowait(None)
@@ -503,7 +529,14 @@ class Streaming:
                     f.close()
             if master is not None:
                 os.close(master)
-            self._children.discard(proc.pid)
+            if _group_exists(proc.pid):
+                # what the command left running in the background lives on, as in a real
+                # container, until the container stops
+                task = asyncio.create_task(self._outlive_not_the_container(proc.pid, target))
+                self._keepers.add(task)
+                task.add_done_callback(self._keepers.discard)
+            else:
+                self._children.discard(proc.pid)
         if code is None or client_gone.is_set():
             return None
         return code if code >= 0 else 128 - code
@@ -739,6 +772,22 @@ def _inside(root: Path, cwd: str) -> str:
     return "/" + str(rel) if str(rel) != "." else "/"
 
 
+async def _until_resize(receive: Callable, timeout: float) -> list[dict]:
+    """The messages received until the first resize (included), or until ``timeout``."""
+    got: list[dict] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await asyncio.wait_for(receive(), timeout=left)
+        except TimeoutError:
+            break
+        got.append(msg)
+        if msg["type"] == "websocket.disconnect" or (msg.get("bytes") or b"")[:1] == bytes([RESIZE]):
+            break
+    return got
+
+
 def _take_terminal() -> None:  # pragma: no cover - runs in the child
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
@@ -772,6 +821,14 @@ def _blocking_write(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _kill_group(pgid: int) -> None:
