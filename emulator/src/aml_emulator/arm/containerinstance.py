@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 
 from aml_emulator.arm import exceptions
+from aml_emulator.arm.containers import PUBLIC_IP, engine, free_port, port_free, pull_image
 from aml_emulator.arm.operations import CREATE, DELETE, UPDATE, WorkStatus, register_status_routes
 from aml_emulator.arm.router import COLLECTION, ITEM, ApiVersionRange, ArmRequest, ArmResponse, ResourceProvider
 
@@ -50,8 +51,6 @@ MAX_CONTAINERS = 60
 MAX_PORTS = 5
 #: the last lines a container's log keeps for list_logs (a stopped ACI keeps 1,000)
 LOG_LINES_KEPT = 1000
-#: the emulator's one public address
-PUBLIC_IP = "127.0.0.1"
 #: seconds between two looks at the running containers (exits, restarts)
 MONITOR_INTERVAL = 0.2
 #: first and longest delay before restarting a container that exited (doubling)
@@ -283,36 +282,6 @@ def _check_dns_label(request: ArmRequest, group: ContainerGroupResource, replaci
 # -- running containers ---------------------------------------------------------------------
 
 
-def _engine(backend: Any) -> Any:
-    engine = backend.services.get("engine")
-    if engine is None:
-        from aml_core.engines import ProcessEngine
-
-        engine = backend.services["engine"] = ProcessEngine()
-    return engine
-
-
-def _free_port(host: str = PUBLIC_IP) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _port_free(port: int, host: str = PUBLIC_IP) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        # as the servers in containers do: a port whose old connections linger is free
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 class Runner:
     """Pulls and runs one group's containers, and watches them (exits, restart policy)."""
 
@@ -371,20 +340,15 @@ class Runner:
         self._monitor(images)
 
     def _pull(self, reference: str) -> Any:
-        from aml_core.oci.registry import Reference, RegistryClient
-
-        ref = Reference.parse(reference)
-        user, password = self._credentials().get(ref.registry, (None, None))
-        client = RegistryClient(ref.registry, username=user, password=password)
-        return client.pull_image(ref.repository, ref.reference, blob_dir=_engine(self.backend).cache_dir / "blobs")
+        return pull_image(self.backend, reference, self._credentials())
 
     def _assign_ports(self) -> None:
         group = self.group
         declared = [p["port"] for p in (group.properties.get("ipAddress") or {}).get("ports") or []]
         kept = {port: host for port, host in group.host_ports.items() if port in declared}
         for port in declared:
-            if port not in kept or not _port_free(kept[port]):
-                kept[port] = _free_port()
+            if port not in kept or not port_free(kept[port]):
+                kept[port] = free_port()
         group.host_ports = kept
 
     def _container_env(self, container: dict[str, Any]) -> dict[str, str]:
@@ -400,9 +364,9 @@ class Runner:
         host_port = next((group.host_ports[p] for p in ports if p in group.host_ports), None)
         env = self._container_env(container)
         if host_port is None:
-            host_port = _free_port()
+            host_port = free_port()
         try:
-            runtime.handle = _engine(self.backend).run(image, name=f"aci-{group.name}-{container['name']}",
+            runtime.handle = engine(self.backend).run(image, name=f"aci-{group.name}-{container['name']}",
                                                        port=host_port, env=env)
         except Exception as exc:  # the engine could not start it: the container waits, the group fails
             runtime.state, runtime.detail = "Waiting", "ContainerCannotRun"
