@@ -212,6 +212,27 @@ def build_and_store(workspace: Workspace, models: Iterable[ModelRecord], inferen
     return record
 
 
+def deployment_image(workspace: Workspace, spec: Any, progress=lambda text: None) -> tuple[str, ContainerRegistry | None]:
+    """The image a deployment runs and the registry credentials to pull it with: the
+    spec's own image (``deploy_from_image``), or one packaged now from its models, entry
+    script and environment, named after the service.
+
+    :raises InvalidConfig: the image was not built (a Dockerfile build context, or failed).
+    """
+    if spec.image is not None:
+        record = spec.image
+        if not record.location or record.details.get("state") != "Succeeded":
+            raise InvalidConfig(
+                f"Image {record.name}:{record.version} cannot be deployed: it is "
+                f"{record.details.get('state', 'not built')}"
+                f"{' (a Dockerfile build context, not an image)' if record.context_dir else ''}. "
+                f"Package it with Model.package(...) first.")
+        progress(f"Deploying image {record.name}:{record.version} ({record.location})")
+        return record.location, workspace_registry(workspace)
+    record = build_and_store(workspace, spec.models, spec.inference_config, image_name=spec.name, progress=progress)
+    return record.location, workspace_registry(workspace)
+
+
 # -- the public handles ------------------------------------------------------------------------
 
 

@@ -95,6 +95,10 @@ class DeploymentSpec:
     #: the compute target's name, for targets that deploy onto provisioned compute
     compute_target: str | None = None
     overwrite: bool = False
+    #: an :class:`ImageRecord` to run as it is (``Webservice.deploy_from_image``); then
+    #: ``inference_config`` is ``None`` and ``models`` are the image's. Providers get the
+    #: image to run with :func:`aml_core.images.deployment_image` either way.
+    image: Any = None
     #: called with one line of progress text at a time (``wait_for_deployment(show_output)``)
     progress: Callable[[str], None] | None = attrs.field(default=None, eq=False, repr=False)
 

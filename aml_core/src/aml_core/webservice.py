@@ -140,6 +140,7 @@ def _spec_to_dict(spec: DeploymentSpec) -> dict[str, Any]:
         "inference_config": spec.inference_config.to_dict() if spec.inference_config else None,
         "deployment_config": spec.deployment_config.to_dict() if spec.deployment_config is not None else None,
         "compute_target": spec.compute_target,
+        "image": f"{spec.image.name}:{spec.image.version}" if spec.image is not None else None,
     }
 
 
@@ -153,6 +154,11 @@ def _spec_from_dict(workspace: Workspace, hooks: Hooks, name: str, data: dict[st
     config_cls = hooks.target(data["kind"]).deployment_config_class
     deployment_config = config_cls.from_dict(data["deployment_config"]) if data.get("deployment_config") else None
     inference = InferenceConfig.from_dict(data["inference_config"]) if data.get("inference_config") else None
+    image = None
+    if data.get("image"):
+        from aml_core.images import Image
+
+        image = Image(workspace, id=data["image"]).record
     return DeploymentSpec(
         name=name,
         kind=data["kind"],
@@ -160,6 +166,7 @@ def _spec_from_dict(workspace: Workspace, hooks: Hooks, name: str, data: dict[st
         inference_config=inference,
         deployment_config=deployment_config,
         compute_target=data.get("compute_target"),
+        image=image,
     )
 
 
@@ -211,6 +218,15 @@ class Operation:
 
 class Webservice:
     """A deployed service. ``Webservice(ws, name)`` returns the subclass for its target kind."""
+
+    @staticmethod
+    def deploy_from_image(workspace: Workspace, name: str, image: Any, deployment_config: Any = None,
+                          deployment_target: Any = None, overwrite: bool = False,
+                          show_output: bool = False) -> "Webservice":
+        """Deploy a packaged image as service ``name`` on any target (azureml-core's legacy
+        ``Webservice.deploy_from_image``); see :func:`deploy_from_image`."""
+        return deploy_from_image(workspace, name, image, deployment_config, deployment_target,
+                                 overwrite=overwrite, show_output=show_output)
 
     #: the target kind a subclass serves (``None`` on the generic class)
     _webservice_type: str | None = None
@@ -406,8 +422,14 @@ class Webservice:
         return default_hooks().logs(workspace=self.workspace, service=self._reload(), num_lines=num_lines, init=init)
 
     def update(self, models: Iterable[Any] | None = None, inference_config: InferenceConfig | None = None,
-               deployment_config: Any = None, wait: bool = True, show_output: bool = False, **settings: Any) -> None:
-        """Replace the service's models, code or settings; blocks unless ``wait=False``."""
+               deployment_config: Any = None, wait: bool = True, show_output: bool = False, image: Any = None,
+               **settings: Any) -> None:
+        """Replace the service's models, code, image or settings; blocks unless ``wait=False``.
+
+        A service deployed from an image (``deploy_from_image``) is updated with ``image=``,
+        one deployed from an InferenceConfig with ``models``/``inference_config``: the two
+        cannot be mixed, as in azureml-core.
+        """
         self._require_usable("update")
         hooks = default_hooks()
         loaded = _load_row(self.workspace, self.name)
@@ -415,9 +437,24 @@ class Webservice:
             raise WebserviceNotFound(f"Service {self.name!r} has no stored deployment to update.")
         current, spec_data = loaded
         spec = _spec_from_dict(self.workspace, hooks, self.name, spec_data)
-        if models is None and inference_config is None and deployment_config is None and not settings:
+        if (models is None and inference_config is None and deployment_config is None and image is None
+                and not settings):
             raise InvalidConfig("No parameters provided to update.")
         changes: dict[str, Any] = {}
+        if image is not None:
+            if inference_config is not None or models is not None:
+                raise InvalidConfig("update(): give either image= or models=/inference_config=, not both: an image "
+                                    "already holds its models, entry script and environment.")
+            if spec.image is None:
+                raise InvalidConfig(f"Service {self.name!r} was deployed from an InferenceConfig, so it cannot be "
+                                    f"updated with an image; update it with inference_config= (and models=), or "
+                                    f"delete it and use Webservice.deploy_from_image.")
+            record = _image_record(image)
+            changes.update(image=record, models=_image_models(self.workspace, record))
+        elif spec.image is not None and (inference_config is not None or models is not None):
+            raise InvalidConfig(f"Service {self.name!r} was deployed from image {spec.image.name}:{spec.image.version}, "
+                                f"so it cannot be updated with an InferenceConfig or models; package a new image "
+                                f"and pass image=.")
         if models is not None:
             changes["models"] = tuple(model_record(m) for m in models)
         if inference_config is not None:
@@ -633,7 +670,69 @@ def deploy(workspace: Workspace, name: str, models: Iterable[Any], inference_con
         compute_target=target_name,
         overwrite=overwrite,
     )
-    placeholder = ServiceRecord(name=name, kind=kind, state="Transitioning", models=tuple(m.id for m in records))
+    return _start_deployment(workspace, spec, hooks, show_output=show_output)
+
+
+def _image_record(image: Any) -> Any:
+    """An :class:`~aml_core.images.Image` (or its record) → its ImageRecord."""
+    from aml_core.records import ImageRecord
+
+    record = getattr(image, "record", image)
+    if not isinstance(record, ImageRecord):
+        raise InvalidConfig(f"image must be an Image (Model.package / ContainerImage.create / Image(ws, name)), "
+                            f"got {type(image).__name__}.")
+    return record
+
+
+def _image_models(workspace: Workspace, record: Any) -> tuple:
+    from aml_core import registry
+
+    models = []
+    for model_id in record.details.get("models") or []:
+        model_name, _, version = model_id.partition(":")
+        models.append(registry.get_model(workspace, model_name, int(version)))
+    return tuple(models)
+
+
+def deploy_from_image(workspace: Workspace, name: str, image: Any, deployment_config: Any,
+                      deployment_target: Any = None, *, overwrite: bool = False,
+                      show_output: bool = False) -> Webservice:
+    """Deploy an image already packaged (``Model.package``, ``ContainerImage.create``) as
+    the service ``name``, on the target of ``deployment_config``, whatever provider serves it.
+
+    The image runs as it is: its models, entry script and environment are the ones it was
+    built with. The service is then updated with ``update(image=...)``.
+    """
+    validate_service_name(name)
+    record = _image_record(image)
+    if deployment_config is None:
+        raise InvalidConfig("deploy_from_image needs a deployment_config, for example "
+                            "AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1).")
+    kind = getattr(deployment_config, "kind", None)
+    if not kind:
+        raise InvalidConfig(f"{type(deployment_config).__name__} is not a deployment configuration (it has no kind).")
+    hooks = default_hooks()
+    hooks.require(kind, "deploy")
+    if not record.location or record.details.get("state") != "Succeeded":
+        raise InvalidConfig(f"Image {record.name}:{record.version} is {record.details.get('state', 'not built')}, "
+                            f"not a built image; package it again (Model.package without generate_dockerfile).")
+    spec = DeploymentSpec(
+        name=name,
+        kind=kind,
+        models=_image_models(workspace, record),
+        inference_config=None,
+        deployment_config=deployment_config,
+        compute_target=getattr(deployment_target, "name", deployment_target),
+        overwrite=overwrite,
+        image=record,
+    )
+    return _start_deployment(workspace, spec, hooks, show_output=show_output)
+
+
+def _start_deployment(workspace: Workspace, spec: DeploymentSpec, hooks: Hooks, *, show_output: bool) -> Webservice:
+    """Create (or, with ``overwrite``, replace) the service of ``spec`` in the background."""
+    name, kind, overwrite = spec.name, spec.kind, spec.overwrite
+    placeholder = ServiceRecord(name=name, kind=kind, state="Transitioning", models=tuple(m.id for m in spec.models))
     existing = _begin_operation(workspace, name, "deploy", create=placeholder)
     if existing is not None and not overwrite:
         _release(workspace, name)

@@ -265,3 +265,15 @@ def test_a_group_runs_again_after_an_emulator_restart(tmp_path):
         assert group.provisioning_state == "Succeeded"
         _wait_serving(_url(group))
         assert "hello world" in connect(emulator).containers.list_logs(emulator.resource_group, "kept", "web").content
+
+
+def test_the_group_as_kept_in_memory_shows_no_secret_in_its_repr(client, emu):
+    _create(client, emu, "secretive", secure="very-secret-value")
+    try:
+        [(_sub, _group, resource)] = [found for found in emu.arm.backend.resources_of_type("containerGroups")
+                                      if found[2].name == "secretive"]
+        shown = repr(resource)
+        assert "very-secret-value" not in shown
+        assert emu.registry.credentials.passwords["password"] not in shown
+    finally:
+        client.container_groups.begin_delete(emu.resource_group, "secretive").result(timeout=30)

@@ -192,3 +192,25 @@ def test_reload_picks_up_an_edited_entry_script(aml_deploy, aml_inference_config
     script.write_text(script.read_text().replace("return model.predict(data).tolist()", "return {'edited': True}"))
     service.reload()
     assert service.run(SAMPLE_INPUT) == {"edited": True}
+
+
+def test_deploy_from_image_is_not_supported_on_the_local_target(tmp_path):
+    """The local target stages script and models itself; a packaged image is refused by name."""
+    import pytest
+
+    from aml_core.errors import NotSupported
+    from aml_core.inference import InferenceConfig
+    from aml_core.model import Model
+    from aml_core.webservice import Webservice
+    from aml_core.workspace import Workspace
+    from aml_provider_local import LocalWebservice
+
+    ws = Workspace.create(tmp_path / "ws")
+    (tmp_path / "model.txt").write_text("1")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "score.py").write_text("def init():\n    pass\n\ndef run(raw_data):\n    return 1\n")
+    model = Model.register(ws, str(tmp_path / "model.txt"), "m")
+    package = Model.package(ws, [model], InferenceConfig(entry_script="score.py", source_directory=str(tmp_path / "app")))
+    service = Webservice.deploy_from_image(ws, "local-image", package, LocalWebservice.deploy_configuration())
+    with pytest.raises(NotSupported, match="The 'local' target does not support deploy_from_image"):
+        service.wait_for_deployment()

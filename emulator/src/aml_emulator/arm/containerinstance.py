@@ -117,7 +117,7 @@ class ContainerGroupResource:
     location: str
     #: the ``properties`` as PUT (secure values and registry passwords included: the state
     #: file is 0600); read-only fields are computed on each answer
-    properties: dict[str, Any]
+    properties: dict[str, Any] = attrs.field(repr=False)
     tags: dict[str, str] = attrs.field(factory=dict)
     provisioning_state: str = "Creating"
     #: ``Pending`` | ``Running`` | ``Stopped`` | ``Succeeded`` | ``Failed``

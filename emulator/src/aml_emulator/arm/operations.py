@@ -290,11 +290,6 @@ class OperationTracker:
             self._settle(op, counted_poll=False)
         return op
 
-    def in_progress(self, resource_id: str) -> LongRunningOperation | None:
-        """The operation still running on ``resource_id``, if any."""
-        op = self.settle_resource(resource_id)
-        return op if op is not None and op.status == IN_PROGRESS else None
-
     def get(self, operation_id: str) -> LongRunningOperation | None:
         with self._lock:
             return self._operations.get(operation_id)

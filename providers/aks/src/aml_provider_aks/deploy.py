@@ -361,7 +361,12 @@ def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecor
     try:
         with Cluster(kubeconfig) as c:
             frontdoor = locate(c.core)
-            image, registry = package(workspace, spec.name, spec.models, spec.inference_config, progress)
+            if spec.image is not None:  # Webservice.deploy_from_image: run that image as it is
+                from aml_core.images import deployment_image
+
+                image, registry = deployment_image(workspace, spec, progress)
+            else:
+                image, registry = package(workspace, spec.name, spec.models, spec.inference_config, progress)
             record = attrs.evolve(record, details={**record.details, "image": image})
             apply_version(c, namespace, spec.name, spec.name, image, registry, config, progress)
             progress("Waiting for the rollout")

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import attrs
 from packaging.requirements import Requirement
 
-from aml_core.errors import Conflict, InvalidConfig, ProvisioningFailed
+from aml_core.errors import Conflict, InvalidConfig, NotSupported, ProvisioningFailed
 from aml_core.model import model_dir_layout
 from aml_core.records import DeploymentSpec, ServiceRecord, utcnow
 from aml_core.workspace import Workspace
@@ -189,6 +189,11 @@ def _fail(message: str, record: ServiceRecord | None = None) -> ProvisioningFail
 def start(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
     config = spec.deployment_config
     progress: Callable[[str], None] = spec.progress or _noop
+    if spec.image is not None:
+        # the local target runs the entry script and models it stages itself, not a packaged image
+        raise NotSupported(KIND, "deploy_from_image",
+                           "Deploy with Model.deploy(ws, name, models, inference_config, ...), or deploy the "
+                           "image to a registry-backed target (aci, aks).")
     engine = container.choose_engine(config.engine)
     if engine == "docker":
         return container.start(workspace, spec, _port_free)
