@@ -915,10 +915,23 @@ async def delete_site(request: ArmRequest) -> ArmResponse:
         _unserve(each)
     if site.slot is None:
         request.backend.remove_resource(path.subscription_id, group, SITES, site.name)
+        if request.query.get("deleteEmptyServerFarm", "").lower() == "true":
+            _delete_plan_if_empty(request, site.server_farm_id)
     else:
         production.slots.pop(site.slot, None)
         request.backend.save()
     return ArmResponse(None, status=200)
+
+
+def _delete_plan_if_empty(request: ArmRequest, farm_id: str) -> None:
+    """``deleteEmptyServerFarm=true``: the plan goes too when no other site uses it."""
+    path = request.path
+    if any(s.server_farm_id.lower() == farm_id.lower()
+           for _s, _g, s in request.backend.resources(path.subscription_id, None, SITES)):
+        return
+    parts = farm_id.strip("/").split("/")
+    if len(parts) >= 8:
+        request.backend.remove_resource(path.subscription_id, parts[3], SERVERFARMS, parts[-1])
 
 
 def _config_name(request: ArmRequest) -> str:
