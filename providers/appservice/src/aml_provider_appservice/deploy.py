@@ -398,7 +398,9 @@ def _wait_key_applied(client: Any, details: dict[str, Any], key: str, verify: An
             answer = requests.post(url, data="{}", headers={"Authorization": f"Bearer {key}",
                                                             "Content-Type": "application/json"},
                                    timeout=5, verify=verify)
-            if answer.status_code != 401 and answer.status_code < 500:
+            # past the key check (even a 500 from run() on this empty body); 502/503: the
+            # restarted container is not serving yet
+            if answer.status_code not in (401, 502, 503):
                 return
         except requests.RequestException:
             pass
