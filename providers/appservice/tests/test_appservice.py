@@ -257,3 +257,45 @@ def test_a_windows_plan_is_refused_by_name(ws, factor_model, inference, cleanup,
                            AppServiceWebservice.deploy_configuration(plan_name="winplan"))
     with pytest.raises(InvalidConfig, match="App Service plan 'winplan' is a Windows plan"):
         service.wait_for_deployment()
+
+
+def test_scale_and_tokens_are_not_supported_naming_target_and_operation(ws, factor_model, inference, cleanup):
+    from aml_core.errors import NotSupported
+
+    service = Model.deploy(ws, "web-nosupport", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="nosupport-plan"))
+    service.wait_for_deployment()
+    with pytest.raises(NotSupported, match="The 'appservice' target does not support scale"):
+        service.scale(num_replicas=2)
+    with pytest.raises(NotSupported, match="The 'appservice' target does not support get_token"):
+        service.get_token()
+
+
+def test_the_cli_deploys_updates_and_deletes_a_web_app(ws, factor_model, app, cleanup):
+    from click.testing import CliRunner
+
+    from aml_core.cli import cli
+
+    def aml(*args):
+        return CliRunner().invoke(cli, ["--workspace", str(ws.root), *map(str, args)], catch_exceptions=False)
+
+    deployed = aml("-o", "json", "service", "deploy", "web-cli", "--model", "factor:1", "--entry-script", "score.py",
+                   "--source-dir", app, "--target", "appservice", "--option", "plan_name=cli-plan",
+                   "--option", "auth_enabled=true")
+    assert deployed.exit_code == 0, deployed.stderr
+    record = json.loads(deployed.stdout)
+    assert record["state"] == "Healthy" and record["kind"] == "appservice" and record["auth_mode"] == "key"
+    assert record["scoring_uri"].startswith("https://")
+    assert json.loads(aml("-o", "json", "service", "run", "web-cli", "--data", '{"data": [2]}').stdout) == [6.0]
+    assert "init loaded factor" in aml("service", "logs", "web-cli").stdout
+    listed = json.loads(aml("-o", "json", "service", "list", "--compute-type", "appservice").stdout)
+    assert [s["name"] for s in listed] == ["web-cli"]
+    (app / "score.py").write_text(SCORE.replace("x * factor", "x * factor + 1"))
+    updated = aml("-o", "json", "service", "update", "web-cli", "--entry-script", "score.py", "--source-dir", app)
+    assert updated.exit_code == 0, updated.stderr
+    assert json.loads(aml("-o", "json", "service", "run", "web-cli", "--data", '{"data": [2]}').stdout) == [7.0]
+    bad = aml("service", "deploy", "web-cli2", "--model", "factor:1", "--entry-script", "score.py",
+              "--source-dir", app, "--target", "appservice", "--option", "sku=Z9")
+    assert bad.exit_code == 6 and "sku 'Z9' is not a pricing tier" in bad.stderr
+    assert json.loads(aml("-o", "json", "service", "delete", "web-cli").stdout) == {"name": "web-cli",
+                                                                                  "deleted": True}
