@@ -1048,6 +1048,7 @@ async def swap_slots(request: ArmRequest) -> ArmResponse:
 
 
 register_status_routes(PROVIDER, summary="app_service_plans.begin_create_or_update, web_apps.begin_create_or_update, "
-                                         "web_apps.begin_create_or_update_slot, web_apps.begin_swap_slot")
+                                         "web_apps.begin_create_or_update_slot, web_apps.begin_swap_slot, "
+                                         "web_apps.begin_swap_slot_with_production")
 
 __all__ = ["PROVIDER", "PlanResource", "SiteResource", "plan_json", "site_json"]
