@@ -281,6 +281,35 @@ def test_a_slot_swap_moves_traffic_to_the_new_image_without_a_failed_request(cli
         client.web_apps.delete(emu.resource_group, "web9")
 
 
+def test_a_stopped_site_answers_503_and_serves_again_once_started(client, emu):
+    site = _site(client, emu, "web10", _plan(client, emu))
+    try:
+        client.web_apps.stop(emu.resource_group, "web10")
+        assert client.web_apps.get(emu.resource_group, "web10").state == "Stopped"
+        assert _get(emu, site.default_host_name).status_code == 503
+        client.web_apps.start(emu.resource_group, "web10")
+        deadline = time.monotonic() + 30
+        while _get(emu, site.default_host_name).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _get(emu, site.default_host_name).text.startswith("v1")
+    finally:
+        client.web_apps.delete(emu.resource_group, "web10")
+
+
+def test_a_sites_repr_shows_no_secret(client, emu):
+    site = _site(client, emu, "web11", _plan(client, emu))
+    try:
+        from aml_emulator.arm.web import SITES
+
+        (_s, _g, resource), = [found for found in emu.arm.backend.resources(emu.subscription_id, None, SITES)
+                               if found[2].name == "web11"]
+        shown = repr(resource)
+        assert emu.registry.credentials.passwords["password"] not in shown
+        assert resource.publishing_password not in shown
+    finally:
+        client.web_apps.delete(emu.resource_group, site.name)
+
+
 def test_a_function_app_site_is_a_site_of_its_kind(client, emu):
     site = _site(client, emu, "func1", _plan(client, emu), kind="functionapp,linux,container")
     try:

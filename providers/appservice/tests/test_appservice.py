@@ -119,6 +119,7 @@ def test_the_documents_flow_package_then_a_web_app(ws, factor_model, inference, 
         plan_name="docs-plan", tags={"area": "docs"}))
     service.wait_for_deployment(show_output=True)
     shown = capsys.readouterr().out
+    shown = " ".join(shown.split())  # the printer wraps long lines
     assert "Creating Linux App Service plan 'docs-plan' (S1)" in shown and "Creating web app 'web-flow'" in shown
     assert isinstance(service, AppServiceWebservice) and service.state == "Healthy" and service.error is None
     assert service.scoring_uri == f"https://{service.default_host_name}/score"
@@ -299,3 +300,49 @@ def test_the_cli_deploys_updates_and_deletes_a_web_app(ws, factor_model, app, cl
     assert bad.exit_code == 6 and "sku 'Z9' is not a pricing tier" in bad.stderr
     assert json.loads(aml("-o", "json", "service", "delete", "web-cli").stdout) == {"name": "web-cli",
                                                                                   "deleted": True}
+
+
+def test_a_stopped_web_app_is_unhealthy_and_healthy_again_once_started(ws, factor_model, inference, cleanup, emulator):
+    service = Model.deploy(ws, "web-stop", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="stop-plan"))
+    service.wait_for_deployment()
+    web = _web()
+    web.web_apps.stop(emulator.resource_group, "web-stop")
+    assert service.update_deployment_state() == "Unhealthy"
+    assert "Stopped" in service.error and "az webapp start" in service.error
+    web.web_apps.start(emulator.resource_group, "web-stop")
+    assert service.update_deployment_state() == "Healthy" and service.error is None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            assert service.run(json.dumps({"data": [1]})) == [3.0]
+            break
+        except Exception:  # noqa: BLE001 - the restarted container is still loading the model
+            time.sleep(0.1)
+    assert service.run(json.dumps({"data": [1]})) == [3.0]
+
+
+def test_a_failing_arm_operation_fails_the_deployment_with_its_message(ws, factor_model, inference, cleanup,
+                                                                        emulator):
+    from aml_emulator.arm import OperationScript
+
+    emulator.script_arm_operations("Microsoft.Web/sites", OperationScript.failing(
+        "InternalServerError", "The front end could not take the site.", polls=2), operation="create",
+                                   name="web-scripted")
+    service = Model.deploy(ws, "web-scripted", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="scripted-plan"))
+    with pytest.raises(ProvisioningFailed, match="The front end could not take the site"):
+        service.wait_for_deployment()
+    assert Webservice(ws, "web-scripted").state == "Failed"
+
+
+def test_an_update_on_a_basic_plan_is_done_in_place_and_says_so(ws, factor_model, inference, app, cleanup, capsys):
+    service = Model.deploy(ws, "web-basic", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="basic-plan", sku="B1"))
+    service.wait_for_deployment()
+    (app / "score.py").write_text(SCORE.replace("x * factor", "x * factor + 2"))
+    service.update(inference_config=InferenceConfig(entry_script="score.py", source_directory=str(app)),
+                   show_output=True)
+    shown = " ".join(capsys.readouterr().out.split())  # the printer wraps long lines
+    assert "has no deployment slots: updating web app 'web-basic' in place, it restarts" in shown
+    assert service.state == "Healthy" and service.run(json.dumps({"data": [1]})) == [5.0]

@@ -443,7 +443,8 @@ class SiteResource:
     kind: str
     server_farm_id: str
     site_config: dict[str, Any]
-    app_settings: dict[str, str]
+    #: the app settings (registry password and keys among them: never in a repr)
+    app_settings: dict[str, str] = attrs.field(repr=False)
     #: the slot's name; ``None`` for the production site
     slot: str | None = None
     properties: dict[str, Any] = attrs.field(factory=dict)
@@ -932,6 +933,27 @@ def _delete_plan_if_empty(request: ArmRequest, farm_id: str) -> None:
     parts = farm_id.strip("/").split("/")
     if len(parts) >= 8:
         request.backend.remove_resource(path.subscription_id, parts[3], SERVERFARMS, parts[-1])
+
+
+@PROVIDER.operation("POST", SITES, "stop", summary="web_apps.stop")
+@PROVIDER.operation("POST", "sites/slots", "stop", summary="web_apps.stop_slot")
+async def stop_site(request: ArmRequest) -> ArmResponse:
+    _group, _production, site = _site_of(request)
+    site.state = "Stopped"
+    _stop(site)
+    request.backend.save()
+    return ArmResponse(None, status=200)
+
+
+@PROVIDER.operation("POST", SITES, "start", summary="web_apps.start")
+@PROVIDER.operation("POST", "sites/slots", "start", summary="web_apps.start_slot")
+async def start_site(request: ArmRequest) -> ArmResponse:
+    _group, _production, site = _site_of(request)
+    if site.state != "Running" or site.runtime is None:
+        site.state = "Running"
+        _start(request.backend, site)
+        request.backend.save()
+    return ArmResponse(None, status=200)
 
 
 def _config_name(request: ArmRequest) -> str:

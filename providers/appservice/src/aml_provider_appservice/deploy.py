@@ -317,7 +317,8 @@ def status(workspace: Workspace, service: ServiceRecord) -> ServiceRecord:
         if isinstance(exc.__cause__, ResourceNotFoundError):
             return attrs.evolve(service, state="Failed", error="its web app is gone from Azure; deploy it again")
         raise
-    provisioning = (site.as_dict().get("provisioning_state") or "Succeeded") if hasattr(site, "as_dict") else "Succeeded"
+    # the SDK's Site model has no field for it; the resource's properties carry it
+    provisioning = (site.as_dict().get("properties") or {}).get("provisioningState") or "Succeeded"
     if provisioning in ("InProgress", "Creating", "Updating"):
         state, error = "Transitioning", None
     elif provisioning == "Failed":
