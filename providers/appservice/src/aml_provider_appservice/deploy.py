@@ -367,7 +367,7 @@ def delete(workspace: Workspace, service: ServiceRecord) -> bool:
 
 
 def auth(workspace: Workspace, service: ServiceRecord, request: AuthRequest) -> AuthResult:
-    from aml_azure_common import arm_errors, new_service_key, wait_for
+    from aml_azure_common import arm_errors, new_service_key
 
     details = service.details
     client = _client()
