@@ -310,6 +310,42 @@ def test_a_sites_repr_shows_no_secret(client, emu):
         client.web_apps.delete(emu.resource_group, site.name)
 
 
+def test_a_scripted_create_is_in_progress_until_polled_enough(client, emu):
+    from aml_emulator.arm import OperationScript
+
+    plan = _plan(client, emu)
+    emu.script_arm_operations("Microsoft.Web/sites", OperationScript.after_polls(3), operation="create", name="web12")
+    from azure.core.exceptions import ResourceExistsError
+
+    settings = _settings(emu)
+    body = {"location": "westus", "kind": "app,linux,container", "properties": {
+        "serverFarmId": plan.id, "siteConfig": {
+            "linuxFxVersion": f"DOCKER|{emu.registry.login_server}/site:1",
+            "appSettings": [{"name": k, "value": v} for k, v in settings.items()]}}}
+    headers: dict = {}
+    started = client.web_apps.begin_create_or_update(
+        emu.resource_group, "web12", body, polling=False,
+        cls=lambda response, deserialized, _headers: headers.update(answer=response.http_response.headers) or deserialized)
+    try:
+        assert started.result()["properties"]["provisioningState"] == "InProgress"
+        seen = client.web_apps.get(emu.resource_group, "web12").as_dict()["properties"]["provisioningState"]
+        assert seen == "InProgress"  # a read is not a poll: the script still holds
+        with pytest.raises(ResourceExistsError) as busy:
+            client.web_apps.begin_create_or_update(emu.resource_group, "web12", body)
+        assert busy.value.error.code == "Conflict" and "in progress" in busy.value.error.message
+        status_url = headers["answer"]["Azure-AsyncOperation"]
+        statuses = []
+        while not statuses or statuses[-1] == "InProgress":
+            statuses.append(requests.get(status_url, headers={"Authorization": f"Bearer {emu.arm_token}"},
+                                         verify=str(emu.ca_bundle), timeout=30).json()["status"])
+            assert len(statuses) < 100
+        assert statuses[:3] == ["InProgress"] * 3 and statuses[-1] == "Succeeded"
+        assert client.web_apps.get(emu.resource_group, "web12").as_dict()["properties"]["provisioningState"] == \
+            "Succeeded"
+    finally:
+        client.web_apps.delete(emu.resource_group, "web12")
+
+
 def test_a_function_app_site_is_a_site_of_its_kind(client, emu):
     site = _site(client, emu, "func1", _plan(client, emu), kind="functionapp,linux,container")
     try:

@@ -46,7 +46,7 @@ import attrs
 
 from aml_emulator.arm import exceptions
 from aml_emulator.arm.containers import PUBLIC_IP, engine, free_port, port_free, pull_image
-from aml_emulator.arm.operations import CREATE, UPDATE, WorkStatus, register_status_routes
+from aml_emulator.arm.operations import CREATE, IN_PROGRESS, UPDATE, WorkStatus, register_status_routes
 from aml_emulator.arm.router import COLLECTION, ITEM, ApiVersionRange, ArmRequest, ArmResponse, ResourceProvider
 
 NAMESPACE = "Microsoft.Web"
@@ -791,8 +791,8 @@ async def create_site(request: ArmRequest) -> ArmResponse:
     site = _new_site(request, existing[1].name if existing else name, request.json(), None, None)
     old = existing[1] if existing else None
     if old is not None:
-        if old.provisioning_state == "InProgress" and request.backend.operations.in_progress(
-                _site_id(path.subscription_id, existing[0], old.name)):
+        running = request.backend.operations.settle_resource(_site_id(path.subscription_id, existing[0], old.name))
+        if running is not None and running.status == IN_PROGRESS:
             raise exceptions.conflict(f"The site '{old.name}' has an operation in progress; try again when it "
                                       f"has finished.")
         site.slots, site.host_port, site.scm_port = old.slots, old.host_port, old.scm_port
