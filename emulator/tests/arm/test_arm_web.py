@@ -346,6 +346,28 @@ def test_a_scripted_create_is_in_progress_until_polled_enough(client, emu):
         client.web_apps.delete(emu.resource_group, "web12")
 
 
+def test_a_new_image_in_the_site_config_restarts_the_site_on_it(client, emu):
+    site = _site(client, emu, "web13", _plan(client, emu))
+    try:
+        config = client.web_apps.update_configuration(emu.resource_group, "web13", {
+            "properties": {"linuxFxVersion": f"DOCKER|{emu.registry.login_server}/site:2"}})
+        assert config.linux_fx_version.endswith("site:2") and config.number_of_workers == 1
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if _get(emu, site.default_host_name).text.startswith("v2"):
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        assert _get(emu, site.default_host_name).text.startswith("v2")
+        patched = client.web_apps.update(emu.resource_group, "web13", {"properties": {"httpsOnly": False},
+                                                                        "tags": {"team": "web"}})
+        assert patched.tags == {"team": "web"} and patched.https_only is False
+    finally:
+        client.web_apps.delete(emu.resource_group, "web13")
+
+
 def test_a_function_app_site_is_a_site_of_its_kind(client, emu):
     site = _site(client, emu, "func1", _plan(client, emu), kind="functionapp,linux,container")
     try:
