@@ -346,3 +346,35 @@ def test_an_update_on_a_basic_plan_is_done_in_place_and_says_so(ws, factor_model
     shown = " ".join(capsys.readouterr().out.split())  # the printer wraps long lines
     assert "has no deployment slots: updating web app 'web-basic' in place, it restarts" in shown
     assert service.state == "Healthy" and service.run(json.dumps({"data": [1]})) == [5.0]
+
+
+def test_web_apps_share_a_plan_which_goes_with_the_last_of_them(ws, factor_model, inference, cleanup, capsys,
+                                                                 emulator):
+    from azure.core.exceptions import ResourceNotFoundError
+
+    config = AppServiceWebservice.deploy_configuration(plan_name="shared-plan", sku="B1")
+    first = Model.deploy(ws, "web-shared1", [factor_model], inference, config)
+    first.wait_for_deployment()
+    second = Model.deploy(ws, "web-shared2", [factor_model], inference, config)
+    second.wait_for_deployment(show_output=True)
+    assert "Using App Service plan 'shared-plan' (B1)" in " ".join(capsys.readouterr().out.split())
+    web = _web()
+    assert web.app_service_plans.get(emulator.resource_group, "shared-plan").number_of_sites == 2
+    first.delete()  # another web app still uses the plan: it stays
+    assert web.app_service_plans.get(emulator.resource_group, "shared-plan").number_of_sites == 1
+    assert second.run(json.dumps({"data": [1]})) == [3.0]
+    second.delete()
+    with pytest.raises(ResourceNotFoundError):
+        web.app_service_plans.get(emulator.resource_group, "shared-plan")
+
+
+def test_a_plan_the_user_made_is_left_alone(ws, factor_model, inference, cleanup, emulator):
+    web = _web()
+    web.app_service_plans.begin_create_or_update(emulator.resource_group, "users-plan", {
+        "location": "westus", "kind": "linux", "sku": {"name": "B1"}, "properties": {"reserved": True}}).result()
+    service = Model.deploy(ws, "web-users", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="users-plan"))
+    service.wait_for_deployment()
+    service.delete()
+    assert web.app_service_plans.get(emulator.resource_group, "users-plan").number_of_sites == 0
+    web.app_service_plans.delete(emulator.resource_group, "users-plan")
