@@ -109,7 +109,8 @@ def _log_stream(client, emu, name, *, until: str, path="/api/logstream", timeout
     seen = ""
     with requests.get(f"https://{scm}{path}", auth=(creds.publishing_user_name, creds.publishing_password),
                       verify=str(emu.ca_bundle), stream=True, timeout=10) as response:
-        assert response.status_code == 200
+        assert response.status_code == 200 and response.headers["Transfer-Encoding"] == "chunked"
+        assert response.headers["Content-Type"].startswith("text/plain")
         deadline = time.monotonic() + timeout
         for chunk in response.iter_content(chunk_size=None):
             seen += chunk.decode()
