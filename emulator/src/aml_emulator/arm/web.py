@@ -78,8 +78,6 @@ LOGSTREAM_TIMEOUT = 7200.0
 LOGSTREAM_IDLE_NOTICE = 60.0
 #: seconds between two looks at a container's log for the stream, and at a starting container
 _TICK = 0.1
-REGISTRY_SETTINGS = ("DOCKER_REGISTRY_SERVER_URL", "DOCKER_REGISTRY_SERVER_USERNAME",
-                     "DOCKER_REGISTRY_SERVER_PASSWORD")
 
 _SITE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,58}[A-Za-z0-9])?$")
 _PLAN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$")
