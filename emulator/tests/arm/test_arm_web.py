@@ -264,6 +264,9 @@ def test_a_slot_swap_moves_traffic_to_the_new_image_without_a_failed_request(cli
         caller = threading.Thread(target=keep_calling)
         caller.start()
         try:
+            deadline = time.monotonic() + 10
+            while len(answers) < 3 and not failures and time.monotonic() < deadline:  # calling before the swap
+                time.sleep(0.02)
             client.web_apps.begin_swap_slot_with_production(emu.resource_group, "web9",
                                                             {"targetSlot": "staging"}).result(timeout=60)
             deadline = time.monotonic() + 10
