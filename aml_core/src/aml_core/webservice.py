@@ -461,7 +461,11 @@ class Webservice:
             if auth:
                 headers["Authorization"] = auth
             try:
-                response = self._session.post(self.scoring_uri, data=body, headers=headers, timeout=300)
+                # a target whose https certificate is signed by a private CA (the emulator's
+                # App Service hosts) names that CA in the record; others use the system's trust
+                verify = self._record.details.get("ca_bundle") or True
+                response = self._session.post(self.scoring_uri, data=body, headers=headers, timeout=300,
+                                              verify=verify)
             except requests.ConnectionError as exc:
                 raise WebserviceException(
                     f"Could not reach service {self.name!r} at {self.scoring_uri}: {exc}. "

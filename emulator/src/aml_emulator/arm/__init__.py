@@ -136,6 +136,9 @@ class ArmService:
         private_dir(self.state_dir)  # the CA key and issued server keys live here
         if self.ca is None:
             self.ca = CertificateAuthority.load_or_create(self.state_dir)
+        # what providers serving their own hosts (web apps) sign certificates with, and where
+        self.backend.services.setdefault("ca", self.ca)
+        self.backend.services.setdefault("state_dir", self.state_dir)
         loaders = {k: v for provider in PROVIDERS for k, v in provider.persistent.items()}
         self.backend.attach_store(ResourceStore(self.state_dir, loaders))
         hosts = tuple(dict.fromkeys([self.host, "127.0.0.1", "localhost", "::1"]))

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aml_emulator.arm import containerinstance, containerregistry, exceptions, managedclusters
+from aml_emulator.arm import web
 from aml_emulator.arm.models import ArmBackend
 from aml_emulator.arm.router import ArmRequest, ArmResponse, ArmRouter, ResourceProvider, parse_path
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 PROVIDERS: list[ResourceProvider] = [containerregistry.PROVIDER, managedclusters.PROVIDER]
 PROVIDERS.append(__import__("aml_emulator.arm.resourcegroups", fromlist=["PROVIDER"]).PROVIDER)
 PROVIDERS.append(containerinstance.PROVIDER)
+PROVIDERS.append(web.PROVIDER)
 
 #: ARM request bodies here are small JSON documents; anything bigger is refused unread
 MAX_BODY = 1 << 20

@@ -32,7 +32,7 @@ import attrs
 from starlette.concurrency import run_in_threadpool
 
 from aml_emulator.arm import exceptions
-from aml_emulator.arm.containers import ContainerRuntime, ContainerSet, ContainerSpec
+from aml_emulator.arm.containers import PUBLIC_IP, ContainerRuntime, ContainerSet, ContainerSpec, engine, free_port, port_free
 from aml_emulator.arm.operations import CREATE, DELETE, UPDATE, WorkStatus, register_status_routes
 from aml_emulator.arm.router import COLLECTION, ITEM, ApiVersionRange, ArmRequest, ArmResponse, ResourceProvider
 
@@ -52,8 +52,6 @@ MAX_CONTAINERS = 60
 MAX_PORTS = 5
 #: the last lines a container's log keeps for list_logs (a stopped ACI keeps 1,000)
 LOG_LINES_KEPT = 1000
-#: the emulator's one public address
-PUBLIC_IP = "127.0.0.1"
 
 _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{3,61}[a-z0-9]$")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -246,43 +244,13 @@ def _check_dns_label(request: ArmRequest, group: ContainerGroupResource, replaci
 # -- running containers ---------------------------------------------------------------------
 
 
-def _engine(backend: Any) -> Any:
-    engine = backend.services.get("engine")
-    if engine is None:
-        from aml_core.engines import ProcessEngine
-
-        engine = backend.services["engine"] = ProcessEngine()
-    return engine
-
-
-def _free_port(host: str = PUBLIC_IP) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _port_free(port: int, host: str = PUBLIC_IP) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        # as the servers in containers do: a port whose old connections linger is free
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 def _assign_ports(group: ContainerGroupResource) -> None:
     """Give every declared ipAddress port a host port, keeping the ones it had when still free."""
     declared = [p["port"] for p in (group.properties.get("ipAddress") or {}).get("ports") or []]
     kept = {port: host for port, host in group.host_ports.items() if port in declared}
     for port in declared:
-        if port not in kept or not _port_free(kept[port]):
-            kept[port] = _free_port()
+        if port not in kept or not port_free(kept[port]):
+            kept[port] = free_port()
     group.host_ports = kept
 
 
@@ -319,7 +287,7 @@ def _run_group(backend: Any, group: ContainerGroupResource) -> Any:
     with group.lock:
         _assign_ports(group)
         group.instance_state = "Pending"
-        running = group.running = ContainerSet(_engine(backend), _specs(group), restart_policy=group.restart_policy,
+        running = group.running = ContainerSet(engine(backend), _specs(group), restart_policy=group.restart_policy,
                                                label=f"aci-{group.name}")
     running.start()
 

@@ -18,12 +18,15 @@ logs show the same line, so the resource can fail its operation with it instead 
 from __future__ import annotations
 
 import datetime as _dt
+import socket
 import threading
 import time
 from typing import Any
 
 import attrs
 
+#: the emulator's one public address: every running container is published here
+PUBLIC_IP = "127.0.0.1"
 #: seconds between two looks at the running containers (exits, restarts)
 MONITOR_INTERVAL = 0.2
 #: first and longest delay before restarting a container that exited (doubling)
@@ -37,6 +40,58 @@ _EARLIER_LOG_CHARS = 200_000
 def now() -> str:
     """An ARM timestamp."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def engine(backend: Any) -> Any:
+    """The engine containers run on: ``backend.services["engine"]``, else a
+    :class:`aml_core.engines.ProcessEngine` made once and kept there."""
+    found = backend.services.get("engine")
+    if found is None:
+        from aml_core.engines import ProcessEngine
+
+        found = backend.services["engine"] = ProcessEngine()
+    return found
+
+
+def free_port(host: str = PUBLIC_IP) -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_free(port: int, host: str = PUBLIC_IP) -> bool:
+    """Whether ``port`` can be bound (a port kept across a restart may have been taken)."""
+    with socket.socket() as sock:
+        # as the servers in containers do: a port whose old connections linger is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def pull_into(container_engine: Any, reference: str,
+              credentials: dict[str, tuple[str | None, str | None]]) -> Any:
+    """Pull ``reference`` (``host:port/repo:tag``) into ``container_engine``'s blob cache.
+
+    :param credentials: ``{registry host: (username, password)}``; a registry not listed is
+        pulled anonymously.
+    :raises Exception: whatever the registry client raises (refused credentials, unknown
+        image); callers put its text in the resource's state and logs.
+    """
+    from aml_core.oci.registry import Reference, RegistryClient
+
+    ref = Reference.parse(reference.strip())
+    user, password = credentials.get(ref.registry, (None, None))
+    client = RegistryClient(ref.registry, username=user, password=password)
+    return client.pull_image(ref.repository, ref.reference, blob_dir=container_engine.cache_dir / "blobs")
+
+
+def pull_image(backend: Any, reference: str, credentials: dict[str, tuple[str | None, str | None]]) -> Any:
+    """:func:`pull_into` the engine of ``backend``."""
+    return pull_into(engine(backend), reference, credentials)
 
 
 @attrs.frozen
@@ -163,16 +218,9 @@ class ContainerSet:
         self._monitor()
 
     def _pull(self, spec: ContainerSpec) -> Any:
-        from aml_core.oci.registry import Reference, RegistryClient
-
-        ref = Reference.parse(spec.image.strip())
-        user, password = spec.credentials.get(ref.registry, (None, None))
-        client = RegistryClient(ref.registry, username=user, password=password)
-        return client.pull_image(ref.repository, ref.reference, blob_dir=self.engine.cache_dir / "blobs")
+        return pull_into(self.engine, spec.image, spec.credentials)
 
     def _launch(self, spec: ContainerSpec) -> None:
-        from aml_core.oci.testing import free_port
-
         runtime = self.runtimes[spec.name]
         try:
             runtime.handle = self.engine.run(self._images[spec.name], name=f"{self.label}-{spec.name}",

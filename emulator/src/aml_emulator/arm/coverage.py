@@ -21,6 +21,7 @@ SDKS = {
     "Microsoft.ContainerService": ("azure-mgmt-containerservice", "azure.mgmt.containerservice.operations"),
     "Microsoft.Resources": ("azure-mgmt-resource", "azure.mgmt.resource.resources.operations"),
     "Microsoft.ContainerInstance": ("azure-mgmt-containerinstance", "azure.mgmt.containerinstance.operations"),
+    "Microsoft.Web": ("azure-mgmt-web", "azure.mgmt.web.operations"),
 }
 
 
