@@ -19,7 +19,7 @@ SUITE=bookworm
 PY_VERSION=3.11
 PACKAGES=(
   "pluggy>=1.5" "attrs>=23.1" "click>=8.1" "rich>=13" "requests>=2.31" "packaging>=23"
-  "pyyaml>=6" "uvicorn>=0.30" "uvloop>=0.19" "httptools>=0.6"
+  "pyyaml>=6" "uvicorn>=0.30" "uvloop>=0.19" "httptools>=0.6" "pathspec>=0.12"
   "numpy" "scikit-learn" "joblib"
   "pyjwt>=2.8" "kubernetes>=29"
 )

@@ -4,6 +4,8 @@ deployment made on the cluster. Each test fails one step of ``aml_provider_aks.d
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -73,9 +75,9 @@ def _assert_usable_then_delete(ws: Workspace, target, name: str, expected_error:
     """list and show work and report the failure; delete removes it, here and on the cluster.
     ``expected_error=None``: the failed step came after the service was complete on the
     cluster (it serves), so the live state may rightly be Healthy."""
-    listing = _cli(ws, "service", "list")
+    listing = _cli(ws, "-o", "json", "service", "list")
     assert listing.exit_code == 0, listing.output
-    assert name in listing.stdout
+    assert name in [entry["name"] for entry in json.loads(listing.stdout)]
     state = Webservice(ws, name).update_deployment_state()
     shown = _cli(ws, "service", "show", name)
     assert shown.exit_code == 0, shown.output

@@ -91,6 +91,7 @@ _RUNTIME_FALLBACK = (
     "uvicorn>=0.30",
     "uvloop>=0.19; sys_platform != 'win32'",
     "httptools>=0.6",
+    "pathspec>=0.12",
 )
 
 

@@ -1,6 +1,7 @@
 """The front door's image, built by our own packaging (:func:`aml_core.oci.build_program_image`).
 
-The image holds the sources of ``aml_core`` and ``aml_provider_aks`` under ``/opt/aml/lib``
+The image holds the sources of ``aml_core``, ``aml_provider_aks`` and ``aml_azure_common`` (which
+the provider imports) under ``/opt/aml/lib``
 (on ``PYTHONPATH``) and records its Python requirements in its labels, as scoring images do.
 Its entrypoint starts :mod:`aml_provider_aks.frontdoor_host` on ``$AML_HOST:$AML_PORT``
 (default ``0.0.0.0:8080``) and passes the container's ``args`` on, so a Deployment gives
@@ -54,7 +55,7 @@ def frontdoor_spec(base: Image | None = None) -> ProgramSpec:
     """The :class:`~aml_core.oci.ProgramSpec` of the front door image."""
     return ProgramSpec(
         title=REPOSITORY,
-        packages=(_package_dir("aml_core"), _package_dir("aml_provider_aks")),
+        packages=(_package_dir("aml_core"), _package_dir("aml_provider_aks"), _package_dir("aml_azure_common")),
         environment=EnvironmentSpec(name=REPOSITORY, pip_requirements=REQUIREMENTS),
         entrypoint=ENTRYPOINT,
         port=PORT,
@@ -71,7 +72,7 @@ def build_frontdoor_image(base: Image | None = None) -> Image:
 def push_frontdoor_image(registry: ContainerRegistry, *, base: Image | None = None,
                          progress: Callable[[str], None] = lambda text: None) -> str:
     """Build the image and push it to ``registry``; returns ``<registry>/azureml-fe:<tag>``."""
-    progress("Building the front door image (aml_core + aml_provider_aks sources) ...")
+    progress("Building the front door image (aml_core, aml_provider_aks and aml_azure_common sources) ...")
     image = build_frontdoor_image(base)
     tag = f"{_version()}-{digest_hex(image.digest)[:12]}"
     progress(f"Pushing {REPOSITORY}:{tag} to {registry.address} ...")
