@@ -9,7 +9,7 @@ import time
 
 from kubernetes import client
 
-from aml_emulator.cluster.kubelet import CPU_LIMIT_CONDITION
+from aml_emulator.cluster.kubelet import CPU_LIMIT_CONDITION, HOST_PROCESS_IMAGE
 
 LEAK = ("import time\n"
         "hoard = []\n"
@@ -20,7 +20,7 @@ LEAK = ("import time\n"
 
 def _pod(name: str, command: list[str], limits: dict) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"containers": [{"name": "main", "image": "python", "command": command,
+            "spec": {"containers": [{"name": "main", "image": HOST_PROCESS_IMAGE, "command": command,
                                      "resources": {"limits": limits}}]}}
 
 

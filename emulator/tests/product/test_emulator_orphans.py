@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from aml_emulator.cluster.kubelet import HOST_PROCESS_IMAGE
+
 MARKER = "aml-orphan-test-pod"
 
 
@@ -117,7 +119,7 @@ class RunningEmulator:
 POD = {
     "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
     # the shell's child `sleep` stays in the pod's process group: it must go too
-    "spec": {"containers": [{"name": "main", "image": "busybox", "command": [
+    "spec": {"containers": [{"name": "main", "image": HOST_PROCESS_IMAGE, "command": [
         "sh", "-c", f"sleep 300 & exec {sys.executable} -c 'import time; time.sleep(300)' {MARKER}"]}]},
 }
 
