@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aml_emulator.arm import containerinstance, containerregistry, exceptions, managedclusters
+from aml_emulator.arm import iothubs
 from aml_emulator.arm.models import ArmBackend
 from aml_emulator.arm.router import ArmRequest, ArmResponse, ArmRouter, ResourceProvider, parse_path
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 #: Every resource provider the emulator serves. Add new namespaces here.
 PROVIDERS: list[ResourceProvider] = [containerregistry.PROVIDER, managedclusters.PROVIDER]
 PROVIDERS.append(containerinstance.PROVIDER)
+PROVIDERS.append(iothubs.PROVIDER)
 
 #: ARM request bodies here are small JSON documents; anything bigger is refused unread
 MAX_BODY = 1 << 20

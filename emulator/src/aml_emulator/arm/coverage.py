@@ -20,6 +20,7 @@ SDKS = {
     "Microsoft.ContainerRegistry": ("azure-mgmt-containerregistry", "azure.mgmt.containerregistry.operations"),
     "Microsoft.ContainerService": ("azure-mgmt-containerservice", "azure.mgmt.containerservice.operations"),
     "Microsoft.ContainerInstance": ("azure-mgmt-containerinstance", "azure.mgmt.containerinstance.operations"),
+    "Microsoft.Devices": ("azure-mgmt-iothub", "azure.mgmt.iothub.v2023_06_30.operations"),
 }
 
 
