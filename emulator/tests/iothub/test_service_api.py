@@ -86,7 +86,7 @@ def test_apply_configuration_to_a_plain_device_says_why(hub):
     configs = IoTHubConfigurationManager.from_connection_string(hub.connection_string())
     registry.create_device_with_sas("plain", None, None, "enabled")
     with pytest.raises(HttpOperationError) as caught:
-        configs.apply_configuration_on_edge_device("plain", ConfigurationContent(modules_content={"$edgeAgent": {"properties.desired": {}}}))
+        configs.apply_configuration_on_edge_device("plain", ConfigurationContent(modules_content={"$edgeAgent": {"properties.desired": {}}, "$edgeHub": {"properties.desired": {}}}))
     assert caught.value.response.status_code == 400
     assert "not an IoT Edge device" in caught.value.response.text
 
@@ -111,3 +111,15 @@ def test_state_survives_a_restart(tmp_path, ca, monkeypatch):
         assert registry.get_twin("keep-me").properties.desired["a"] == 1
     finally:
         again.stop()
+
+
+def test_edge_content_without_edge_hub_is_refused_and_nothing_is_applied(hub):
+    registry = IoTHubRegistryManager.from_connection_string(hub.connection_string())
+    configs = IoTHubConfigurationManager.from_connection_string(hub.connection_string())
+    registry.create_device_with_sas("edge-3", None, None, "enabled", iot_edge=True)
+    content = ConfigurationContent(modules_content={"$edgeAgent": {"properties.desired": {"schemaVersion": "1.1"}}})
+    with pytest.raises(HttpOperationError) as caught:
+        configs.apply_configuration_on_edge_device("edge-3", content)
+    assert caught.value.response.status_code == 400
+    assert "lacks $edgeHub" in caught.value.response.text
+    assert registry.get_module_twin("edge-3", "$edgeAgent").properties.desired.get("schemaVersion") is None

@@ -19,18 +19,18 @@ Clients must trust the CA: ``REQUESTS_CA_BUNDLE=<ca.pem>`` for azure-iot-hub,
 
 from __future__ import annotations
 
-import errno
+import json
 import logging
-import random
+import time
 import re
 import shutil
-import socket
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aml_emulator._http import BackgroundServer
 from aml_emulator.arm.tls import CertificateAuthority
+from aml_emulator.iothub.addresses import allocate
 from aml_emulator.iothub.broker import BrokerThread
 from aml_emulator.iothub.exceptions import HubError
 from aml_emulator.iothub.gateway import HubGateway
@@ -46,29 +46,64 @@ MQTT_PORT = 8883
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,48}[A-Za-z0-9]$")
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EACCES:
-                raise HubError(500, "ServerError",
-                               f"Binding port {port} needs root or CAP_NET_BIND_SERVICE (the IoT SDKs hard-code "
-                               f"ports 443 and 8883); run the emulator as root or grant the capability "
-                               f"(setcap 'cap_net_bind_service=+ep' on the Python binary).") from None
-            return False
-    return True
-
-
 class RunningHub:
     """One hub with its REST and MQTT endpoints."""
 
-    def __init__(self, hub: Hub, rest: BackgroundServer, broker: BrokerThread, gateway: HubGateway) -> None:
+    def __init__(self, hub: Hub, rest: BackgroundServer, broker: BrokerThread, gateway: HubGateway,
+                 service: "IotHubService") -> None:
         self.hub = hub
         self.rest = rest
         self.broker = broker
         self.gateway = gateway
+        self.service = service
+        self.edge_devices: dict[str, Any] = {}
+
+    @property
+    def _edge_file(self) -> Path:
+        return self.hub.directory / "edge_devices.json"
+
+    def add_edge_device(self, device_id: str) -> Any:
+        """Create the IoT Edge device ``device_id`` if it is not registered, and run it: an
+        :class:`~aml_emulator.iothub.edge.EdgeDevice` whose agent applies what is deployed to
+        it. Kept across restarts."""
+        from aml_emulator.iothub.edge import EdgeDevice
+
+        if device_id in self.edge_devices:
+            return self.edge_devices[device_id]
+        try:
+            identity = self.hub.identity(device_id)
+        except HubError:
+            identity, _created = self.hub.put_identity(device_id, None, {"capabilities": {"iotEdge": True}}, None)
+        if not identity.edge:
+            raise HubError(400, "ArgumentInvalid",
+                           f"Device {device_id} exists and is not an IoT Edge device; delete it or use another id.")
+        known = self._known_edge_devices()
+        device = EdgeDevice(self.hub, device_id, state_dir=self.hub.directory / "edge" / device_id,
+                            ca=self.service.ca, address=known.get(device_id, ""), **self.service.edge_options)
+        device.start()
+        self.edge_devices[device_id] = device
+        known[device_id] = device.address
+        self._edge_file.write_text(json.dumps(known), encoding="utf-8")
+        return device
+
+    def edge_device(self, device_id: str) -> Any:
+        try:
+            return self.edge_devices[device_id]
+        except KeyError:
+            raise HubError(404, "DeviceNotFound", f"No emulated edge device {device_id} runs on hub {self.name}; "
+                                                  f"add it with add_edge_device().") from None
+
+    def _known_edge_devices(self) -> dict[str, str]:
+        if self._edge_file.exists():
+            return json.loads(self._edge_file.read_text(encoding="utf-8"))
+        return {}
+
+    def start_known_edge_devices(self) -> None:
+        for device_id in self._known_edge_devices():
+            try:
+                self.add_edge_device(device_id)
+            except HubError as exc:
+                log.warning("edge device %s of hub %s did not start again: %s", device_id, self.name, exc.message)
 
     @property
     def name(self) -> str:
@@ -96,6 +131,9 @@ class RunningHub:
         return self.hub.read_events(start, timeout=timeout)
 
     def stop(self) -> None:
+        for device in self.edge_devices.values():
+            device.stop()
+        self.edge_devices.clear()
         self.broker.stop()
         # idle keep-alive TLS clients never answer the close handshake: do not wait on them
         uvicorn_server = self.rest._server  # noqa: SLF001 - same package
@@ -110,9 +148,17 @@ class RunningHub:
 class IotHubService:
     """Every emulated hub, kept under ``state_dir``; hubs found there start with the service."""
 
-    def __init__(self, state_dir: str | Path, *, ca: CertificateAuthority) -> None:
+    def __init__(self, state_dir: str | Path, *, ca: CertificateAuthority, clock: Callable[[], float] | None = None,
+                 backoff_base: float | None = None, engine_factory: Callable[..., Any] | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.ca = ca
+        #: what every edge device gets: the clock of restart back-off and message TTLs, the
+        #: first back-off delay, and what runs modules (``credentials -> Engine``)
+        self.edge_options: dict[str, Any] = {"clock": clock or time.monotonic}
+        if backoff_base is not None:
+            self.edge_options["backoff_base"] = backoff_base
+        if engine_factory is not None:
+            self.edge_options["engine_factory"] = engine_factory
         self.hubs: dict[str, RunningHub] = {}
         self._lock = threading.RLock()
 
@@ -128,7 +174,7 @@ class IotHubService:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for directory in sorted(self.state_dir.iterdir()):
             if (directory / "hub.json").exists():
-                self._start_hub(Hub.load_or_create(directory.name, directory))
+                self._start_hub(Hub.load_or_create(directory.name, directory)).start_known_edge_devices()
         return self
 
     def stop(self) -> None:
@@ -168,18 +214,9 @@ class IotHubService:
                 running.stop()
                 shutil.rmtree(running.hub.directory, ignore_errors=True)
 
-    def _allocate_address(self, preferred: str) -> str:
-        if preferred and _port_free(preferred, REST_PORT) and _port_free(preferred, MQTT_PORT):
-            return preferred
-        for _attempt in range(200):
-            address = f"127.{random.randint(64, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
-            if _port_free(address, REST_PORT) and _port_free(address, MQTT_PORT):
-                return address
-        raise HubError(500, "ServerError", "No free loopback address for another IoT hub; stop some emulators.")
-
     def _start_hub(self, hub: Hub) -> RunningHub:
         previous = hub.hostname
-        hub.hostname = self._allocate_address(previous)
+        hub.hostname = allocate((REST_PORT, MQTT_PORT), previous)
         if previous and previous != hub.hostname:
             log.warning("IoT hub %s moved from %s to %s (the old address is in use); connection strings changed",
                         hub.name, previous, hub.hostname)
@@ -197,6 +234,6 @@ class IotHubService:
             rest.stop()
             raise
         gateway.broker = broker
-        running = RunningHub(hub, rest, broker, gateway)
+        running = RunningHub(hub, rest, broker, gateway, self)
         self.hubs[hub.name] = running
         return running

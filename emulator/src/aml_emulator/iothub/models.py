@@ -180,6 +180,9 @@ class Hub:
         self.lock = threading.RLock()
         self.events_changed = threading.Condition(self.lock)
         self.desired_listeners: list[DesiredListener] = []
+        #: ``(device, module) -> f(method name, payload) -> (status, payload)``: the direct
+        #: methods emulated parts (edge agents) answer
+        self.method_handlers: dict[tuple[str, str | None], Callable[[str, Any], tuple[int, Any]]] = {}
 
     # -- persistence ----------------------------------------------------------------------
 
@@ -404,6 +407,11 @@ class Hub:
                 raise HubError(400, "ArgumentInvalid",
                                "The configuration content has no modulesContent; every edge deployment needs "
                                "$edgeAgent and $edgeHub entries.")
+            missing = [m for m in ("$edgeAgent", "$edgeHub") if m not in modules]
+            if missing:
+                raise HubError(400, "ArgumentInvalid",
+                               f"The configuration content lacks {' and '.join(missing)}; every IoT Edge deployment "
+                               f"needs both $edgeAgent and $edgeHub under modulesContent.")
             for module_id, section in modules.items():
                 if not isinstance(section, dict) or not isinstance(section.get("properties.desired"), dict):
                     raise HubError(400, "ArgumentInvalid",

@@ -47,6 +47,8 @@ class HubRestApp:
             Route("/devices/{device_id}/applyConfigurationContent", self.apply_content, methods=["POST"]),
             Route("/twins/{device_id}", self.twin, methods=["GET", "PUT", "PATCH"]),
             Route("/twins/{device_id}/modules/{module_id}", self.twin, methods=["GET", "PUT", "PATCH"]),
+            Route("/twins/{device_id}/methods", self.method, methods=["POST"]),
+            Route("/twins/{device_id}/modules/{module_id}/methods", self.method, methods=["POST"]),
             Route("/configurations", self.list_configurations, methods=["GET"]),
             Route("/configurations/{config_id}", self.configuration, methods=["GET", "PUT", "DELETE"]),
             Route("/_emulator/events", self.events, methods=["GET"]),
@@ -182,6 +184,21 @@ class HubRestApp:
         identity = await asyncio.to_thread(self.hub.update_twin, device_id, module_id, body,
                                            request.headers.get("if-match"), replace=request.method == "PUT")
         return _json(200, identity.twin_json())
+
+    async def method(self, request: Request) -> Response:
+        """A direct method, answered by the emulated part that registered for the target
+        (the edge agent); anything else is offline, as a device that never connected."""
+        device_id = request.path_params["device_id"]
+        module_id = request.path_params.get("module_id")
+        self.hub.identity(device_id, module_id)
+        body = await self._body(request)
+        handler = self.hub.method_handlers.get((device_id, module_id))
+        if handler is None:
+            raise HubError(404, "DeviceNotOnline", f"Timed out waiting for {device_id}"
+                           + (f"/{module_id}" if module_id else "") + " to connect; direct methods reach only "
+                           "the emulated edge agent.")
+        status, payload = await asyncio.to_thread(handler, str(body.get("methodName", "")), body.get("payload"))
+        return _json(200, {"status": status, "payload": payload})
 
     # -- configurations ---------------------------------------------------------------------
 
