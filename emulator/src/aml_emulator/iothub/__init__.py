@@ -57,6 +57,7 @@ class RunningHub:
         self.gateway = gateway
         self.service = service
         self.edge_devices: dict[str, Any] = {}
+        hub.add_edge_device = self.add_edge_device
 
     @property
     def _edge_file(self) -> Path:

@@ -182,6 +182,8 @@ class Hub:
         self.desired_listeners: list[DesiredListener] = []
         #: ``(device, module) -> f(method name, payload) -> (status, payload)``: the direct
         #: methods emulated parts (edge agents) answer
+        #: ``device id -> running edge device``, set by the service that runs this hub
+        self.add_edge_device: Callable[[str], Any] | None = None
         self.method_handlers: dict[tuple[str, str | None], Callable[[str, Any], tuple[int, Any]]] = {}
 
     # -- persistence ----------------------------------------------------------------------

@@ -5,7 +5,9 @@ Every request must carry ``Authorization: SharedAccessSignature sr=<host>&sig=..
 signed with one of the hub's shared access policies; anything else is ``401`` with the
 hub's ``IotHubUnauthorizedAccess`` body. Unimplemented operations answer ``501`` naming
 themselves. The emulator's own monitoring endpoint, ``GET /_emulator/events?from=N``,
-serves device-to-cloud messages to ``aml iot monitor-events``; it takes the same tokens.
+serves device-to-cloud messages to ``aml iot monitor-events``, and
+``PUT /_emulator/edgeDevices/{id}`` runs an emulated edge device (``aml iot add-edge-device``);
+they take the same tokens.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class HubRestApp:
             Route("/configurations", self.list_configurations, methods=["GET"]),
             Route("/configurations/{config_id}", self.configuration, methods=["GET", "PUT", "DELETE"]),
             Route("/_emulator/events", self.events, methods=["GET"]),
+            Route("/_emulator/edgeDevices/{device_id}", self.edge_device, methods=["PUT"]),
         ])
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -218,6 +221,13 @@ class HubRestApp:
         body = await self._body(request)
         config, created = self.hub.put_configuration(config_id, body, request.headers.get("if-match"))
         return _json(201 if created else 200, config)
+
+    async def edge_device(self, request: Request) -> Response:
+        """Run an emulated IoT Edge device for ``device_id`` (created if needed)."""
+        if self.hub.add_edge_device is None:
+            raise HubError(501, "NotImplemented", "This hub cannot run emulated edge devices.")
+        device = await asyncio.to_thread(self.hub.add_edge_device, request.path_params["device_id"])
+        return _json(200, {"deviceId": device.device_id, "gatewayHostName": device.address})
 
     # -- monitoring -------------------------------------------------------------------------
 
