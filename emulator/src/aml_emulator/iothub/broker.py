@@ -72,6 +72,16 @@ class IotBroker(Broker):
             log.exception("handling %s from %s failed", app_message.topic, client_session.client_id)
         return True
 
+    def connected_subscriber(self, client_id: str, topic_filter: str) -> Any:
+        """The protocol handler of ``client_id`` if it is connected now and subscribed to
+        ``topic_filter`` (a reconnect with the same id replaces the session's handler)."""
+        entry = self._sessions.get(client_id)
+        if entry is None or entry[0].transitions.state != "connected" or entry[1] is None:
+            return None
+        if not any(s.client_id == client_id for s, _qos in self._subscriptions.get(topic_filter, [])):
+            return None
+        return entry[1]
+
     async def send_to(self, client_id: str, topic: str, payload: bytes, *, queue_if_offline: bool) -> bool:
         """Publish (QoS 1) to one client's session; if it is offline, queue it in the session
         (``queue_if_offline``) or drop it. Returns whether it was sent or queued."""

@@ -190,12 +190,17 @@ class HubRestApp:
 
     async def method(self, request: Request) -> Response:
         """A direct method, answered by the emulated part that registered for the target
-        (the edge agent); anything else is offline, as a device that never connected."""
+        (the edge agent), or a module connected to an emulated edge hub; anything else is
+        offline, as a device that never connected."""
         device_id = request.path_params["device_id"]
         module_id = request.path_params.get("module_id")
         self.hub.identity(device_id, module_id)
         body = await self._body(request)
         handler = self.hub.method_handlers.get((device_id, module_id))
+        edge_modules = self.hub.method_handlers.get((device_id, "*"))
+        if handler is None and module_id is not None and edge_modules is not None:
+            def handler(name: str, payload: Any, _route=edge_modules, _module=module_id) -> tuple[int, Any]:
+                return _route(_module, name, payload, float(body.get("responseTimeoutInSeconds") or 30))
         if handler is None:
             raise HubError(404, "DeviceNotOnline", f"Timed out waiting for {device_id}"
                            + (f"/{module_id}" if module_id else "") + " to connect; direct methods reach only "

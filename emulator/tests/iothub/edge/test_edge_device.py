@@ -148,3 +148,14 @@ def test_manifest_without_edge_hub_system_module_is_refused_and_not_applied(hub,
     assert "edgeHub" in status["description"]
     assert module_status(registry_manager, "echo") == "running"
     assert "other" not in agent_reported(registry_manager)["modules"]
+
+
+def test_reported_last_desired_version_is_the_twins_desired_version(hub, registry, edge):
+    device, registry_manager, configs = edge
+    deploy(configs, manifest(registry, {"echo": {"env": {"MODE": "echo"}}}, {"up": "FROM /* INTO $upstream"}))
+    twin = wait_for(lambda: (t := registry_manager.get_module_twin(DEVICE, "$edgeAgent")).properties.reported.get(
+        "lastDesiredVersion") is not None and t, what="a reported version")
+    assert twin.properties.reported["lastDesiredVersion"] == twin.properties.desired["$version"]
+    hub_twin = wait_for(lambda: (t := registry_manager.get_module_twin(DEVICE, "$edgeHub")).properties.reported.get(
+        "lastDesiredVersion") is not None and t, what="edge hub version")
+    assert hub_twin.properties.reported["lastDesiredVersion"] == hub_twin.properties.desired["$version"]

@@ -132,7 +132,8 @@ class EdgeAgent:
             try:
                 if self._desired_changed.is_set():
                     self._desired_changed.clear()
-                    self.apply(self.hub.identity(self.device_id, "$edgeAgent").twin.desired)
+                    twin = self.hub.identity(self.device_id, "$edgeAgent").twin
+                    self.apply({**twin.desired, "$version": twin.desired_version})
                 self.tick()
             except Exception:
                 log.exception("edge agent %s: supervising failed", self.device_id)

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,14 +55,14 @@ class EdgeHub:
         self.upstream_reachable = True
         self.store = MessageStore(self.state_dir, clock=clock)
         self.broker: BrokerThread | None = None
-        self._subscribed: set[str] = set()
-        self._connected: set[str] = set()
         self._wake: asyncio.Event | None = None
         self._delivery: Any = None
         self._lock = threading.Lock()
         self.routed = 0
         self.unrouted = 0
+        self._method_calls: dict[str, tuple[threading.Event, list[Any]]] = {}
         hub.desired_listeners.append(self._on_desired)
+        hub.method_handlers[(device_id, "*")] = self.invoke_module_method
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -69,8 +70,12 @@ class EdgeHub:
         self.broker = BrokerThread(self, host=self.address, port=8883, certfile=self._certfile,
                                    keyfile=self._keyfile, name=f"aml-edgehub-{self.device_id}").start()
         self.broker.call(self._install_delivery())
-        self.apply_desired(self.hub.identity(self.device_id, "$edgeHub").twin.desired)
+        self._apply_current()
         return self
+
+    def _apply_current(self) -> None:
+        twin = self.hub.identity(self.device_id, "$edgeHub").twin
+        self.apply_desired({**twin.desired, "$version": twin.desired_version})
 
     async def _install_delivery(self) -> None:
         self._wake = asyncio.Event()
@@ -82,8 +87,6 @@ class EdgeHub:
                 self.broker.loop.call_soon_threadsafe(self._delivery.cancel)
             self.broker.stop()
             self.broker = None
-        self._connected.clear()
-        self._subscribed.clear()
 
     def restart(self) -> None:
         """Stop the edge hub and start it again from its stored state (what ``iotedge restart
@@ -96,6 +99,7 @@ class EdgeHub:
         self.stop()
         if self._on_desired in self.hub.desired_listeners:
             self.hub.desired_listeners.remove(self._on_desired)
+        self.hub.method_handlers.pop((self.device_id, "*"), None)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -127,7 +131,7 @@ class EdgeHub:
         if device_id != self.device_id or module_id is None:
             return
         if module_id == "$edgeHub":
-            self.apply_desired(self.hub.identity(device_id, "$edgeHub").twin.desired)
+            self._apply_current()
         elif not module_id.startswith("$") and self.broker is not None:
             self.broker.send_to(f"{device_id}/{module_id}", topics.desired_patch(int(patch.get("$version", 0))),
                                 json.dumps(patch).encode(), queue_if_offline=False)
@@ -163,18 +167,12 @@ class EdgeHub:
 
     def may_subscribe(self, client_id: str, topic_filter: str) -> bool:
         allowed = topics.allowed_subscription(client_id, topic_filter)
-        if allowed and topic_filter.endswith("/inputs/#"):
-            self._subscribed.add(client_id)
+        if allowed:
             self._poke()
         return allowed
 
     def on_connection(self, client_id: str, connected: bool) -> None:
         device_id, module_id = split_client_id(client_id)
-        if connected:
-            self._connected.add(client_id)
-        else:
-            self._connected.discard(client_id)
-            self._subscribed.discard(client_id)
         self.hub.set_connected(device_id, module_id, connected)
         if module_id:
             state = "connected" if connected else "disconnected"
@@ -198,6 +196,18 @@ class EdgeHub:
             self.broker.send_to(client_id, topics.twin_response(200, query.get("$rid", "")), json.dumps(body).encode(),
                                 queue_if_offline=False)
             return
+        query = topics.method_response(topic)
+        if query is not None:
+            call = self._method_calls.get(query.get("$rid", ""))
+            if call is not None:
+                status = int(topic.split("/")[3])
+                try:
+                    result = json.loads(payload) if payload else None
+                except ValueError:
+                    result = payload.decode("utf-8", "replace")
+                call[1].extend([status, result])
+                call[0].set()
+            return
         query = topics.twin_reported(topic)
         if query is not None:
             try:
@@ -207,6 +217,31 @@ class EdgeHub:
             except ValueError:
                 reply = topics.twin_response(400, query.get("$rid", ""))
             self.broker.send_to(client_id, reply, b"", queue_if_offline=False)
+
+    def invoke_module_method(self, module_id: str, name: str, payload: Any, timeout: float = 30.0) -> tuple[int, Any]:
+        """A direct method on a connected module: published on ``$iothub/methods/POST/<name>``,
+        answered by the module's ``$iothub/methods/res/<status>``."""
+        client_id = f"{self.device_id}/{module_id}"
+        broker = self.broker
+        if broker is None or broker.broker is None or broker.loop is None or broker.call(
+                self._method_subscriber(client_id)) is None:
+            raise HubError(404, "DeviceNotOnline", f"Module {module_id} on {self.device_id} is not connected "
+                                                   f"(or does not listen for direct methods).")
+        rid = uuid.uuid4().hex
+        done, answer = threading.Event(), []
+        self._method_calls[rid] = (done, answer)
+        try:
+            self.broker.send_to(client_id, f"$iothub/methods/POST/{name}/?$rid={rid}", json.dumps(payload).encode(),
+                                queue_if_offline=False)
+            if not done.wait(timeout):
+                raise HubError(504, "GatewayTimeout", f"Module {module_id} did not answer method {name} within "
+                                                      f"{timeout:.0f} s.")
+            return answer[0], answer[1]
+        finally:
+            self._method_calls.pop(rid, None)
+
+    async def _method_subscriber(self, client_id: str) -> Any:
+        return self.broker.broker.connected_subscriber(client_id, "$iothub/methods/POST/#")
 
     # -- routing and delivery -----------------------------------------------------------------
 
@@ -272,16 +307,16 @@ class EdgeHub:
             return True
         _blank, _modules, module_id, _inputs, input_name = endpoint.split("/")
         client_id = f"{self.device_id}/{module_id}"
-        if client_id not in self._subscribed or self.broker is None or self.broker.broker is None:
+        if self.broker is None or self.broker.broker is None:
             return False
-        entry = self.broker.broker._sessions.get(client_id)  # noqa: SLF001 - our broker subclass
-        if entry is None or entry[0].transitions.state != "connected" or entry[1] is None:
+        handler = self.broker.broker.connected_subscriber(client_id, f"devices/{self.device_id}/modules/{module_id}/inputs/#")
+        if handler is None:
             return False
         topic = topics.module_input(self.device_id, module_id, input_name,
                                     {k: v for k, v in message.system.items() if k.startswith("$.") and k != "$.on"},
                                     message.properties)
         try:
-            await asyncio.wait_for(entry[1].mqtt_publish(topic, message.body, 1, retain=False), ACK_TIMEOUT)
+            await asyncio.wait_for(handler.mqtt_publish(topic, message.body, 1, retain=False), ACK_TIMEOUT)
         except (asyncio.TimeoutError, Exception) as exc:  # the module went away: keep it queued
             if isinstance(exc, asyncio.CancelledError):
                 raise
