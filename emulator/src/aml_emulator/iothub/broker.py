@@ -33,6 +33,8 @@ class Gateway(Protocol):
 
     def on_connection(self, client_id: str, connected: bool) -> None: ...
 
+    def on_subscribed(self, client_id: str) -> None: ...
+
 
 class IotBroker(Broker):
     """An amqtt broker that hands IoT Hub's semantics to ``gateway``."""
@@ -61,6 +63,14 @@ class IotBroker(Broker):
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)
         self.gateway.on_connection(client_session.client_id, False)
 
+    async def _handle_subscription(self, client_session: Any, handler: Any, subscribe_waiter: Any) -> None:
+        await super()._handle_subscription(client_session, handler, subscribe_waiter)
+        # Only now has the client its SUBACK: a message sent before it may be dropped by a client
+        # (azure-iot-device discards input messages of a feature it has not seen enabled yet).
+        acknowledged = handler.__dict__.setdefault("aml_acknowledged_filters", set())
+        acknowledged.update(topic for topic, _qos in subscribe_waiter.result().topics)
+        self.gateway.on_subscribed(client_session.client_id)
+
     async def _handle_message_delivery(self, client_session: Any, handler: Any, wait_deliver: Any) -> bool:
         # Every publish goes to the gateway: nothing a device sends is relayed to other clients.
         app_message = wait_deliver.result()
@@ -79,6 +89,8 @@ class IotBroker(Broker):
         if entry is None or entry[0].transitions.state != "connected" or entry[1] is None:
             return None
         if not any(s.client_id == client_id for s, _qos in self._subscriptions.get(topic_filter, [])):
+            return None
+        if topic_filter not in entry[1].__dict__.get("aml_acknowledged_filters", ()):
             return None
         return entry[1]
 

@@ -44,7 +44,9 @@ class EdgeDevice:
                                 state_dir=self.state_dir / "edgehub", clock=clock,
                                 known_modules=self._deployed_modules)
         self.agent = EdgeAgent(hub, device_id, gateway_hostname=self.address, workload_uri="",
-                               clock=clock, engine_factory=engine_factory, backoff_base=backoff_base)
+                               clock=clock, engine_factory=engine_factory, backoff_base=backoff_base,
+                               on_module_stopping=self.edge_hub.pause_module,
+                               on_module_starting=self.edge_hub.resume_module)
 
     def _deployed_modules(self) -> set[str]:
         desired = self.hub.identity(self.device_id, "$edgeAgent").twin.desired

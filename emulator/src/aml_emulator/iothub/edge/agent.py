@@ -39,6 +39,8 @@ from aml_emulator.iothub.models import Hub
 
 log = logging.getLogger(__name__)
 
+#: seconds a module gets to finish after SIGTERM before it is killed
+STOP_GRACE_SECONDS = 10.0
 #: characters of a module's output kept across its restarts (for GetModuleLogs)
 LOG_CHARS_KEPT = 256 * 1024
 
@@ -83,7 +85,9 @@ class EdgeAgent:
 
     def __init__(self, hub: Hub, device_id: str, *, gateway_hostname: str, workload_uri: str,
                  clock: Callable[[], float], engine_factory: Callable[[dict[str, tuple[str, str]]], Engine] | None = None,
-                 backoff_base: float = 10.0, backoff_max: float = 300.0, interval: float = 0.1) -> None:
+                 backoff_base: float = 10.0, backoff_max: float = 300.0, interval: float = 0.1,
+                 on_module_stopping: Callable[[str], None] | None = None,
+                 on_module_starting: Callable[[str], None] | None = None) -> None:
         self.hub = hub
         self.device_id = device_id
         self.gateway_hostname = gateway_hostname
@@ -93,6 +97,10 @@ class EdgeAgent:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.interval = interval
+        #: told before a module is stopped and before it starts, so the edge hub stops
+        #: delivering to it first (its in-flight messages finish) and resumes after
+        self.on_module_stopping = on_module_stopping or (lambda name: None)
+        self.on_module_starting = on_module_starting or (lambda name: None)
         self.modules: dict[str, ModuleRuntime] = {}
         self.deployment: Deployment | None = None
         self.engine: Engine | None = None
@@ -209,6 +217,7 @@ class EdgeAgent:
                 "IOTEDGE_APIVERSION": "2019-01-30", "IOTEDGE_AUTHSCHEME": "sasToken",
                 "RuntimeLogLevel": "info", **spec.env,
             }
+            self.on_module_starting(spec.name)
             runtime.container = self.engine.run(runtime.image, name=f"{self.device_id}-{spec.name}",
                                                 port=spec.host_port or free_port(), env=env)
         except (AmlError, HubError, OSError) as exc:
@@ -254,7 +263,8 @@ class EdgeAgent:
 
     def _stop_container(self, runtime: ModuleRuntime) -> None:
         if runtime.container is not None:
-            runtime.container.stop(timeout=5)
+            self.on_module_stopping(runtime.spec.name)
+            runtime.container.stop(timeout=STOP_GRACE_SECONDS)
             runtime.old_logs = runtime.logs()
             runtime.container = None
 

@@ -60,6 +60,9 @@ class EdgeHub:
         self._lock = threading.Lock()
         self.routed = 0
         self.unrouted = 0
+        self._paused: set[str] = set()
+        #: module -> the delivery to it awaiting its acknowledgement
+        self._in_flight: dict[str, Any] = {}
         self._method_calls: dict[str, tuple[threading.Event, list[Any]]] = {}
         hub.desired_listeners.append(self._on_desired)
         hub.method_handlers[(device_id, "*")] = self.invoke_module_method
@@ -136,6 +139,23 @@ class EdgeHub:
             self.broker.send_to(f"{device_id}/{module_id}", topics.desired_patch(int(patch.get("$version", 0))),
                                 json.dumps(patch).encode(), queue_if_offline=False)
 
+    def pause_module(self, module_id: str) -> None:
+        """Stop delivering to ``module_id``'s inputs (it is about to stop); queued messages wait.
+        Returns once no delivery to it is in flight, so it is safe to stop the module."""
+        self._paused.add(module_id)
+        broker = self.broker
+        if broker is not None and broker.loop is not None:
+            broker.call(self._quiesce(module_id), timeout=ACK_TIMEOUT + 5)
+
+    async def _quiesce(self, module_id: str) -> None:
+        in_flight = self._in_flight.get(module_id)
+        if in_flight is not None:
+            await asyncio.wait([in_flight], timeout=ACK_TIMEOUT)
+
+    def resume_module(self, module_id: str) -> None:
+        self._paused.discard(module_id)
+        self._poke()
+
     def set_upstream_reachable(self, reachable: bool) -> None:
         """Cut (``False``) or restore the link to the IoT hub; messages for ``$upstream`` wait
         in the store meanwhile."""
@@ -166,10 +186,10 @@ class EdgeHub:
         return True
 
     def may_subscribe(self, client_id: str, topic_filter: str) -> bool:
-        allowed = topics.allowed_subscription(client_id, topic_filter)
-        if allowed:
-            self._poke()
-        return allowed
+        return topics.allowed_subscription(client_id, topic_filter)
+
+    def on_subscribed(self, client_id: str) -> None:
+        self._poke()  # its inputs may have messages waiting
 
     def on_connection(self, client_id: str, connected: bool) -> None:
         device_id, module_id = split_client_id(client_id)
@@ -306,6 +326,8 @@ class EdgeHub:
             self.store.ack(message.id)
             return True
         _blank, _modules, module_id, _inputs, input_name = endpoint.split("/")
+        if module_id in self._paused:
+            return False
         client_id = f"{self.device_id}/{module_id}"
         if self.broker is None or self.broker.broker is None:
             return False
@@ -315,14 +337,17 @@ class EdgeHub:
         topic = topics.module_input(self.device_id, module_id, input_name,
                                     {k: v for k, v in message.system.items() if k.startswith("$.") and k != "$.on"},
                                     message.properties)
+        delivery = asyncio.ensure_future(asyncio.wait_for(handler.mqtt_publish(topic, message.body, 1, retain=False),
+                                                          ACK_TIMEOUT))
+        self._in_flight[module_id] = delivery
         try:
-            await asyncio.wait_for(handler.mqtt_publish(topic, message.body, 1, retain=False), ACK_TIMEOUT)
-        except (asyncio.TimeoutError, Exception) as exc:  # the module went away: keep it queued
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+            await asyncio.shield(delivery)
+        except Exception as exc:  # the module went away (or timed out): keep the message queued
             log.info("edge hub %s: %s did not acknowledge (%s); keeping the message", self.device_id, client_id,
                      type(exc).__name__)
             return False
+        finally:
+            self._in_flight.pop(module_id, None)
         self.store.ack(message.id)
         return True
 

@@ -3,12 +3,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import traceback
 
 INPUT = os.environ.get("AML_IOT_INPUT", "amlInput")
 OUTPUT = os.environ.get("AML_IOT_OUTPUT", "amlOutput")
+#: once asked to stop, the module exits after this long without a new message
+DRAIN_QUIET_SECONDS = 0.5
 log = logging.getLogger("aml_iot_module")
 
 
@@ -35,43 +38,36 @@ def _score(script, body: str):
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
-    from aml_core.runtime.script import EXIT_SCRIPT_FAILED, ScriptError
+    from aml_core.runtime.script import EXIT_SCRIPT_FAILED
 
     try:
         script = _load()
         script.init()
-    except (ScriptError, Exception) as exc:  # init() failing ends the module, as the server exits
+    except Exception as exc:  # init() failing ends the module, as the HTTP server exits
         print(f"Failed to start the scoring module: {type(exc).__name__}: {exc}", flush=True)
         traceback.print_exc()
         return EXIT_SCRIPT_FAILED
     client = IoTHubModuleClient.create_from_edge_environment()
     client.connect()
     lock = threading.Lock()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
 
     def score_and_send(body: str, properties: dict, message_id: str | None):
         with lock:
             try:
-                result = _score(script, body)
-                out = Message(json.dumps(result), content_encoding="utf-8", content_type="application/json")
-                failed = False
+                result, failed = _score(script, body), False
             except Exception as exc:  # noqa: BLE001 - a bad message must not stop the module
                 log.error("run() failed on message %s: %s", message_id, traceback.format_exc())
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-                out = Message(json.dumps(result), content_encoding="utf-8", content_type="application/json")
-                out.custom_properties["aml-error"] = "true"
-                failed = True
+                result, failed = {"error": f"{type(exc).__name__}: {exc}"}, True
+            out = Message(json.dumps(result), content_encoding="utf-8", content_type="application/json")
             out.custom_properties.update({k: v for k, v in properties.items() if k != "aml-error"})
+            if failed:
+                out.custom_properties["aml-error"] = "true"
             if message_id:
                 out.correlation_id = message_id
             client.send_message_to_output(out, OUTPUT)
             return result, failed
-
-    def on_message(message):
-        if message.input_name != INPUT:
-            log.warning("ignoring a message on input %s (this module reads %s)", message.input_name, INPUT)
-            return
-        body = message.data.decode("utf-8") if isinstance(message.data, bytes) else str(message.data)
-        score_and_send(body, dict(message.custom_properties), message.message_id)
 
     def on_method(request):
         if request.name != "score":
@@ -82,10 +78,28 @@ def main() -> int:
         result, failed = score_and_send(payload, {"aml-test": "true"}, f"test-{request.request_id}")
         client.send_method_response(MethodResponse.create_from_method_request(request, 500 if failed else 200, result))
 
-    client.on_message_received = on_message
-    client.on_method_request_received = on_method
+    def serve_methods():
+        # the SDK allows either handlers or receive calls on one client: receive calls throughout
+        while True:
+            request = client.receive_method_request(block=True, timeout=1)
+            if request is not None:
+                on_method(request)
+
+    threading.Thread(target=serve_methods, name="methods", daemon=True).start()
     print(f"Scoring module ready: input {INPUT} -> run() -> output {OUTPUT}", flush=True)
-    threading.Event().wait()
+    # One message at a time, in arrival order (the SDK's handler pool would reorder them).
+    # Asked to stop, it finishes what it has received and leaves once no more arrive.
+    while True:
+        message = client.receive_message_on_input(INPUT, block=True,
+                                                  timeout=DRAIN_QUIET_SECONDS if stopping.is_set() else 1)
+        if message is None:
+            if stopping.is_set():
+                break
+            continue
+        body = message.data.decode("utf-8") if isinstance(message.data, bytes) else str(message.data)
+        score_and_send(body, dict(message.custom_properties), message.message_id)
+    print("Scoring module stopping: every received message was scored", flush=True)
+    client.shutdown()
     return 0
 
 
