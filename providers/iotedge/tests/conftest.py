@@ -29,6 +29,7 @@ def emulator(tmp_path, monkeypatch) -> Iterator[Any]:
         profile = emu.profile()
         profile = type(profile).from_dict({**profile.to_dict(), "extra": {**profile.extra, "iothub_name": HUB}})
         profile.save()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emu.ca_bundle))  # for the tests' own hub clients
 
         class Token:
             def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:

@@ -33,7 +33,9 @@ class Gateway(Protocol):
 
     def on_connection(self, client_id: str, connected: bool) -> None: ...
 
-    def on_subscribed(self, client_id: str) -> None: ...
+    def on_subscribed(self, client_id: str, filters: list[str]) -> None: ...
+
+    def remembered_subscriptions(self, client_id: str) -> list[str]: ...
 
 
 class IotBroker(Broker):
@@ -51,11 +53,15 @@ class IotBroker(Broker):
             log.exception("authenticating %s failed", session.client_id)
             return False
         if accepted:
+            if not session.clean_session and session.client_id not in self._sessions:
+                self.restore_subscriptions(session, self.gateway.remembered_subscriptions(session.client_id))
             self.gateway.on_connection(session.client_id, True)
         return accepted
 
     async def _topic_filtering(self, session: Any, topic: str, action: Any) -> bool:  # amqtt hook
         if getattr(action, "value", action) == "subscribe":
+            # nothing goes out on this filter until its SUBACK has (see _handle_subscription)
+            session.__dict__.setdefault("aml_acknowledged_filters", set()).discard(topic)
             return self.gateway.may_subscribe(session.client_id, topic)
         return True
 
@@ -67,9 +73,19 @@ class IotBroker(Broker):
         await super()._handle_subscription(client_session, handler, subscribe_waiter)
         # Only now has the client its SUBACK: a message sent before it may be dropped by a client
         # (azure-iot-device discards input messages of a feature it has not seen enabled yet).
-        acknowledged = handler.__dict__.setdefault("aml_acknowledged_filters", set())
-        acknowledged.update(topic for topic, _qos in subscribe_waiter.result().topics)
-        self.gateway.on_subscribed(client_session.client_id)
+        filters = [topic for topic, _qos in subscribe_waiter.result().topics]
+        client_session.__dict__.setdefault("aml_acknowledged_filters", set()).update(filters)
+        self.gateway.on_subscribed(client_session.client_id, filters)
+
+    def restore_subscriptions(self, session: Any, filters: list[str]) -> None:
+        """Give a client reconnecting with ``clean_session=False`` the subscriptions it had
+        before this broker started (a persistent session, as IoT Hub and the edge hub keep)."""
+        acknowledged = session.__dict__.setdefault("aml_acknowledged_filters", set())
+        for topic_filter in filters:
+            subscribers = self._subscriptions.setdefault(topic_filter, [])
+            if all(s.client_id != session.client_id for s, _qos in subscribers):
+                subscribers.append((session, 1))
+            acknowledged.add(topic_filter)
 
     async def _handle_message_delivery(self, client_session: Any, handler: Any, wait_deliver: Any) -> bool:
         # Every publish goes to the gateway: nothing a device sends is relayed to other clients.
@@ -90,7 +106,7 @@ class IotBroker(Broker):
             return None
         if not any(s.client_id == client_id for s, _qos in self._subscriptions.get(topic_filter, [])):
             return None
-        if topic_filter not in entry[1].__dict__.get("aml_acknowledged_filters", ()):
+        if topic_filter not in entry[0].__dict__.get("aml_acknowledged_filters", ()):
             return None
         return entry[1]
 

@@ -65,8 +65,11 @@ class HubGateway:
     def may_subscribe(self, client_id: str, topic_filter: str) -> bool:
         return topics.allowed_subscription(client_id, topic_filter)
 
-    def on_subscribed(self, client_id: str) -> None:
+    def on_subscribed(self, client_id: str, filters: list[str]) -> None:
         """Nothing waits on a device's subscriptions: what the hub sends it is queued by the broker."""
+
+    def remembered_subscriptions(self, client_id: str) -> list[str]:
+        return []
 
     def on_connection(self, client_id: str, connected: bool) -> None:
         device_id, module_id = split_client_id(client_id)

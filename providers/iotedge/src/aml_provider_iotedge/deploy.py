@@ -99,15 +99,24 @@ def _apply(config: Any, content: dict[str, Any]) -> int:
     return int(twin.properties.desired["$version"])
 
 
-def _agent_report(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _agent_report(config: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The ``$edgeAgent`` twin's desired and reported properties, and the scoring module's own report."""
+    from msrest.exceptions import HttpOperationError
+
     registry = hub.registry_manager(config)
     with _hub_errors(f"Reading the edge agent of {config.device_id!r}"):
         twin = registry.get_module_twin(config.device_id, "$edgeAgent")
-    return twin.properties.desired or {}, twin.properties.reported or {}
+        try:
+            module = registry.get_module_twin(config.device_id, config.module).properties.reported or {}
+        except HttpOperationError:  # the module's identity is not created yet: nothing reported
+            module = {}
+    return twin.properties.desired or {}, twin.properties.reported or {}, module
 
 
-def evaluate(config: Any, desired: dict[str, Any], reported: dict[str, Any], image: str | None) -> tuple[str, str | None]:
-    """``(state, error)`` of the scoring module from the agent's twin."""
+def evaluate(config: Any, desired: dict[str, Any], reported: dict[str, Any], image: str | None,
+             module_report: dict[str, Any] | None = None, revision: str | None = None) -> tuple[str, str | None]:
+    """``(state, error)`` of the scoring module from the agent's twin and the module's report
+    (``amlModule.status`` ready for ``revision``: init() done and connected)."""
     name = config.module
     if reported.get("lastDesiredVersion") != desired.get("$version"):
         return "Transitioning", None
@@ -119,6 +128,9 @@ def evaluate(config: Any, desired: dict[str, Any], reported: dict[str, Any], ima
         return "Transitioning", None
     runtime = module.get("runtimeStatus")
     if runtime == "running":
+        ready = (module_report or {}).get("amlModule") or {}
+        if revision is not None and (ready.get("status") != "ready" or ready.get("revision") != revision):
+            return "Transitioning", None
         return "Healthy", None
     if runtime == "backoff":
         return "Unhealthy", f"Module {name!r} is in back-off: {module.get('statusDescription')}"
@@ -127,15 +139,16 @@ def evaluate(config: Any, desired: dict[str, Any], reported: dict[str, Any], ima
     return "Transitioning", None
 
 
-def _wait(config: Any, image: str, version: int, progress: Callable[[str], None]) -> tuple[str, str | None]:
+def _wait(config: Any, image: str, version: int, revision: str,
+          progress: Callable[[str], None]) -> tuple[str, str | None]:
     deadline = time.monotonic() + config.startup_timeout
     last = None
     while True:
-        desired, reported = _agent_report(config)
+        desired, reported, module_report = _agent_report(config)
         if int(desired.get("$version", 0)) > version:
             raise ProvisioningFailed(f"Another deployment replaced this one on device {config.device_id!r} "
                                      f"before it was applied.")
-        state, error = evaluate(config, desired, reported, image)
+        state, error = evaluate(config, desired, reported, image, module_report, revision)
         if state != last:
             progress(f"Module {config.module!r} on {config.device_id!r}: {state}")
             last = state
@@ -157,7 +170,7 @@ def _deploy(workspace: Any, spec: DeploymentSpec, revision: int, previous: Servi
     content = manifest.build(config, image, _registries(config, registry), version=str(revision))
     progress(f"Applying the deployment to IoT Edge device {config.device_id!r} through {hub.hostname(config)}")
     version = _apply(config, content)
-    state, error = _wait(Target.of(config), image, version, progress)
+    state, error = _wait(Target.of(config), image, version, str(revision), progress)
     details = {"device_id": config.device_id, "hub": hub.hostname(config), "module": config.aml_module.name,
                "compute_target_name": config.compute_target_name,
                "image": image, "revision": revision, "desired_version": version}
@@ -184,7 +197,7 @@ def update(workspace: Any, service: ServiceRecord, spec: DeploymentSpec) -> Serv
 def status(service: ServiceRecord) -> ServiceRecord:
     config = Target.from_record(service)
     try:
-        desired, reported = _agent_report(config)
+        desired, reported, _module = _agent_report(config)
     except AmlError as exc:
         return attrs.evolve(service, state="Unhealthy", error=str(exc))
     module = (reported.get("modules") or {}).get(config.module)

@@ -20,6 +20,7 @@ EDGE_HUB_IMAGE = "mcr.microsoft.com/azureiotedge-hub:1.4"
 EDGE_HUB_CREATE_OPTIONS = json.dumps({"HostConfig": {"PortBindings": {
     "5671/tcp": [{"HostPort": "5671"}], "8883/tcp": [{"HostPort": "8883"}], "443/tcp": [{"HostPort": "443"}]}}})
 STORE_AND_FORWARD_TTL = 7200
+REVISION_ENV = "AML_MODULE_REVISION"
 _BROKERED = re.compile(r'BrokeredEndpoint\(\s*"/modules/([^/"]+)/inputs/[^"]+"\s*\)', re.IGNORECASE)
 _FROM_MODULE = re.compile(r"/messages/modules/([^/\s*]+)", re.IGNORECASE)
 
@@ -51,6 +52,8 @@ def build(config: Any, module_image: str, registries: list[tuple[str, str, str]]
     :param registries: ``(address, username, password)`` the device pulls from.
     """
     modules = {config.aml_module.name: _module(config.aml_module, module_image, version)}
+    # the module reports this revision once init() is done, which is what deploy waits for
+    modules[config.aml_module.name]["env"][REVISION_ENV] = {"value": version}
     for external in config.external_modules:
         # other modules keep their version, so an update of the model does not restart them
         modules[external.name] = _module(external, external.image_location, "1")

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +37,8 @@ DEFAULT_TTL_SECONDS = 7200
 #: seconds the delivery task waits for a module's acknowledgement before trying again
 ACK_TIMEOUT = 10.0
 _IDLE_WAIT = 0.1
+#: seconds a restarted edge hub keeps trying to listen on its address again
+REBIND_SECONDS = 30.0
 
 
 class EdgeHub:
@@ -54,6 +57,8 @@ class EdgeHub:
         self.default_ttl: int = DEFAULT_TTL_SECONDS
         self.upstream_reachable = True
         self.store = MessageStore(self.state_dir, clock=clock)
+        path = self.state_dir / "subscriptions.json"
+        self._subscriptions: dict[str, list[str]] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         self.broker: BrokerThread | None = None
         self._wake: asyncio.Event | None = None
         self._delivery: Any = None
@@ -70,8 +75,17 @@ class EdgeHub:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> "EdgeHub":
-        self.broker = BrokerThread(self, host=self.address, port=8883, certfile=self._certfile,
-                                   keyfile=self._keyfile, name=f"aml-edgehub-{self.device_id}").start()
+        # after a restart the previous listener may still be closing its client connections
+        deadline = time.monotonic() + REBIND_SECONDS
+        while True:
+            try:
+                self.broker = BrokerThread(self, host=self.address, port=8883, certfile=self._certfile,
+                                           keyfile=self._keyfile, name=f"aml-edgehub-{self.device_id}").start()
+                break
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         self.broker.call(self._install_delivery())
         self._apply_current()
         return self
@@ -188,8 +202,19 @@ class EdgeHub:
     def may_subscribe(self, client_id: str, topic_filter: str) -> bool:
         return topics.allowed_subscription(client_id, topic_filter)
 
-    def on_subscribed(self, client_id: str) -> None:
+    def on_subscribed(self, client_id: str, filters: list[str]) -> None:
+        with self._lock:
+            known = self._subscriptions.setdefault(client_id, [])
+            known.extend(f for f in filters if f not in known)
+            tmp = self.state_dir / ".subscriptions.json.tmp"
+            tmp.write_text(json.dumps(self._subscriptions), encoding="utf-8")
+            tmp.replace(self.state_dir / "subscriptions.json")
         self._poke()  # its inputs may have messages waiting
+
+    def remembered_subscriptions(self, client_id: str) -> list[str]:
+        """What a module had subscribed to: the edge hub's sessions outlive its restarts."""
+        with self._lock:
+            return list(self._subscriptions.get(client_id, []))
 
     def on_connection(self, client_id: str, connected: bool) -> None:
         device_id, module_id = split_client_id(client_id)

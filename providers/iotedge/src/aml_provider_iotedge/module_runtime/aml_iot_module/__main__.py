@@ -48,6 +48,11 @@ def main() -> int:
         traceback.print_exc()
         return EXIT_SCRIPT_FAILED
     client = IoTHubModuleClient.create_from_edge_environment()
+    # azure-iot-device (2.x) subscribes to the inputs before it creates the input's inbox, and
+    # drops what arrives in between ("No input message inbox"): create the inbox first.
+    inboxes = getattr(client, "_inbox_manager", None)
+    if inboxes is not None:
+        inboxes.get_input_message_inbox(INPUT)
     client.connect()
     lock = threading.Lock()
     stopping = threading.Event()
@@ -86,6 +91,9 @@ def main() -> int:
                 on_method(request)
 
     threading.Thread(target=serve_methods, name="methods", daemon=True).start()
+    # what the provider waits for: init() done and connected, for this revision of the deployment
+    client.patch_twin_reported_properties({"amlModule": {"status": "ready",
+                                                         "revision": os.environ.get("AML_MODULE_REVISION", "")}})
     print(f"Scoring module ready: input {INPUT} -> run() -> output {OUTPUT}", flush=True)
     # One message at a time, in arrival order (the SDK's handler pool would reorder them).
     # Asked to stop, it finishes what it has received and leaves once no more arrive.

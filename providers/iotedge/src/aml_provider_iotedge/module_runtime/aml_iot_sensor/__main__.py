@@ -13,6 +13,17 @@ def reading(n: int) -> dict:
             "timeCreated": datetime.datetime.now(datetime.timezone.utc).isoformat()}
 
 
+def _sent(client, message, output) -> bool:
+    from azure.iot.device.exceptions import ClientError, ConnectionDroppedError, ConnectionFailedError, OperationCancelled
+
+    try:
+        client.send_message_to_output(message, output)
+        return True
+    except (ConnectionDroppedError, ConnectionFailedError, OperationCancelled, ClientError) as exc:
+        print(f"sending reading {message.message_id} failed ({type(exc).__name__}); retrying", flush=True)
+        return False
+
+
 def main() -> int:
     from azure.iot.device import IoTHubModuleClient, Message
 
@@ -27,7 +38,9 @@ def main() -> int:
         message = Message(json.dumps(reading(n)), content_encoding="utf-8", content_type="application/json")
         message.message_id = str(n)
         message.custom_properties["sequence"] = str(n)
-        client.send_message_to_output(message, output)
+        while not _sent(client, message, output):  # a lost connection: send the same reading again
+            if stop.wait(1.0):
+                return 0
         n += 1
         if stop.wait(interval):
             break
