@@ -11,6 +11,7 @@ What is kept in ``state_dir`` across restarts:
 - ``secrets.json`` (mode 0600): the static ARM token and the cluster's token;
 - ``ca.pem`` / ``ca-key.pem``: the CA clients trust for the ARM endpoints;
 - ``registry/``, ``arm/``, ``cluster/``: each service's own state.
+- ``iothub/<hub>/``: each IoT hub's identities, twins, configurations and messages (0700).
 
 Ports are ephemeral, so they change at each start; the profile written by
 ``aml emulator start`` always carries the current ones.
@@ -40,7 +41,7 @@ from aml_emulator.arm import ArmService, CertificateAuthority
 log = logging.getLogger("aml_emulator")
 
 #: every service the emulator knows, in start order
-KNOWN_SERVICES = ("registry", "arm", "cluster")
+KNOWN_SERVICES = ("registry", "arm", "cluster", "iothub")
 #: version of ``emulator.json``; a state directory written by a newer version is refused
 STATE_FORMAT = 1
 DEFAULT_RESOURCE_GROUP = "aml-emulator"
@@ -295,6 +296,20 @@ class Emulator:
                 import yaml
 
                 self.services["arm"].add_kubernetes(lambda: yaml.safe_dump(cluster.kubeconfig(), sort_keys=False))
+        if "iothub" in self.wanted:
+            self._start_iothub()
+
+    def _start_iothub(self) -> None:
+        """IoT hubs (created through ARM or :meth:`create_iothub`) share the ARM endpoints' CA."""
+        from aml_emulator.iothub import IotHubService
+
+        assert self.state_dir is not None
+        if self._ca is None:
+            self._ca = CertificateAuthority.load_or_create(self.state_dir)
+        iothub = IotHubService(self.state_dir / "iothub", ca=self._ca)
+        self.services["iothub"] = iothub.start()
+        if "arm" in self.services:
+            self.services["arm"].backend.services["iothub"] = iothub
 
     def _validate_arm_token(self, token: str, tenant: str | None) -> str | None:
         """Let ``/oauth2/exchange`` accept the ARM token, as ACR accepts an AAD token for ARM."""
@@ -373,6 +388,17 @@ class Emulator:
     def cluster(self) -> Any:
         """The running :class:`~aml_emulator.cluster.ClusterService` (``.kubeconfig_path``)."""
         return self._service("cluster")
+
+    @property
+    def iothub(self) -> Any:
+        """The running :class:`~aml_emulator.iothub.IotHubService` (``.create_hub(name)``, ``.hub(name)``)."""
+        return self._service("iothub")
+
+    def create_iothub(self, name: str) -> Any:
+        """Create (or return) the IoT hub ``name``; what ``az iot hub create`` would do.
+        Its ``connection_string()`` works with azure-iot-hub once ``REQUESTS_CA_BUNDLE`` names
+        :attr:`ca_bundle`."""
+        return self.iothub.create_hub(name)
 
     @property
     def arm_token(self) -> str:

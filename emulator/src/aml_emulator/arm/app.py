@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from aml_emulator.arm import containerinstance, containerregistry, exceptions, managedclusters
 from aml_emulator.arm import web
+from aml_emulator.arm import iothubs
 from aml_emulator.arm.models import ArmBackend
 from aml_emulator.arm.router import ArmRequest, ArmResponse, ArmRouter, ResourceProvider, parse_path
 
@@ -28,6 +29,7 @@ PROVIDERS: list[ResourceProvider] = [containerregistry.PROVIDER, managedclusters
 PROVIDERS.append(__import__("aml_emulator.arm.resourcegroups", fromlist=["PROVIDER"]).PROVIDER)
 PROVIDERS.append(containerinstance.PROVIDER)
 PROVIDERS.append(web.PROVIDER)
+PROVIDERS.append(iothubs.PROVIDER)
 
 #: ARM request bodies here are small JSON documents; anything bigger is refused unread
 MAX_BODY = 1 << 20

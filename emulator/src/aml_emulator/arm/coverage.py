@@ -22,6 +22,7 @@ SDKS = {
     "Microsoft.Resources": ("azure-mgmt-resource", "azure.mgmt.resource.resources.operations"),
     "Microsoft.ContainerInstance": ("azure-mgmt-containerinstance", "azure.mgmt.containerinstance.operations"),
     "Microsoft.Web": ("azure-mgmt-web", "azure.mgmt.web.operations"),
+    "Microsoft.Devices": ("azure-mgmt-iothub", "azure.mgmt.iothub.v2023_06_30.operations"),
 }
 
 
