@@ -40,7 +40,8 @@ VECTOR_OPERATORS = frozenset({
     "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Softmax",
 })
 #: Operators that only move data: no arithmetic, so no precision to emulate.
-LAYOUT_OPERATORS = frozenset({"Concat", "Flatten", "Reshape", "Transpose", "Identity", "Dropout"})
+LAYOUT_OPERATORS = frozenset({"Concat", "Flatten", "Reshape", "Transpose", "Identity", "Dropout",
+                              "Cast"})
 SUPPORTED_OPERATORS = DOT_PRODUCT_OPERATORS | VECTOR_OPERATORS | LAYOUT_OPERATORS
 
 VECTOR_DTYPES = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32}
@@ -109,6 +110,11 @@ class AcceleratedModel:
                 continue
             if node.op_type not in SUPPORTED_OPERATORS:
                 raise UnsupportedOperator(node.op_type, node.name or node.output[0])
+            if node.op_type == "Cast" and attributes.get("to") != onnx.TensorProto.FLOAT:
+                # Exporters (skl2onnx) put a Cast to float at a head's input: a no-op here.
+                raise UnsupportedOperator("Cast", node.name or node.output[0],
+                                          "only casts to float32 run (the accelerator has no "
+                                          "other element type)")
             nodes.append(_Node(node.name or node.output[0], node.op_type, tuple(node.input),
                                tuple(node.output), attributes))
         self.inputs = [_spec(v) for v in model.graph.input if v.name not in self._constants]
@@ -118,12 +124,20 @@ class AcceleratedModel:
                 raise InvalidModel(f"input {spec.name!r} is {spec.datatype}; the accelerator "
                                    "takes FLOAT32 inputs (cast on the host before the graph)")
         self._nodes = self._fold_batch_norm(nodes)
-        graph_outputs = {spec.name for spec in self.outputs}
         for node in self._nodes:
-            if node.op_type == "Softmax" and node.outputs[0] not in graph_outputs:
+            if node.op_type == "Softmax" and not self._only_moved_to_outputs(node.outputs[0]):
                 raise UnsupportedOperator("Softmax", node.name,
                                           "Softmax runs only as the graph's final operation")
         self._quantized_weights: dict[tuple[str, int], np.ndarray] = {}
+
+    def _only_moved_to_outputs(self, name: str) -> bool:
+        """Does ``name`` reach the graph's outputs through data movement alone?"""
+        consumers = [node for node in self._nodes if name in node.inputs]
+        if not consumers:
+            return name in {spec.name for spec in self.outputs}
+        return all(node.op_type in LAYOUT_OPERATORS
+                   and all(self._only_moved_to_outputs(out) for out in node.outputs)
+                   for node in consumers)
 
     @classmethod
     def load(cls, source: str | Path | bytes, block_format: str | BlockFormat = "MSFP16",
@@ -382,6 +396,9 @@ class AcceleratedModel:
 
     def _op_Identity(self, node, x):
         return x, (0, 0)
+
+    def _op_Cast(self, node, x):
+        return x.astype(np.float32), (0, 0)
 
     def _op_Dropout(self, node, x, *_):
         return x, (0, 0)

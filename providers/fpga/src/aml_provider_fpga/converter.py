@@ -37,6 +37,8 @@ SUPPORTED_OPERATORS = frozenset({
     "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Softmax",
     # data movement
     "Concat", "Flatten", "Reshape", "Transpose", "Identity", "Dropout", "Constant",
+    # only to float32: exporters such as skl2onnx put one at a classifier head's input
+    "Cast",
 })
 BLOCK_FORMATS = ("MSFP12", "MSFP16", "MXFP8_E4M3", "MXFP8_E5M2", "MXFP6_E2M3", "MXFP6_E3M2",
                  "MXFP4_E2M1", "MXINT8")
@@ -175,6 +177,11 @@ def _check(graph, manifest: dict[str, Any]) -> None:
                 f"operator {op!r} of node {node.name or node.output[0]!r} is not supported by "
                 f"the accelerator (it runs {', '.join(sorted(SUPPORTED_OPERATORS))}); run it "
                 f"on the host before or after the accelerated graph and convert again")
+        if node.op_type == "Cast" and any(
+                a.name == "to" and a.i != 1 for a in node.attribute):  # 1 = FLOAT
+            raise UnsupportedOperator(
+                f"node {node.name!r} casts to a type other than float32; the accelerator "
+                f"computes only in float32 at its boundary: cast on the host instead")
     initializers = {init.name for init in graph.graph.initializer}
     graph_inputs = [v.name for v in graph.graph.input if v.name not in initializers]
     graph_outputs = [v.name for v in graph.graph.output]
