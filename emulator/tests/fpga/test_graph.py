@@ -141,3 +141,29 @@ def test_a_real_packaged_cnn_runs_in_msfp16_with_the_float_top1():
     assert got.argmax() == reference.argmax()
     np.testing.assert_allclose(got, reference, atol=0.01)
     assert result.latency.macs > 1e9  # a ResNet-50-class network at 224x224
+
+
+def test_a_cast_to_float_is_a_no_op_and_other_casts_are_refused():
+    def graph_with_cast(to):
+        nodes = [helper.make_node("Cast", ["x"], ["c"], name="cast_in", to=to),
+                 helper.make_node("Relu", ["c"], ["y"], name="relu")]
+        return helper.make_model(helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])]))
+
+    model = AcceleratedModel(graph_with_cast(TensorProto.FLOAT))
+    assert model.run({"x": np.array([[-1.0, 2.0]], np.float32)}).outputs["y"].tolist() == \
+        [[0.0, 2.0]]
+    with pytest.raises(UnsupportedOperator, match="'Cast' of node 'cast_in'.*only casts to "
+                                                   "float32"):
+        AcceleratedModel(graph_with_cast(TensorProto.INT64))
+
+
+def test_softmax_may_reach_the_output_through_data_movement():
+    nodes = [helper.make_node("Softmax", ["x"], ["s"], name="softmax", axis=1),
+             helper.make_node("Identity", ["s"], ["y"], name="rename")]
+    model = AcceleratedModel(helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])))
+    got = model.run({"x": np.zeros((1, 2), np.float32)}).outputs["y"]
+    assert got.tolist() == [[0.5, 0.5]]
