@@ -108,6 +108,37 @@ def _get(request: ArmRequest) -> tuple[str, ManagedClusterResource]:
     return found
 
 
+#: FPGA (Project Brainwave) VM sizes: vCPUs per VM of the "Standard PBS Family".
+FPGA_VM_VCPUS = {"standard_pb6s": 6}
+#: Regions that offered the PBS family (the documents' list).
+FPGA_REGIONS = ("eastus", "southeastasia", "westeurope", "westus2")
+#: The PBS family vCPU quota of an emulated subscription per region: one Standard_PB6s node,
+#: what the documents tell users to request ("Standard PBS Family vCPUs" >= 6).
+FPGA_VCPU_QUOTA = 6
+
+
+def _check_fpga_pools(location: str, pools: list) -> None:
+    """Azure's rules for FPGA node pools: the region must offer them, the quota must allow them."""
+    vcpus = 0
+    for pool in pools:
+        size = str(pool.get("vmSize", "")) if isinstance(pool, dict) else ""
+        if size.lower() not in FPGA_VM_VCPUS:
+            continue
+        if location.lower().replace(" ", "") not in FPGA_REGIONS:
+            raise exceptions.ArmError(
+                400, "InvalidParameter",
+                f"The VM size {size} is not available in location '{location}'. FPGA VM sizes "
+                f"are offered in {', '.join(FPGA_REGIONS)}.")
+        vcpus += FPGA_VM_VCPUS[size.lower()] * pool.get("count", 1)
+    if vcpus > FPGA_VCPU_QUOTA:
+        raise exceptions.ArmError(
+            400, "QuotaExceeded",
+            f"Operation could not be completed as it results in exceeding approved Standard PBS "
+            f"Family vCPUs quota. Location: {location}, Current Limit: {FPGA_VCPU_QUOTA}, "
+            f"Additional Required: {vcpus}. Request a quota increase for the Standard PBS "
+            f"Family, or use fewer FPGA nodes.")
+
+
 @PROVIDER.operation("PUT", MANAGED_CLUSTERS, ITEM, summary="managed_clusters.begin_create_or_update")
 async def create_or_update(request: ArmRequest) -> ArmResponse:
     body = request.json()
@@ -124,6 +155,7 @@ async def create_or_update(request: ArmRequest) -> ArmResponse:
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1000:
             raise exceptions.ArmError(400, "InvalidParameter",
                                       f"The value '{count}' of agentPoolProfile.count is invalid; it must be 0-1000.")
+    _check_fpga_pools(location, properties.get("agentPoolProfiles") or [])
     if request.backend.kubeconfig is None:
         raise exceptions.not_implemented(f"{RESOURCE_TYPE}/write without an emulated cluster (start the cluster service)")
     path = request.path
