@@ -20,7 +20,7 @@ from aml_provider_fpga import PredictionClient, PredictionError
 KEY = "primary-key-123"
 
 
-def two_by_two_model() -> AcceleratedModel:
+def two_by_two_graph():
     """x [N, 1, 2, 2] -> flatten -> Gemm to 3 -> Softmax."""
     weights = numpy_helper.from_array(
         np.arange(12, dtype=np.float32).reshape(4, 3) / 10, "w")
@@ -30,7 +30,11 @@ def two_by_two_model() -> AcceleratedModel:
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1, 2, 2])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 3])], [weights])
-    return AcceleratedModel(helper.make_model(graph), "MSFP16")
+    return helper.make_model(graph)
+
+
+def two_by_two_model() -> AcceleratedModel:
+    return AcceleratedModel(two_by_two_graph(), "MSFP16")
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +177,44 @@ def test_five_failures_raise_listing_every_request_id(flaky):
 def test_defaults_follow_the_documents():
     assert PredictionClient("svc.example").port == 80
     assert PredictionClient("svc.example", use_ssl=True).port == 443
+
+
+def test_the_accelerator_runtime_over_tls_with_a_key_file(tmp_path, model):
+    """``python -m aml_emulator.fpga`` as a node runs it: keys from a file, TLS from PEM files."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import onnx
+
+    from aml_emulator.cluster.tls import generate
+
+    package = tmp_path / "converted"
+    package.mkdir()
+    onnx.save(two_by_two_graph(), str(package / "model.onnx"))
+    (package / "accelerator.json").write_text(json.dumps(
+        {"format": "MSFP16", "output_aliases": {"output_alias": "probs"}}))
+    ca, cert, key = generate(tmp_path / "tls")
+    keys = tmp_path / "keys"
+    keys.write_text(f"{KEY}\nsecondary-key\n")
+    keys.chmod(0o600)
+    env = {**os.environ, "AML_SCORING_KEYS_FILE": str(keys), "AML_TLS_CERT_FILE": str(cert),
+           "AML_TLS_KEY_FILE": str(key)}
+    process = subprocess.Popen([sys.executable, "-m", "aml_emulator.fpga", str(package),
+                                "--host", "127.0.0.1", "--port", "0"],
+                               stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        port = int(process.stdout.readline().rsplit(":", 1)[1])
+        batch = np.ones((2, 1, 2, 2), np.float32)
+        with PredictionClient("127.0.0.1", port, use_ssl=True, access_token="secondary-key",
+                              root_certificates=ca.read_bytes()) as client:
+            np.testing.assert_array_equal(client.score_numpy_array(batch),
+                                          model.run({"x": batch}).outputs["probs"])
+        with PredictionClient("127.0.0.1", port, use_ssl=True, access_token="wrong",
+                              root_certificates=ca.read_bytes()) as client, \
+                pytest.raises(PredictionError, match="UNAUTHENTICATED"):
+            client.score_numpy_array(batch)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -218,8 +218,9 @@ class AcceleratedModel:
 
     def run(self, inputs: dict[str, np.ndarray]) -> RunResult:
         started = time.perf_counter()
+        checked = self.validate(inputs)
         values: dict[str, np.ndarray] = dict(self._constants)
-        values.update(self.validate(inputs))
+        values.update(checked)
         layers: list[LayerCost] = []
         for node in self._nodes:
             args = [values[name] if name else None for name in node.inputs]
@@ -227,7 +228,7 @@ class AcceleratedModel:
             values[node.outputs[0]] = result
             layers.append(LayerCost(node.name, node.op_type, *cost))
         outputs = {spec.name: values[spec.name].astype(np.float32) for spec in self.outputs}
-        transfer = sum(a.nbytes for a in inputs.values()) + sum(
+        transfer = sum(a.nbytes for a in checked.values()) + sum(
             a.nbytes for a in outputs.values())
         return RunResult(outputs=outputs, latency=self.part.estimate(layers, transfer),
                          host_seconds=time.perf_counter() - started)
