@@ -25,7 +25,8 @@ def block(values, size):
 # -- hand-computed blocks ------------------------------------------------------------------
 
 def test_msfp16_block_shares_the_max_exponent_and_keeps_7_bits():
-    # max 1.0 -> shared exponent 0, scale 2^(0-6) = 1/64: 0.3*64 = 19.2 -> 19; -0.7*64 = -44.8 -> -45
+    # max 1.0 -> shared exponent 0, scale 2^(0-6) = 1/64:
+    # 0.3*64 = 19.2 -> 19; -0.7*64 = -44.8 -> -45
     got = get_format("MSFP16").quantize(block([1.0, 0.3, -0.7], 16))
     np.testing.assert_array_equal(got[:4], [1.0, 19 / 64, -45 / 64, 0.0])
 
