@@ -152,3 +152,55 @@ def test_predict_with_a_wrong_key_is_unauthenticated(server):
     with pytest.raises(grpc.RpcError) as caught:
         predict(server, messages.PredictRequest(), key="guess")
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def model_infer(server, request):
+    from aml_emulator.fpga.protos import open_inference_v2
+
+    messages = open_inference_v2()
+    with grpc.insecure_channel(server.address) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                   request_serializer=messages.ModelInferRequest.SerializeToString,
+                                   response_deserializer=messages.ModelInferResponse.FromString)
+        return call(request, metadata=[("authorization", f"Bearer {KEY}")])
+
+
+def test_typed_fp32_contents_are_accepted_and_outputs_come_back_raw(server, model):
+    from aml_emulator.fpga.protos import open_inference_v2
+
+    messages = open_inference_v2()
+    image = np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 1, 8, 8)
+    request = messages.ModelInferRequest(model_name="digits", id="typed")
+    tensor = request.inputs.add(name="x", datatype="FP32", shape=[1, 1, 8, 8])
+    tensor.contents.fp32_contents.extend(image.ravel().tolist())
+    response = model_infer(server, request)
+    assert [o.name for o in response.outputs] == ["probabilities"]
+    got = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(1, 10)
+    np.testing.assert_array_equal(got, model.run({"x": image}).outputs["probabilities"])
+
+
+def test_an_unknown_requested_output_or_model_is_refused(server):
+    from aml_emulator.fpga.protos import open_inference_v2
+
+    messages = open_inference_v2()
+    request = messages.ModelInferRequest(model_name="digits")
+    request.inputs.add(name="x", datatype="FP32", shape=[1, 1, 8, 8])
+    request.raw_input_contents.append(np.zeros(64, "<f4").tobytes())
+    request.outputs.add(name="logits")
+    with pytest.raises(grpc.RpcError) as caught:
+        model_infer(server, request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown outputs ['logits']" in caught.value.details()
+    request.model_name = "resnet"
+    with pytest.raises(grpc.RpcError) as caught:
+        model_infer(server, request)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "served models: ['digits']" in caught.value.details()
+
+
+def test_a_folder_that_is_not_a_converted_model_is_refused(tmp_path):
+    from aml_emulator.fpga import InvalidModel
+    from aml_emulator.fpga.server import load_package
+
+    with pytest.raises(InvalidModel, match="accelerator.json cannot be read.*convert the model"):
+        load_package(tmp_path)
