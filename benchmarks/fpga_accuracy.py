@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "fpga"
 
 from digits_models import build_digits_model  # noqa: E402
 
-from aml_emulator.fpga import AcceleratedModel  # noqa: E402
-from aml_emulator.fpga.server import AcceleratorServer, ServedModel  # noqa: E402
+from aml_provider_fpga.accelerator import AcceleratedModel  # noqa: E402
+from aml_provider_fpga.accelerator.server import AcceleratorServer, ServedModel  # noqa: E402
 
 
 def median_seconds(function, repeats: int) -> float:

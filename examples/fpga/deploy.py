@@ -35,7 +35,7 @@ def start_accelerator(model_dir: str, key: str) -> tuple[subprocess.Popen, int]:
     """The accelerator runtime an FPGA node runs, as a process; returns it and its port."""
     env = {**os.environ, "AML_SCORING_KEYS": key}
     process = subprocess.Popen(
-        [sys.executable, "-m", "aml_emulator.fpga", model_dir, "--host", "127.0.0.1",
+        [sys.executable, "-m", "aml_provider_fpga.accelerator", model_dir, "--host", "127.0.0.1",
          "--port", "0"], stdout=subprocess.PIPE, text=True, env=env)
     line = process.stdout.readline()  # "accelerator serving 1 model(s) on 127.0.0.1:PORT"
     if not line:

@@ -13,8 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from aml_emulator.fpga import AcceleratedModel
-from aml_emulator.fpga.server import AcceleratorServer, ImagePreprocessing, ServedModel
+from aml_provider_fpga.accelerator import AcceleratedModel
+from aml_provider_fpga.accelerator.server import AcceleratorServer, ImagePreprocessing, ServedModel
 from aml_provider_fpga import PredictionClient, PredictionError
 
 KEY = "primary-key-123"
@@ -180,7 +180,7 @@ def test_defaults_follow_the_documents():
 
 
 def test_the_accelerator_runtime_over_tls_with_a_key_file(tmp_path, model):
-    """``python -m aml_emulator.fpga`` as a node runs it: keys from a file, TLS from PEM files."""
+    """``python -m aml_provider_fpga.accelerator`` as a node runs it: keys from a file, TLS from PEM files."""
     import json
     import os
     import subprocess
@@ -201,7 +201,7 @@ def test_the_accelerator_runtime_over_tls_with_a_key_file(tmp_path, model):
     keys.chmod(0o600)
     env = {**os.environ, "AML_SCORING_KEYS_FILE": str(keys), "AML_TLS_CERT_FILE": str(cert),
            "AML_TLS_KEY_FILE": str(key)}
-    process = subprocess.Popen([sys.executable, "-m", "aml_emulator.fpga", str(package),
+    process = subprocess.Popen([sys.executable, "-m", "aml_provider_fpga.accelerator", str(package),
                                 "--host", "127.0.0.1", "--port", "0"],
                                stdout=subprocess.PIPE, text=True, env=env)
     try:

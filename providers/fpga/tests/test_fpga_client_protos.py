@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from importlib import resources
 
-from aml_emulator.fpga.protos.__main__ import compile_descriptor_set
+from aml_provider_fpga.accelerator.protos.__main__ import compile_descriptor_set
 
 
 def test_the_client_carries_the_same_proto_and_a_fresh_descriptor_set(tmp_path):
     client = resources.files("aml_provider_fpga.protos")
-    server = resources.files("aml_emulator.fpga.protos")
+    server = resources.files("aml_provider_fpga.accelerator.protos")
     assert (client / "tfserving_predict.proto").read_bytes() == \
         (server / "tfserving_predict.proto").read_bytes()
     fresh = tmp_path / "fresh.binpb"

@@ -84,7 +84,7 @@ def test_a_file_that_is_not_onnx_is_refused(ws, tmp_path):
 
 
 def test_the_converter_and_the_accelerator_agree_on_the_operator_set():
-    from aml_emulator.fpga import SUPPORTED_OPERATORS as ACCELERATOR_OPERATORS
+    from aml_provider_fpga.accelerator import SUPPORTED_OPERATORS as ACCELERATOR_OPERATORS
 
     # Constant nodes are folded into weights by the accelerator's loader.
     assert SUPPORTED_OPERATORS == ACCELERATOR_OPERATORS | {"Constant"}

@@ -1,7 +1,7 @@
 """The accelerator's gRPC front: KServe Open Inference Protocol v2 and TF-Serving ``Predict``.
 
 One server hosts any number of loaded models. Both protocols run the same
-:class:`~aml_emulator.fpga.graph.AcceleratedModel`:
+:class:`~aml_provider_fpga.accelerator.graph.AcceleratedModel`:
 
 * ``inference.GRPCInferenceService`` (ServerLive, ServerReady, ModelReady, ServerMetadata,
   ModelMetadata, ModelInfer): what ``tritonclient.grpc`` and other v2 clients call. Tensors

@@ -10,7 +10,7 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from aml_emulator.fpga import AcceleratedModel, InvalidInput, UnsupportedOperator, get_format
+from aml_provider_fpga.accelerator import AcceleratedModel, InvalidInput, UnsupportedOperator, get_format
 
 from fpga_testing import small_cnn
 
@@ -119,7 +119,7 @@ def test_a_missing_input_is_named(cnn):
 
 
 def test_a_file_that_is_not_onnx_is_refused(tmp_path):
-    from aml_emulator.fpga import InvalidModel
+    from aml_provider_fpga.accelerator import InvalidModel
 
     path = tmp_path / "model.onnx"
     path.write_bytes(b"definitely not protobuf \xff\xff")

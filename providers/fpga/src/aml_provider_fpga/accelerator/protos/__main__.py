@@ -1,4 +1,4 @@
-"""Regenerate the descriptor sets: ``python -m aml_emulator.fpga.protos`` (needs grpcio-tools)."""
+"""Regenerate the descriptor sets: ``python -m aml_provider_fpga.accelerator.protos`` (needs grpcio-tools)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Protocol messages the accelerator serves, from the .proto files beside this module.
 
 grpcio-tools compiles each .proto into a descriptor set (``<name>.binpb``, committed;
-``python -m aml_emulator.fpga.protos`` regenerates them and a test checks they match their
+``python -m aml_provider_fpga.accelerator.protos`` regenerates them and a test checks they match their
 sources). Message classes are built from those descriptors in a *private* descriptor pool:
 clients such as tritonclient register the same ``inference.*`` names in protobuf's default pool
 from their own files, and two files defining one symbol cannot share a pool. Services are bound

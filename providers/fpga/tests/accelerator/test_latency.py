@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aml_emulator.fpga import AcceleratorPart
-from aml_emulator.fpga.latency import LayerCost
+from aml_provider_fpga.accelerator import AcceleratorPart
+from aml_provider_fpga.accelerator.latency import LayerCost
 
 
 def test_cycles_per_layer_and_transfer_by_hand():

@@ -1,6 +1,6 @@
 """Serve converted models on the emulated accelerator: the FPGA image's entrypoint.
 
-``python -m aml_emulator.fpga MODEL_DIR [MODEL_DIR ...] [--host H] [--port P]``
+``python -m aml_provider_fpga.accelerator MODEL_DIR [MODEL_DIR ...] [--host H] [--port P]``
 
 Keys come from ``AML_SCORING_KEYS_FILE`` / ``AML_SCORING_KEYS`` (as for the HTTP scoring
 server); TLS from ``AML_TLS_CERT_FILE`` and ``AML_TLS_KEY_FILE``. ``AML_FPGA_MODEL_DIRS``
@@ -22,7 +22,7 @@ from .server import AcceleratorServer, load_package
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aml_emulator.fpga", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m aml_provider_fpga.accelerator", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dirs", nargs="*")
     parser.add_argument("--host", default=os.environ.get("AML_FPGA_HOST", "0.0.0.0"))

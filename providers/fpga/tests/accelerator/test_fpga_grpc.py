@@ -12,9 +12,9 @@ from fpga_testing import small_cnn
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from aml_emulator.fpga import AcceleratedModel
-from aml_emulator.fpga.protos import tfserving_predict
-from aml_emulator.fpga.server import AcceleratorServer, ImagePreprocessing, ServedModel
+from aml_provider_fpga.accelerator import AcceleratedModel
+from aml_provider_fpga.accelerator.protos import tfserving_predict
+from aml_provider_fpga.accelerator.server import AcceleratorServer, ImagePreprocessing, ServedModel
 
 KEY = "s3cret-key"
 
@@ -155,7 +155,7 @@ def test_predict_with_a_wrong_key_is_unauthenticated(server):
 
 
 def model_infer(server, request):
-    from aml_emulator.fpga.protos import open_inference_v2
+    from aml_provider_fpga.accelerator.protos import open_inference_v2
 
     messages = open_inference_v2()
     with grpc.insecure_channel(server.address) as channel:
@@ -166,7 +166,7 @@ def model_infer(server, request):
 
 
 def test_typed_fp32_contents_are_accepted_and_outputs_come_back_raw(server, model):
-    from aml_emulator.fpga.protos import open_inference_v2
+    from aml_provider_fpga.accelerator.protos import open_inference_v2
 
     messages = open_inference_v2()
     image = np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 1, 8, 8)
@@ -180,7 +180,7 @@ def test_typed_fp32_contents_are_accepted_and_outputs_come_back_raw(server, mode
 
 
 def test_an_unknown_requested_output_or_model_is_refused(server):
-    from aml_emulator.fpga.protos import open_inference_v2
+    from aml_provider_fpga.accelerator.protos import open_inference_v2
 
     messages = open_inference_v2()
     request = messages.ModelInferRequest(model_name="digits")
@@ -199,8 +199,8 @@ def test_an_unknown_requested_output_or_model_is_refused(server):
 
 
 def test_a_folder_that_is_not_a_converted_model_is_refused(tmp_path):
-    from aml_emulator.fpga import InvalidModel
-    from aml_emulator.fpga.server import load_package
+    from aml_provider_fpga.accelerator import InvalidModel
+    from aml_provider_fpga.accelerator.server import load_package
 
     with pytest.raises(InvalidModel, match="accelerator.json cannot be read.*convert the model"):
         load_package(tmp_path)

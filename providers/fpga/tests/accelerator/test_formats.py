@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from aml_emulator.fpga import FORMATS, get_format
-from aml_emulator.fpga.exceptions import UnknownFormat
+from aml_provider_fpga.accelerator import FORMATS, get_format
+from aml_provider_fpga.accelerator.exceptions import UnknownFormat
 
 
 def block(values, size):
