@@ -31,7 +31,7 @@ from aml_core.errors import (
 from aml_core.inference import InferenceConfig
 from aml_core.model import model_record
 from aml_core.plugins import Hooks, default_hooks
-from aml_core.records import AuthRequest, DeploymentSpec, ServiceRecord, utcnow
+from aml_core.records import AuthRequest, DeploymentSpec, ImageRecord, ServiceRecord, utcnow
 from aml_core.serialization import service_from_dict, to_dict, to_json
 from aml_core.workspace import Workspace
 
@@ -573,6 +573,28 @@ class Webservice:
         return services
 
     @staticmethod
+    def deploy_from_image(workspace: Workspace, name: str, image: Any, deployment_config: Any,
+                          deployment_target: Any = None, overwrite: bool = False) -> "Webservice":
+        """azureml-core's ``Webservice.deploy_from_image``: run an image a target's provider
+        packaged (its record names the ``target_kind``, e.g. an ``AccelContainerImage``) as a
+        service; that provider deploys it. Scoring images go through ``Model.deploy``."""
+        from aml_core.model import model_record
+
+        record = getattr(image, "record", None)
+        kind = (record.details.get("target_kind") if record is not None else None)
+        if not kind:
+            raise InvalidConfig(
+                f"deploy_from_image needs an image packaged for a target (for example by "
+                f"AccelContainerImage); {getattr(image, 'id', image)!r} is a scoring image: deploy "
+                f"its models with Model.deploy(ws, name, models, inference_config, deployment_config).")
+        from aml_core import registry
+
+        models = [registry.get_model(workspace, model_id.partition(":")[0], int(model_id.partition(":")[2]))
+                  for model_id in record.details.get("models") or []]
+        return deploy(workspace, name, [model_record(m) for m in models], PackagedImage(record=record),
+                      deployment_config, deployment_target, overwrite=overwrite)
+
+    @staticmethod
     def check_for_existing_webservice(workspace: Workspace, name: str, overwrite: bool = False) -> None:
         if _load_row(workspace, name) is not None and not overwrite:
             raise Conflict(
@@ -599,6 +621,21 @@ def _progress_printer():
     return show
 
 
+@attrs.frozen(kw_only=True)
+class PackagedImage:
+    """What ``deploy_from_image`` hands the provider in place of an inference config: the
+    stored image, packaged for ``target_kind``."""
+
+    record: ImageRecord
+
+    @property
+    def target_kind(self) -> str:
+        return self.record.details["target_kind"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": f"{self.record.name}:{self.record.version}", "target_kind": self.target_kind}
+
+
 # -- Model.deploy --------------------------------------------------------------------------
 
 
@@ -617,12 +654,16 @@ def deploy(workspace: Workspace, name: str, models: Iterable[Any], inference_con
     kind = getattr(deployment_config, "kind", None)
     if not kind:
         raise InvalidConfig(f"{type(deployment_config).__name__} is not a deployment configuration (it has no kind).")
+    # a target's own image (configuration) is deployed by that target's provider, onto the
+    # compute the deployment configuration describes (e.g. an FPGA image on AKS)
+    kind = getattr(inference_config, "target_kind", None) or kind
     hooks = default_hooks()
     hooks.require(kind, "deploy")
     records = tuple(model_record(m) for m in models)
     if not records:
         raise InvalidConfig("Model.deploy needs at least one model.")
-    inference_config.validate_entry_script()
+    if isinstance(inference_config, InferenceConfig):
+        inference_config.validate_entry_script()
     target_name = getattr(deployment_target, "name", deployment_target)
     spec = DeploymentSpec(
         name=name,

@@ -286,7 +286,8 @@ class Emulator:
             if "arm" in self.services:  # managedClusters hand out this cluster's kubeconfig
                 import yaml
 
-                self.services["arm"].add_kubernetes(lambda: yaml.safe_dump(cluster.kubeconfig(), sort_keys=False))
+                self.services["arm"].add_kubernetes(lambda: yaml.safe_dump(cluster.kubeconfig(), sort_keys=False),
+                                                    node_resources=cluster.set_extended_resources)
 
     def _validate_arm_token(self, token: str, tenant: str | None) -> str | None:
         """Let ``/oauth2/exchange`` accept the ARM token, as ACR accepts an AAD token for ARM."""

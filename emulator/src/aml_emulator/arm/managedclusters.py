@@ -171,6 +171,7 @@ async def create_or_update(request: ArmRequest) -> ArmResponse:
     def finished(error: exceptions.ArmError | None) -> None:
         cluster.provisioning_state = "Failed" if error else "Succeeded"
         request.backend.save()
+        _advertise_fpgas(request.backend)
 
     resource_id = _resource_id(path.subscription_id, group, cluster.name)
     operation = request.backend.operations.begin(
@@ -209,6 +210,7 @@ async def delete_cluster(request: ArmRequest) -> ArmResponse:
     def finished(error: exceptions.ArmError | None) -> None:
         if error is None:
             request.backend.remove_resource(path.subscription_id, group_name, MANAGED_CLUSTERS, cluster.name)
+            _advertise_fpgas(request.backend)
         else:
             cluster.provisioning_state = "Failed"
             request.backend.save()
@@ -243,3 +245,23 @@ async def list_admin_credentials(request: ArmRequest) -> dict[str, Any]:
 
 
 register_status_routes(PROVIDER, summary="managed_clusters.begin_create_or_update, managed_clusters.begin_delete")
+
+
+#: the extended resource a node with FPGAs advertises (one FPGA per PB-series VM)
+FPGA_RESOURCE = "microsoft.com/fpga"
+
+
+def _advertise_fpgas(backend) -> None:
+    """Every managed cluster is a view of the one emulated cluster, so its node advertises
+    the FPGAs of every succeeded cluster's PB-series pools (and none when there are none)."""
+    advertise = backend.services.get("node_resources")
+    if advertise is None:
+        return
+    fpgas = 0
+    for _sub, _group, cluster in backend.resources_of_type(MANAGED_CLUSTERS):
+        if cluster.provisioning_state != "Succeeded":
+            continue
+        for pool in cluster.properties.get("agentPoolProfiles") or []:
+            if isinstance(pool, dict) and str(pool.get("vmSize", "")).lower() in FPGA_VM_VCPUS:
+                fpgas += int(pool.get("count", 1))
+    advertise({FPGA_RESOURCE: fpgas})
