@@ -55,3 +55,26 @@ def test_more_fpga_vcpus_than_the_quota_is_quota_exceeded(aks_client):
     assert "Current Limit: 6, Additional Required: 12" in caught.value.error.message
     assert [c.name for c in aks_client.managed_clusters.list_by_resource_group(
         RESOURCE_GROUP)] == []
+
+
+def test_the_cluster_is_told_the_fpgas_of_the_pools_and_forgets_them_on_delete(arm):
+    """ARM tells the emulated cluster how many FPGAs its managed clusters' PB pools hold (one
+    per VM), so its node advertises ``microsoft.com/fpga``; deleting the cluster takes them."""
+    import yaml
+    from azure.mgmt.containerservice import ContainerServiceClient
+
+    advertised: list[dict] = []
+    arm.add_kubernetes(lambda: yaml.safe_dump({"apiVersion": "v1", "kind": "Config"}),
+                       node_resources=advertised.append)
+    client = ContainerServiceClient(FixedToken(arm.token), SUBSCRIPTION, base_url=arm.url,
+                                    credential_scopes=SCOPES, connection_verify=str(arm.ca_bundle),
+                                    retry_total=0, polling_interval=0.2)
+    client.managed_clusters.begin_create_or_update(
+        RESOURCE_GROUP, "cpu", {"location": "eastus", "properties": {"agentPoolProfiles": [
+            {"name": "cpu", "count": 3, "vmSize": "Standard_D3_v2"}]}}).result(timeout=30)
+    assert advertised[-1] == {"microsoft.com/fpga": 0}
+    client.managed_clusters.begin_create_or_update(
+        RESOURCE_GROUP, "fpga1", fpga_cluster("eastus", 1)).result(timeout=30)
+    assert advertised[-1] == {"microsoft.com/fpga": 1}
+    client.managed_clusters.begin_delete(RESOURCE_GROUP, "fpga1").result(timeout=30)
+    assert advertised[-1] == {"microsoft.com/fpga": 0}

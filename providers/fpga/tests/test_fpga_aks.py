@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_fpga_image import converted_model
 
-from aml_core import InvalidConfig, Workspace
+from aml_core import InvalidConfig, Model, Workspace
 from aml_core.compute import ComputeTarget
 from aml_core.errors import AmlError
 from aml_core.images import Image
@@ -112,6 +112,18 @@ def test_the_documents_flow_serves_the_model_from_an_fpga_node(ws, tmp_path):
     assert core.list_namespaced_pod("default", label_selector="app=small-fpga").items == []
     with pytest.raises(AmlError):
         Webservice(ws, "small-fpga")
+
+    # Model.deploy with the image configuration packages and deploys in one step
+    again = Model.deploy(ws, "small-fpga2", [converted], AccelContainerImage.image_configuration(),
+                         AksWebservice.deploy_configuration(autoscale_enabled=False,
+                                                            num_replicas=1, auth_enabled=False),
+                         target)
+    again.wait_for_deployment()
+    assert again.state == "Healthy", again.error
+    host, port = again.scoring_uri.removeprefix("http://").rsplit(":", 1)
+    np.testing.assert_array_equal(np.asarray(PredictionClient(
+        host, int(port), service_name=again.name).score_numpy_array(batch)), expected)
+    again.delete()
 
 
 def test_a_pool_without_fpgas_is_refused_naming_the_vm_size_and_the_fix(ws, tmp_path):

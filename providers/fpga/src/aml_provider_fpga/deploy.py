@@ -239,8 +239,9 @@ def _wait(c: Cluster, namespace: str, name: str, replicas: int,
                                      f"service.get_logs() or `kubectl -n {namespace} describe pod "
                                      f"-l app={name}`")
         status = c.apps.read_namespaced_deployment(name, namespace).status
+        available = (status.available_replicas if status is not None else 0) or 0
         endpoint = _endpoint(c, namespace, name)
-        if (status.available_replicas or 0) >= replicas and endpoint:
+        if available >= replicas and endpoint:
             return endpoint
         time.sleep(0.3)
     raise ProvisioningFailed(f"FPGA service {name!r} was not ready within {ROLLOUT_TIMEOUT:.0f} s")
@@ -294,7 +295,7 @@ def status(service: ServiceRecord) -> ServiceRecord:
     want = dep.spec.replicas or 0
     if problem:
         return attrs.evolve(service, state="Unhealthy", error=problem)
-    if (dep.status.available_replicas or 0) >= want:
+    if ((dep.status.available_replicas if dep.status else 0) or 0) >= want:
         return attrs.evolve(service, state="Healthy", error=None)
     return attrs.evolve(service, state="Transitioning", error=None)
 
