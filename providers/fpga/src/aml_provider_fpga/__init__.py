@@ -16,9 +16,11 @@ from aml_provider_fpga.image import KIND, AccelContainerImage, AccelImageConfigu
 __all__ = ["SUPPORTED_OPERATORS", "AccelContainerImage", "AccelConversion",
            "AccelImageConfiguration", "AccelOnnxConverter", "PredictionClient", "PredictionError"]
 
-#: honest: images are packaged and deployed, logs and keys read, keys rotated; no in-place
-#: update, scaling, autoscale, tokens or traffic split (docs/fpga.md)
-CAPABILITIES = Capabilities(package=True, update=False, logs=True, auth_keys=True)
+#: honest: images of converted models are packaged and deployed, logs and keys read, keys
+#: rotated; no entry script (the runtime serves the models over gRPC), no in-place update,
+#: provisioning (the AKS provider's), scaling, autoscale, tokens or traffic split
+CAPABILITIES = Capabilities(package=True, update=False, logs=True, auth_keys=True, fpga=True,
+                            entry_script=False)
 
 
 @hookimpl
