@@ -61,6 +61,6 @@ def test_blocked_provider_is_shown_as_blocked(aml):
     assert local["hooks"] == [] and local["target_kinds"] == []
     table = aml("providers", workspace=False, env={"AML_DISABLE_PLUGINS": "local"})
     assert "blocked" in table.stdout
-    every = aml("providers", workspace=False, env={"AML_DISABLE_PLUGINS": "local,aks"})
+    every = aml("providers", workspace=False, env={"AML_DISABLE_PLUGINS": "local,aks,fpga"})
     assert "No target provider is installed" in every.stderr
 
