@@ -7,6 +7,7 @@ calling the service's LoadBalancer address with the service key as ``access_toke
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -105,6 +106,16 @@ def test_the_documents_flow_serves_the_model_from_an_fpga_node(ws, tmp_path):
     with pytest.raises(PredictionError, match="UNAUTHENTICATED"):
         PredictionClient(host, int(port), access_token="wrong", service_name=service.name
                          ).score_numpy_array(batch)
+    service.regen_key("Primary")
+    new_primary, still_secondary = service.get_keys()
+    assert new_primary != primary and still_secondary == secondary
+    with pytest.raises(PredictionError, match="UNAUTHENTICATED"):
+        PredictionClient(host, int(port), access_token=primary, service_name=service.name
+                         ).score_numpy_array(batch)
+    np.testing.assert_array_equal(np.asarray(PredictionClient(
+        host, int(port), access_token=new_primary, service_name=service.name
+    ).score_numpy_array(batch)), expected)
+    primary = new_primary
     assert "accelerator serving 1 model(s)" in service.get_logs()
     assert primary not in service.get_logs()
 
@@ -150,11 +161,12 @@ def test_a_pod_asking_for_more_fpgas_than_the_node_has_stays_pending(ws, tmp_pat
                 name="c", image="busybox", command=["sleep", "60"],
                 resources=client.V1ResourceRequirements(requests={"microsoft.com/fpga": "1"},
                                                         limits={"microsoft.com/fpga": "1"}))]))
-    core.create_namespaced_pod("default", pod("first"))
-    core.create_namespaced_pod("default", pod("second"))
-    import time
-
     deadline = time.monotonic() + 30
+    core.create_namespaced_pod("default", pod("first"))
+    while core.read_namespaced_pod("first", "default").spec.node_name != "emulator-node":
+        assert time.monotonic() < deadline, "the first FPGA pod was never bound to the node"
+        time.sleep(0.2)
+    core.create_namespaced_pod("default", pod("second"))
     while True:
         second = core.read_namespaced_pod("second", "default")
         scheduled = [c for c in second.status.conditions or [] if c.type == "PodScheduled"]
@@ -164,5 +176,9 @@ def test_a_pod_asking_for_more_fpgas_than_the_node_has_stays_pending(ws, tmp_pat
         time.sleep(0.2)
     assert scheduled[0].reason == "Unschedulable"
     assert scheduled[0].message == "0/1 nodes are available: 1 Insufficient microsoft.com/fpga."
-    first = core.read_namespaced_pod("first", "default")
-    assert first.spec.node_name == "emulator-node"
+    assert second.spec.node_name is None
+    # the FPGA is released when the first pod goes, and the second one then runs
+    core.delete_namespaced_pod("first", "default", grace_period_seconds=0)
+    while core.read_namespaced_pod("second", "default").spec.node_name != "emulator-node":
+        assert time.monotonic() < deadline + 30, "the second pod never got the released FPGA"
+        time.sleep(0.2)

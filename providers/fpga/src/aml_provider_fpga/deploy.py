@@ -18,6 +18,7 @@ is checked by the runtime in each pod (the front door speaks HTTP/1.1 only).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import time
@@ -35,8 +36,12 @@ FPGA_RESOURCE = "microsoft.com/fpga"
 #: the VM sizes with an FPGA (Project Brainwave's PB series)
 FPGA_VM_SIZES = ("Standard_PB6s",)
 SERVICE_LABEL = "aml.service"
+KEYS_ANNOTATION = "aml.keys-digest"
 KEYS_MOUNT = "/var/run/aml-keys"
 ROLLOUT_TIMEOUT = 300.0
+#: seconds a pod may stay Unschedulable (waiting for an FPGA another pod releases) before the
+#: rollout is declared failed
+SCHEDULING_GRACE = 20.0
 SERVICE_PORT = 80
 #: bytes of randomness in a service key (32 url-safe characters, as Azure ML's keys)
 KEY_BYTES = 24
@@ -167,7 +172,13 @@ def _keys_secret(name: str, keys: dict[str, str]) -> dict:
             "type": "Opaque", "data": {"keys": base64.b64encode(text.encode()).decode()}}
 
 
-def _deployment(name: str, image: str, replicas: int, auth: bool) -> dict:
+def _keys_digest(keys: dict[str, str]) -> str:
+    """A digest of the keys for the pod template: changing the keys rolls the pods, since the
+    runtime reads its key file once, at start."""
+    return hashlib.sha256(f"{keys['primary']}\n{keys['secondary']}".encode()).hexdigest()[:16]
+
+
+def _deployment(name: str, image: str, replicas: int, auth: bool, keys: dict[str, str]) -> dict:
     labels = {"app": name, SERVICE_LABEL: name}
     container: dict[str, Any] = {
         "name": "accelerator", "image": image,
@@ -183,7 +194,10 @@ def _deployment(name: str, image: str, replicas: int, auth: bool) -> dict:
         volumes.append({"name": "keys", "secret": {"secretName": f"{name}-keys", "defaultMode": 0o400}})
     return {"metadata": {"name": name, "labels": labels},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": labels},
+                     # one FPGA per pod: a surge pod would wait for the FPGA its predecessor holds
+                     "strategy": {"type": "Recreate"},
+                     "template": {"metadata": {"labels": labels,
+                                               "annotations": {KEYS_ANNOTATION: _keys_digest(keys)}},
                                   "spec": {"containers": [container], "volumes": volumes,
                                            "imagePullSecrets": [{"name": f"{name}-pull"}]}}}}
 
@@ -228,20 +242,38 @@ def _endpoint(c: Cluster, namespace: str, name: str) -> tuple[str, int] | None:
     return None
 
 
+def _rolled_out(c: Cluster, namespace: str, name: str, replicas: int) -> bool:
+    """Every replica runs the current template and is available, and no older pod is left."""
+    dep = c.apps.read_namespaced_deployment(name, namespace)
+    st = dep.status
+    if st is None or (st.observed_generation or 0) < (dep.metadata.generation or 0):
+        return False
+    if (st.updated_replicas or 0) != replicas or (st.available_replicas or 0) < replicas:
+        return False
+    pods = c.core.list_namespaced_pod(namespace, label_selector=f"app={name}").items
+    return len(pods) == replicas and all(p.metadata.deletion_timestamp is None for p in pods)
+
+
 def _wait(c: Cluster, namespace: str, name: str, replicas: int,
           progress: Callable[[str], None]) -> tuple[str, int]:
     deadline = time.monotonic() + ROLLOUT_TIMEOUT
     progress(f"Waiting for {replicas} replica(s) of {namespace}/{name} on FPGA nodes")
+    unschedulable_since: float | None = None
     while time.monotonic() < deadline:
         problem = _pod_problem(c, namespace, name)
+        if problem and "cannot be scheduled" in problem:
+            # a replaced pod holds its FPGA until it has stopped: wait for it, but not forever
+            unschedulable_since = unschedulable_since or time.monotonic()
+            if time.monotonic() - unschedulable_since < SCHEDULING_GRACE:
+                problem = None
+        else:
+            unschedulable_since = None
         if problem:
-            raise ProvisioningFailed(f"FPGA service {name!r} failed: {problem}. See "
+            raise ProvisioningFailed(f"FPGA service {name!r} failed: {problem.rstrip('.')}. See "
                                      f"service.get_logs() or `kubectl -n {namespace} describe pod "
                                      f"-l app={name}`")
-        status = c.apps.read_namespaced_deployment(name, namespace).status
-        available = (status.available_replicas if status is not None else 0) or 0
         endpoint = _endpoint(c, namespace, name)
-        if available >= replicas and endpoint:
+        if _rolled_out(c, namespace, name, replicas) and endpoint:
             return endpoint
         time.sleep(0.3)
     raise ProvisioningFailed(f"FPGA service {name!r} was not ready within {ROLLOUT_TIMEOUT:.0f} s")
@@ -263,7 +295,7 @@ def deploy(workspace: Workspace, spec: DeploymentSpec) -> ServiceRecord:
         progress(f"Applying Secret, Deployment and LoadBalancer Service {name!r} in {namespace!r}")
         _apply(c, "secret", namespace, _pull_secret(f"{name}-pull", registry))
         _apply(c, "secret", namespace, _keys_secret(f"{name}-keys", keys))
-        _apply(c, "deployment", namespace, _deployment(name, image.location, replicas, auth))
+        _apply(c, "deployment", namespace, _deployment(name, image.location, replicas, auth, keys))
         svc = {"metadata": {"name": name, "labels": {SERVICE_LABEL: name}},
                "spec": {"type": "LoadBalancer", "selector": {"app": name},
                         "ports": [{"name": "grpc", "port": SERVICE_PORT, "targetPort": _image.PORT}]}}
@@ -301,6 +333,8 @@ def status(service: ServiceRecord) -> ServiceRecord:
 
 
 def logs(service: ServiceRecord, num_lines: int) -> str:
+    from kubernetes.client.exceptions import ApiException
+
     ns, name = service.details["namespace"], service.name
     with Cluster(service.details["kubeconfig"]) as c:
         pods = c.core.list_namespaced_pod(ns, label_selector=f"app={name}").items
@@ -311,8 +345,8 @@ def logs(service: ServiceRecord, num_lines: int) -> str:
             try:
                 text = c.core.read_namespaced_pod_log(pod.metadata.name, ns, container="accelerator",
                                                       tail_lines=num_lines)
-            except Exception as exc:  # a pod that never started has no log yet
-                text = f"(no log: {getattr(exc, 'reason', exc)})"
+            except ApiException as exc:  # a pod that never started has no log yet
+                text = f"(no log: {exc.reason})"
             parts.append(f"--- {pod.metadata.name}\n{text}")
     return "\n".join(parts)
 
@@ -345,6 +379,11 @@ def auth(service: ServiceRecord, request: AuthRequest) -> AuthResult:
                 raise InvalidConfig("regen_key needs key_type 'Primary' or 'Secondary'")
             fresh = new_key()
             primary, secondary = (fresh, secondary) if which == "primary" else (primary, fresh)
-            _apply(c, "secret", ns, _keys_secret(f"{name}-keys", {"primary": primary,
-                                                                  "secondary": secondary}))
+            keys = {"primary": primary, "secondary": secondary}
+            _apply(c, "secret", ns, _keys_secret(f"{name}-keys", keys))
+            # the runtime reads its key file at start: roll the pods so the old key is retired
+            # when this returns
+            c.apps.patch_namespaced_deployment(name, ns, {"spec": {"template": {"metadata": {
+                "annotations": {KEYS_ANNOTATION: _keys_digest(keys)}}}}})
+            _wait(c, ns, name, service.details.get("replicas", 1), lambda text: None)
     return AuthResult(primary_key=primary, secondary_key=secondary)

@@ -34,8 +34,8 @@ REQUIREMENTS = ("attrs>=23.1", "numpy>=1.26", "onnx>=1.15", "ml-dtypes>=0.5", "g
                 "protobuf>=4.25", "pillow>=10")
 ENTRYPOINT = (
     "/bin/sh", "-c",
-    'exec python3 -m aml_provider_fpga.accelerator --host "${AML_HOST:-0.0.0.0}" '
-    f'--port "${{AML_PORT:-{PORT}}}" "$@"',
+    ('exec python3 -m aml_provider_fpga.accelerator --host "${AML_HOST:-0.0.0.0}" '
+     f'--port "${{AML_PORT:-{PORT}}}" "$@"'),
     "aml-fpga",  # $0 of the shell; the container's args follow as "$@"
 )
 #: the image's label naming the target kind it was packaged for
