@@ -111,7 +111,7 @@ class FlakyPredict:
     """A Predict service that fails with UNAVAILABLE ``failures`` times, then echoes a tensor."""
 
     def __init__(self, failures: int) -> None:
-        from aml_provider_fpga.protos import tfserving_predict
+        from aml_provider_fpga.accelerator.protos import tfserving_predict
 
         self.failures = failures
         self.request_ids: list[str] = []

@@ -26,7 +26,7 @@ import numpy as np
 
 from aml_core.errors import AmlError, InvalidConfig
 
-from .protos import tfserving_predict
+from .accelerator.protos import tfserving_predict
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 MAX_ATTEMPTS = 5
