@@ -664,6 +664,9 @@ def deploy(workspace: Workspace, name: str, models: Iterable[Any], inference_con
         raise InvalidConfig("Model.deploy needs at least one model.")
     if isinstance(inference_config, InferenceConfig):
         inference_config.validate_entry_script()
+    elif getattr(inference_config, "target_kind", None) is None:
+        raise InvalidConfig(f"Model.deploy needs an InferenceConfig (entry script + environment), got "
+                            f"{type(inference_config).__name__}.")
     target_name = getattr(deployment_target, "name", deployment_target)
     spec = DeploymentSpec(
         name=name,
