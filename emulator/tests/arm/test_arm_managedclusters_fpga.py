@@ -76,5 +76,9 @@ def test_the_cluster_is_told_the_fpgas_of_the_pools_and_forgets_them_on_delete(a
     client.managed_clusters.begin_create_or_update(
         RESOURCE_GROUP, "fpga1", fpga_cluster("eastus", 1)).result(timeout=30)
     assert advertised[-1] == {"microsoft.com/fpga": 1}
+    # a cluster attached later (the emulator restarted with clusters stored) is told at once
+    later: list[dict] = []
+    arm.add_kubernetes(lambda: "", node_resources=later.append)
+    assert later == [{"microsoft.com/fpga": 1}]
     client.managed_clusters.begin_delete(RESOURCE_GROUP, "fpga1").result(timeout=30)
-    assert advertised[-1] == {"microsoft.com/fpga": 0}
+    assert later[-1] == {"microsoft.com/fpga": 0}

@@ -118,7 +118,10 @@ class ArmService:
         the managed clusters' node pools bring, each time a cluster is created or deleted."""
         self.backend.kubeconfig = kubeconfig
         if node_resources is not None:
+            from aml_emulator.arm.managedclusters import advertise_fpgas
+
             self.backend.services["node_resources"] = node_resources
+            advertise_fpgas(self.backend)  # the clusters a restarted emulator has stored
 
     @property
     def ca_bundle(self) -> Path:

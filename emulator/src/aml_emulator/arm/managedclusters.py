@@ -171,7 +171,7 @@ async def create_or_update(request: ArmRequest) -> ArmResponse:
     def finished(error: exceptions.ArmError | None) -> None:
         cluster.provisioning_state = "Failed" if error else "Succeeded"
         request.backend.save()
-        _advertise_fpgas(request.backend)
+        advertise_fpgas(request.backend)
 
     resource_id = _resource_id(path.subscription_id, group, cluster.name)
     operation = request.backend.operations.begin(
@@ -210,7 +210,7 @@ async def delete_cluster(request: ArmRequest) -> ArmResponse:
     def finished(error: exceptions.ArmError | None) -> None:
         if error is None:
             request.backend.remove_resource(path.subscription_id, group_name, MANAGED_CLUSTERS, cluster.name)
-            _advertise_fpgas(request.backend)
+            advertise_fpgas(request.backend)
         else:
             cluster.provisioning_state = "Failed"
             request.backend.save()
@@ -251,7 +251,7 @@ register_status_routes(PROVIDER, summary="managed_clusters.begin_create_or_updat
 FPGA_RESOURCE = "microsoft.com/fpga"
 
 
-def _advertise_fpgas(backend) -> None:
+def advertise_fpgas(backend) -> None:
     """Every managed cluster is a view of the one emulated cluster, so its node advertises
     the FPGAs of every succeeded cluster's PB-series pools (and none when there are none)."""
     advertise = backend.services.get("node_resources")
