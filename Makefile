@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-MEMBERS := -e ./aml_core -e ./providers/local -e ./providers/aks -e ./emulator -e ./contract_tests -e ./providers/azure-common -e ./providers/aci -e ./providers/appservice -e ./providers/iotedge
+MEMBERS := -e ./aml_core -e ./providers/local -e ./providers/aks -e ./emulator -e ./contract_tests -e ./providers/azure-common -e ./providers/aci -e ./providers/appservice -e ./providers/iotedge -e ./providers/fpga
 
 .PHONY: venv system-deps demo test lint-imports bench clean
 

@@ -120,3 +120,17 @@ def test_bad_image_names_and_broken_scripts_are_refused_before_anything_is_store
     with pytest.raises(InvalidConfig, match="Invalid image name"):
         Model.package(ws, [model], broken, image_name="Bad Name")
     assert Image.list(ws) == []
+
+
+def test_image_create_with_a_container_image_configuration_is_container_image_create(ws, model):
+    """azureml-core's ``Image.create`` spelling: a configuration without a target kind is a
+    scoring image; such an image cannot go through ``deploy_from_image``."""
+    from aml_core.webservice import Webservice
+
+    config = ContainerImage.image_configuration(execution_script="score.py", runtime="python",
+                                                source_directory=str(QUICKSTART))
+    image = Image.create(ws, "generic", [model], config)
+    assert image.id == "generic:1" and image.creation_state == "Succeeded"
+    assert ContainerImage.create(ws, "generic", [model], config).digest == image.digest
+    with pytest.raises(InvalidConfig, match="Model.deploy"):
+        Webservice.deploy_from_image(ws, "svc", image, deployment_config=None)

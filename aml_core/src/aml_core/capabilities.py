@@ -36,6 +36,9 @@ class Capabilities:
     gpu: bool = False
     #: FPGA accelerators
     fpga: bool = False
+    #: serves an entry script (``score.py``: ``init()``/``run()``) over HTTP; false for a
+    #: target that serves converted models itself (the FPGA runtime, over gRPC)
+    entry_script: bool = True
 
     def names(self) -> list[str]:
         """The capability names that are switched on, for display."""

@@ -108,7 +108,11 @@ def aml_package(workspace, request):
 
     :param workspace: the workspace.
     :param request: a :class:`~aml_core.records.PackageRequest`; ``request.kind`` is the
-        target kind.
+        target kind. From ``Image.create`` with a target's own image configuration (one with
+        a ``target_kind``, e.g. ``AccelContainerImage.image_configuration()``),
+        ``request.inference_config`` is that configuration; store the image with
+        :func:`aml_core.images.store_image` and set ``details["target_kind"]`` so that
+        ``Webservice.deploy_from_image`` dispatches to you.
     :returns: an :class:`~aml_core.records.ImageRecord`, or ``None`` if ``request.kind`` is
         not yours.
 

@@ -235,6 +235,38 @@ def deployment_image(workspace: Workspace, spec: Any, progress=lambda text: None
     return record.location, workspace_registry(workspace)
 
 
+def store_image(workspace: Workspace, image_name: str, image: Any, details: dict[str, Any],
+                progress=lambda text: None) -> ImageRecord:
+    """Version and store an image a provider built itself (an :class:`aml_core.oci.Image`,
+    e.g. from :func:`aml_core.oci.build_program_image`): pushed to the workspace's registry,
+    or written to its embedded OCI layout, exactly as packaged scoring images are."""
+    from aml_core.oci import RegistryClient, write_layout
+
+    validate_image_name(image_name)
+    version = _allocate(workspace, image_name)
+    details = {"created": utcnow(), **details}
+    try:
+        registry = workspace_registry(workspace)
+        if registry is None:
+            layout = workspace.root / "registry" / image_name
+            write_layout(image, layout, tag=str(version))
+            location = f"oci:{layout}:{version}"
+        else:
+            progress(f"Pushing {image_name}:{version} to {registry.address}")
+            client = RegistryClient(registry.address, username=registry.username, password=registry.password)
+            client.push_image(image_name, image, tags=(str(version),))
+            location = f"{registry.address}/{image_name}:{version}"
+        progress(f"Image {image_name}:{version} is {image.digest}")
+    except BaseException as exc:
+        _save(workspace, ImageRecord(name=image_name, version=version,
+                                     details={**details, "state": "Failed", "error": str(exc)}))
+        raise
+    record = ImageRecord(name=image_name, version=version, digest=image.digest, location=location,
+                         details={**details, "state": "Succeeded"})
+    _save(workspace, record)
+    return record
+
+
 # -- the public handles ------------------------------------------------------------------------
 
 
@@ -285,8 +317,20 @@ class Image:
 
     @staticmethod
     def create(workspace: Workspace, name: str, models: Iterable[Any], image_config: Any) -> "Image":
-        """azureml-core's legacy ``Image.create``: the same as ``ContainerImage.create``."""
-        return ContainerImage.create(workspace, name, models, image_config)
+        """azureml-core's ``Image.create``. A target's own image configuration (one with a
+        ``target_kind``, such as ``AccelContainerImage.image_configuration()``) is packaged by
+        that target's provider (hook ``aml_package``); a ContainerImage configuration as
+        :meth:`ContainerImage.create` does."""
+        from aml_core.model import model_record
+        from aml_core.plugins import default_hooks
+        from aml_core.records import PackageRequest
+
+        kind = getattr(image_config, "target_kind", None)
+        if kind is None:
+            return ContainerImage.create(workspace, name, models, image_config)
+        request = PackageRequest(kind=kind, models=tuple(model_record(m) for m in models),
+                                 inference_config=image_config, image_name=name)
+        return Image._from_record(workspace, default_hooks().package(workspace=workspace, request=request))
 
     def wait_for_creation(self, show_output: bool = False) -> None:
         """Images are built synchronously; kept for azureml-core compatibility."""

@@ -30,7 +30,7 @@ from aml_core.errors import (
 from aml_core.inference import InferenceConfig
 from aml_core.model import model_record
 from aml_core.plugins import Hooks, default_hooks
-from aml_core.records import AuthRequest, DeploymentSpec, ServiceRecord, utcnow
+from aml_core.records import AuthRequest, DeploymentSpec, ImageRecord, ServiceRecord, utcnow
 from aml_core.serialization import service_from_dict, to_dict, to_json
 from aml_core.workspace import Workspace
 
@@ -737,6 +737,21 @@ def _progress_printer():
     return show
 
 
+@attrs.frozen(kw_only=True)
+class PackagedImage:
+    """What ``deploy_from_image`` hands the provider in place of an inference config: the
+    stored image, packaged for ``target_kind``."""
+
+    record: ImageRecord
+
+    @property
+    def target_kind(self) -> str:
+        return self.record.details["target_kind"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": f"{self.record.name}:{self.record.version}", "target_kind": self.target_kind}
+
+
 # -- Model.deploy --------------------------------------------------------------------------
 
 
@@ -755,12 +770,19 @@ def deploy(workspace: Workspace, name: str, models: Iterable[Any], inference_con
     kind = getattr(deployment_config, "kind", None)
     if not kind:
         raise InvalidConfig(f"{type(deployment_config).__name__} is not a deployment configuration (it has no kind).")
+    # a target's own image (configuration) is deployed by that target's provider, onto the
+    # compute the deployment configuration describes (e.g. an FPGA image on AKS)
+    kind = getattr(inference_config, "target_kind", None) or kind
     hooks = default_hooks()
     hooks.require(kind, "deploy")
     records = tuple(model_record(m) for m in models)
     if not records:
         raise InvalidConfig("Model.deploy needs at least one model.")
-    inference_config.validate_entry_script()
+    if isinstance(inference_config, InferenceConfig):
+        inference_config.validate_entry_script()
+    elif getattr(inference_config, "target_kind", None) is None:
+        raise InvalidConfig(f"Model.deploy needs an InferenceConfig (entry script + environment), got "
+                            f"{type(inference_config).__name__}.")
     target_name = getattr(deployment_target, "name", deployment_target)
     spec = DeploymentSpec(
         name=name,
@@ -809,6 +831,11 @@ def deploy_from_image(workspace: Workspace, name: str, image: Any, deployment_co
     if deployment_config is None:
         raise InvalidConfig("deploy_from_image needs a deployment_config, for example "
                             "AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1).")
+    if record.details.get("target_kind"):
+        # an image packaged for one target (an AccelContainerImage for FPGA) is deployed by
+        # that target's provider, onto the compute the deployment configuration describes
+        return deploy(workspace, name, _image_models(workspace, record), PackagedImage(record=record),
+                      deployment_config, deployment_target, overwrite=overwrite, show_output=show_output)
     kind = getattr(deployment_config, "kind", None)
     if not kind:
         raise InvalidConfig(f"{type(deployment_config).__name__} is not a deployment configuration (it has no kind).")

@@ -295,7 +295,8 @@ class Emulator:
             if "arm" in self.services:  # managedClusters hand out this cluster's kubeconfig
                 import yaml
 
-                self.services["arm"].add_kubernetes(lambda: yaml.safe_dump(cluster.kubeconfig(), sort_keys=False))
+                self.services["arm"].add_kubernetes(lambda: yaml.safe_dump(cluster.kubeconfig(), sort_keys=False),
+                                                    node_resources=cluster.set_extended_resources)
         if "iothub" in self.wanted:
             self._start_iothub()
 

@@ -425,6 +425,11 @@ class ProgramSpec:
     port: int
     base: Image | None = None
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    #: data files the program reads (e.g. the models it serves), image path -> source file
+    files: Mapping[str, Path] = attrs.field(factory=dict, converter=lambda v: {k: Path(p) for k, p in v.items()})
+    #: environment variables (besides PYTHONPATH) whose values are ':'-separated image
+    #: paths, which engines that unpack the image remap into its root
+    path_env: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 def build_program_image(spec: ProgramSpec) -> Image:
@@ -440,6 +445,8 @@ def build_program_image(spec: ProgramSpec) -> Image:
         if not (package / "__init__.py").is_file():
             raise InvalidConfig(f"{package} is not a Python package folder (no __init__.py)")
         builder.add_tree(f"{RUNTIME_LIB}/{package.name}", package)
+    for image_path, source in sorted(spec.files.items()):
+        builder.add_file(image_path, source)
     builder.add_bytes(REQUIREMENTS_FILE, _requirements_file(spec.environment))
     layer = builder.build(comment=f"{spec.title}: {', '.join(names)}")
     labels = {
@@ -447,7 +454,7 @@ def build_program_image(spec: ProgramSpec) -> Image:
         **spec.labels,
         LABEL_ENVIRONMENT: spec.environment.to_label(),
         LABEL_APP_LAYERS: "1",
-        LABEL_PATH_ENV: "PYTHONPATH",
+        LABEL_PATH_ENV: ",".join(("PYTHONPATH", *spec.path_env)),
         LABEL_PORT: str(spec.port),
     }
     image = _assemble([layer], env={**_PYTHON_ENV, **spec.environment.environment_variables},

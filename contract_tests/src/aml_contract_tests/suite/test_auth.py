@@ -17,6 +17,7 @@ def _post(service, credential: str | None) -> requests.Response:
     return requests.post(service.scoring_uri, json=SAMPLE_INPUT, headers=headers, timeout=60)
 
 
+@requires("entry_script")
 class AuthContract:
     @requires("auth_keys")
     def test_key_auth_is_on_by_default_and_both_keys_work(self, aml_deploy, aml_inference_config):

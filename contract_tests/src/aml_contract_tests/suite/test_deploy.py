@@ -6,11 +6,13 @@ import json
 
 import requests
 
+from aml_contract_tests.capabilities import requires
 from aml_contract_tests.fixtures import SAMPLE_INPUT
 
 HEALTHY = {"Healthy", "running"}
 
 
+@requires("entry_script")
 class DeployContract:
     def test_deploy_gives_a_healthy_service_with_a_scoring_uri(self, aml_deploy, aml_inference_config, aml_target_kind):
         service = aml_deploy("contract-deploy", aml_inference_config)
@@ -45,6 +47,7 @@ class DeployContract:
 
     def test_delete_stops_the_service_and_forgets_it(self, aml_deploy, aml_inference_config, aml_workspace):
         import pytest
+
         from aml_core.errors import NotFound
         from aml_core.webservice import Webservice
 

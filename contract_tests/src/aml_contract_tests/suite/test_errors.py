@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from aml_contract_tests.capabilities import requires
 from aml_contract_tests.fixtures import SAMPLE_INPUT
 
 
+@requires("entry_script")
 class ErrorContract:
     def test_init_failure_fails_the_deploy_and_keeps_the_traceback(self, aml_deploy, aml_broken_inference_config, aml_workspace):
         from aml_core.errors import ProvisioningFailed

@@ -6,6 +6,7 @@ from aml_contract_tests.capabilities import requires
 from aml_contract_tests.fixtures import SAMPLE_INPUT
 
 
+@requires("entry_script")
 class LifecycleContract:
     @requires("logs")
     def test_logs_show_what_init_printed(self, aml_deploy, aml_inference_config):

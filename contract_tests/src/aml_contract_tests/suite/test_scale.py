@@ -20,6 +20,7 @@ def _settles(service, timeout: float = 120.0) -> str:
     return service.state
 
 
+@requires("entry_script")
 class ScaleContract:
     @requires("scale")
     def test_a_fixed_count_is_applied_and_the_service_keeps_scoring(self, aml_deploy, aml_inference_config):

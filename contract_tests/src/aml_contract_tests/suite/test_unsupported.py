@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aml_contract_tests.capabilities import requires
 from aml_core.errors import NotSupported
 from aml_core.records import (
     AuthRequest,
@@ -31,12 +32,14 @@ class UnsupportedContract:
         self._assert_not_supported(lambda: aml_hooks.provision(workspace=aml_workspace, request=request), aml_target_kind, "provision")
 
     @lacks("auth_keys")
+    @requires("entry_script")
     def test_keys_without_the_capability_are_not_supported(self, aml_deploy, aml_inference_config, aml_target_kind):
         service = aml_deploy("contract-nokeys", aml_inference_config)
         self._assert_not_supported(service.get_keys, aml_target_kind, "get_keys")
         self._assert_not_supported(lambda: service.regen_key("Primary"), aml_target_kind, "regen_key")
 
     @lacks("auth_token")
+    @requires("entry_script")
     def test_tokens_without_the_capability_are_not_supported(self, aml_deploy, aml_inference_config, aml_target_kind):
         service = aml_deploy("contract-notoken", aml_inference_config)
         self._assert_not_supported(service.get_token, aml_target_kind, "get_token")

@@ -112,10 +112,18 @@ class ArmService:
         """Let every operation finish as its work does again."""
         self.backend.operations.clear_scripts()
 
-    def add_kubernetes(self, kubeconfig: Callable[[], str]) -> None:
+    def add_kubernetes(self, kubeconfig: Callable[[], str],
+                       node_resources: Callable[[dict[str, int]], None] | None = None) -> None:
         """Back ``Microsoft.ContainerService/managedClusters`` with an emulated cluster:
-        ``kubeconfig()`` returns its kubeconfig YAML (what ``listClusterUserCredential`` hands out)."""
+        ``kubeconfig()`` returns its kubeconfig YAML (what ``listClusterUserCredential`` hands out).
+        ``node_resources({name: count})``, when given, is told the extended resources (FPGAs)
+        the managed clusters' node pools bring, each time a cluster is created or deleted."""
         self.backend.kubeconfig = kubeconfig
+        if node_resources is not None:
+            from aml_emulator.arm.managedclusters import advertise_fpgas
+
+            self.backend.services["node_resources"] = node_resources
+            advertise_fpgas(self.backend)  # the clusters a restarted emulator has stored
 
     @property
     def ca_bundle(self) -> Path:

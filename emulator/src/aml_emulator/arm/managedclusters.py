@@ -108,6 +108,37 @@ def _get(request: ArmRequest) -> tuple[str, ManagedClusterResource]:
     return found
 
 
+#: FPGA (Project Brainwave) VM sizes: vCPUs per VM of the "Standard PBS Family".
+FPGA_VM_VCPUS = {"standard_pb6s": 6}
+#: Regions that offered the PBS family (the documents' list).
+FPGA_REGIONS = ("eastus", "southeastasia", "westeurope", "westus2")
+#: The PBS family vCPU quota of an emulated subscription per region: one Standard_PB6s node,
+#: what the documents tell users to request ("Standard PBS Family vCPUs" >= 6).
+FPGA_VCPU_QUOTA = 6
+
+
+def _check_fpga_pools(location: str, pools: list) -> None:
+    """Azure's rules for FPGA node pools: the region must offer them, the quota must allow them."""
+    vcpus = 0
+    for pool in pools:
+        size = str(pool.get("vmSize", "")) if isinstance(pool, dict) else ""
+        if size.lower() not in FPGA_VM_VCPUS:
+            continue
+        if location.lower().replace(" ", "") not in FPGA_REGIONS:
+            raise exceptions.ArmError(
+                400, "InvalidParameter",
+                f"The VM size {size} is not available in location '{location}'. FPGA VM sizes "
+                f"are offered in {', '.join(FPGA_REGIONS)}.")
+        vcpus += FPGA_VM_VCPUS[size.lower()] * pool.get("count", 1)
+    if vcpus > FPGA_VCPU_QUOTA:
+        raise exceptions.ArmError(
+            400, "QuotaExceeded",
+            f"Operation could not be completed as it results in exceeding approved Standard PBS "
+            f"Family vCPUs quota. Location: {location}, Current Limit: {FPGA_VCPU_QUOTA}, "
+            f"Additional Required: {vcpus}. Request a quota increase for the Standard PBS "
+            f"Family, or use fewer FPGA nodes.")
+
+
 @PROVIDER.operation("PUT", MANAGED_CLUSTERS, ITEM, summary="managed_clusters.begin_create_or_update")
 async def create_or_update(request: ArmRequest) -> ArmResponse:
     body = request.json()
@@ -124,6 +155,7 @@ async def create_or_update(request: ArmRequest) -> ArmResponse:
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1000:
             raise exceptions.ArmError(400, "InvalidParameter",
                                       f"The value '{count}' of agentPoolProfile.count is invalid; it must be 0-1000.")
+    _check_fpga_pools(location, properties.get("agentPoolProfiles") or [])
     if request.backend.kubeconfig is None:
         raise exceptions.not_implemented(f"{RESOURCE_TYPE}/write without an emulated cluster (start the cluster service)")
     path = request.path
@@ -139,6 +171,7 @@ async def create_or_update(request: ArmRequest) -> ArmResponse:
     def finished(error: exceptions.ArmError | None) -> None:
         cluster.provisioning_state = "Failed" if error else "Succeeded"
         request.backend.save()
+        advertise_fpgas(request.backend)
 
     resource_id = _resource_id(path.subscription_id, group, cluster.name)
     operation = request.backend.operations.begin(
@@ -177,6 +210,7 @@ async def delete_cluster(request: ArmRequest) -> ArmResponse:
     def finished(error: exceptions.ArmError | None) -> None:
         if error is None:
             request.backend.remove_resource(path.subscription_id, group_name, MANAGED_CLUSTERS, cluster.name)
+            advertise_fpgas(request.backend)
         else:
             cluster.provisioning_state = "Failed"
             request.backend.save()
@@ -211,3 +245,23 @@ async def list_admin_credentials(request: ArmRequest) -> dict[str, Any]:
 
 
 register_status_routes(PROVIDER, summary="managed_clusters.begin_create_or_update, managed_clusters.begin_delete")
+
+
+#: the extended resource a node with FPGAs advertises (one FPGA per PB-series VM)
+FPGA_RESOURCE = "microsoft.com/fpga"
+
+
+def advertise_fpgas(backend) -> None:
+    """Every managed cluster is a view of the one emulated cluster, so its node advertises
+    the FPGAs of every succeeded cluster's PB-series pools (and none when there are none)."""
+    advertise = backend.services.get("node_resources")
+    if advertise is None:
+        return
+    fpgas = 0
+    for _sub, _group, cluster in backend.resources_of_type(MANAGED_CLUSTERS):
+        if cluster.provisioning_state != "Succeeded":
+            continue
+        for pool in cluster.properties.get("agentPoolProfiles") or []:
+            if isinstance(pool, dict) and str(pool.get("vmSize", "")).lower() in FPGA_VM_VCPUS:
+                fpgas += int(pool.get("count", 1))
+    advertise({FPGA_RESOURCE: fpgas})

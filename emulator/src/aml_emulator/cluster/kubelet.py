@@ -48,6 +48,7 @@ from aml_emulator.guardian import GuardedRuntime, ProcessGuardian, end_recorded_
 log = logging.getLogger(__name__)
 
 PODS = lookup("", "v1", "pods")
+NODES = lookup("", "v1", "nodes")
 SECRETS = lookup("", "v1", "secrets")
 CONFIGMAPS = lookup("", "v1", "configmaps")
 SERVICEACCOUNTS = lookup("", "v1", "serviceaccounts")
@@ -369,6 +370,8 @@ class _PodWorker:
         self.ns = pod["metadata"]["namespace"]
         self.name = pod["metadata"]["name"]
         self.uid = pod["metadata"]["uid"]
+        #: the extended resources (FPGAs) this pod holds while it runs
+        self.extended = _extended_requests(pod)
         self.containers = [_Container(c) for c in pod["spec"].get("containers") or []]
         self.ports: dict[int, int] = {}
         self.main_port = 0
@@ -1019,6 +1022,19 @@ class PortAllocator:
             self._held.difference_update(ports)
 
 
+def _extended_requests(pod: dict) -> dict[str, int]:
+    """What a pod's containers request of extended resources (limits stand for requests, as
+    Kubernetes requires them equal for these)."""
+    total: dict[str, int] = {}
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        resources = c.get("resources") or {}
+        asked = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        for name, value in asked.items():
+            if "/" in name and not name.startswith(("kubernetes.io/", "hugepages-")):
+                total[name] = total.get(name, 0) + int(str(value))
+    return total
+
+
 class Kubelet:
     """Runs the pods of the one emulated node (``emulator-node``)."""
 
@@ -1129,12 +1145,49 @@ class Kubelet:
                     if is_terminating(p):
                         self.finish_deletion(key[0], key[1], p["metadata"]["uid"])
                         continue
+                    shortage = self._extended_shortage(p)
+                    if shortage:
+                        self._mark_unschedulable(p, shortage)
+                        continue
                     w = _PodWorker(self, p)
                     self.workers[key] = w
                     w.start()
             for key in list(self.workers):
                 if key not in live and self.workers[key].finished.is_set():
                     self._forget(key)
+
+    def _extended_shortage(self, pod: dict) -> list[str]:
+        """The extended resources (a name with a domain, e.g. ``microsoft.com/fpga``) the pod
+        requests beyond what the node advertises and its running pods do not hold. CPU and
+        memory are not accounted: every pod of the one emulated node shares the host."""
+        wanted = _extended_requests(pod)
+        if not wanted:
+            return []
+        node = self.store.try_get(NODES, "", NODE_NAME) or {}
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        used: dict[str, int] = {}
+        for w in self.workers.values():
+            if not w.finished.is_set():
+                for name, count in w.extended.items():
+                    used[name] = used.get(name, 0) + count
+        return [name for name, count in sorted(wanted.items())
+                if count > int(allocatable.get(name, 0)) - used.get(name, 0)]
+
+    def _mark_unschedulable(self, pod: dict, shortage: list[str]) -> None:
+        """Leave the pod Pending with the scheduler's condition (written once, not every sync)."""
+        message = f"0/1 nodes are available: {', '.join(f'1 Insufficient {n}' for n in shortage)}."
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "PodScheduled" and c.get("message") == message for c in conditions):
+            return
+        status = {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+             "lastTransitionTime": now_rfc3339(), "lastProbeTime": None}]}
+        try:
+            self.store.mutate(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"],
+                              lambda x: x | {"status": status}, subresource="status")
+        except err.ApiError:
+            pass  # deleted meanwhile
+        record_event(self.store, pod, "Pod", "v1", "Warning", "FailedScheduling", message, "default-scheduler")
 
     def finish_deletion(self, namespace: str, name: str, uid: str) -> None:
         """The pod's containers are stopped: delete it with grace 0 (as the real kubelet

@@ -340,6 +340,22 @@ class ClusterService:
                          "containerRuntimeVersion": "aml-process://1", "kernelVersion": "", "osImage": "", "machineID": "",
                          "systemUUID": "", "bootID": "", "kubeProxyVersion": ""}}}, subresource="status")
 
+    def set_extended_resources(self, resources: dict[str, int]) -> None:
+        """Advertise extended resources (e.g. ``microsoft.com/fpga``) in the node's capacity
+        and allocatable, as a device plugin does; a count of 0 removes one. The kubelet keeps
+        pods that request more than is allocatable Pending (``Unschedulable``)."""
+        assert self.store is not None
+        nodes = lookup("", "v1", "nodes")
+
+        def update(node: dict) -> dict:
+            status = dict(node.get("status") or {})
+            for field in ("capacity", "allocatable"):
+                values = {k: v for k, v in (status.get(field) or {}).items() if k not in resources}
+                values.update({k: str(n) for k, n in resources.items() if n > 0})
+                status[field] = values
+            return node | {"status": status}
+        self.store.mutate(nodes, "", "emulator-node", update, subresource="status")
+
     def _publish_frontdoor(self) -> None:
         """Tell clients where the front door is, the way a cluster with the front door
         installed does (:mod:`aml_core.frontdoor.kube`): namespace ``azureml``, ConfigMap and
