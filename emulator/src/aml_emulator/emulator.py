@@ -39,7 +39,9 @@ from aml_emulator.arm import ArmService, CertificateAuthority
 log = logging.getLogger("aml_emulator")
 
 #: every service the emulator knows, in start order
-KNOWN_SERVICES = ("registry", "arm", "cluster")
+KNOWN_SERVICES = ("registry", "arm", "cluster", "storage")
+#: started only when named in ``services=`` (Azurite needs Node.js)
+OPT_IN_SERVICES = ("storage",)
 #: version of ``emulator.json``; a state directory written by a newer version is refused
 STATE_FORMAT = 1
 DEFAULT_RESOURCE_GROUP = "aml-emulator"
@@ -137,7 +139,8 @@ class Emulator:
                  hpa_downscale_window: float | None = None, backoff_base: float | None = None,
                  arm_retry_after: float | None = None) -> None:
         if services is None:
-            wanted = tuple(s for s in KNOWN_SERVICES if s != "cluster" or _cluster_available())
+            wanted = tuple(s for s in KNOWN_SERVICES if (s != "cluster" or _cluster_available())
+                           and s not in OPT_IN_SERVICES)
         else:
             wanted = tuple(dict.fromkeys(services))
             unknown = [s for s in wanted if s not in KNOWN_SERVICES]
@@ -287,6 +290,10 @@ class Emulator:
                 import yaml
 
                 self.services["arm"].add_kubernetes(lambda: yaml.safe_dump(cluster.kubeconfig(), sort_keys=False))
+        if "storage" in self.wanted:
+            from aml_emulator.storage import StorageService
+
+            self.services["storage"] = StorageService(self.state_dir / "storage", host=self.host).start()
 
     def _validate_arm_token(self, token: str, tenant: str | None) -> str | None:
         """Let ``/oauth2/exchange`` accept the ARM token, as ACR accepts an AAD token for ARM."""
@@ -365,6 +372,12 @@ class Emulator:
     def cluster(self) -> Any:
         """The running :class:`~aml_emulator.cluster.ClusterService` (``.kubeconfig_path``)."""
         return self._service("cluster")
+
+    @property
+    def storage(self) -> Any:
+        """The running :class:`~aml_emulator.storage.StorageService` (Azurite;
+        ``.connection_string``)."""
+        return self._service("storage")
 
     @property
     def arm_token(self) -> str:

@@ -1,0 +1,19 @@
+# A linear model kept as JSON weights: init() loads it once, run() scores {"data": [[...], ...]}.
+import json
+import os
+
+model = None
+init_calls = 0
+
+
+def init():
+    global model, init_calls
+    init_calls += 1
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "weights.json")) as handle:
+        model = json.load(handle)
+
+
+def run(raw_data):
+    rows = json.loads(raw_data)["data"]
+    return {"predictions": [sum(w * x for w, x in zip(model["weights"], row)) + model["bias"] for row in rows],
+            "init_calls": init_calls}
