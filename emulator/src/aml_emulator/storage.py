@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 AZURITE_VERSION = "3"
 ACCOUNT = "devstoreaccount1"
 #: Azurite's published development key (not a secret: every Azurite has it)
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IzfCgyuagP4ZBnvrfLmdvQ6zm/6R0SA=="
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 START_TIMEOUT = 60.0
 _LISTENING = re.compile(r"Azurite (Blob|Queue|Table) service is successfully listening at http://[^:]+:(\d+)")
 
