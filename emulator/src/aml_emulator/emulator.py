@@ -411,7 +411,8 @@ class Emulator:
     def profile(self, name: str = DEFAULT_PROFILE_NAME) -> CloudProfile:
         """A cloud profile pointing the providers at this emulator (save it with ``.save()``).
 
-        ``extra["registry_url"]`` is the registry's base URL (``http://127.0.0.1:PORT``).
+        ``extra["registry_url"]`` is the registry's base URL (``http://127.0.0.1:PORT``);
+        ``extra["storage_connection_string"]`` Azurite's, when the storage service runs.
         """
         kubeconfig = None
         if "cluster" in self.services and self.cluster.kubeconfig_path is not None:
@@ -427,7 +428,9 @@ class Emulator:
             arm_token=self.arm_token,
             kubeconfig=kubeconfig,
             extra={"registry_url": self.registry.url, **({"frontdoor_url": self.cluster.frontdoor_url,
-                   "frontdoor_admin_token": self.cluster.frontdoor_admin_token} if kubeconfig else {})},
+                   "frontdoor_admin_token": self.cluster.frontdoor_admin_token} if kubeconfig else {}),
+                   **({"storage_connection_string": self.storage.connection_string}
+                      if "storage" in self.services else {})},
         )
 
     def endpoints(self) -> dict[str, str]:

@@ -57,6 +57,7 @@ HOST_ENTRYPOINT = ["/bin/sh", "-c",
                    f'--port "${{AML_PORT:-{HOST_PORT}}}"']
 #: the function's name in the app (one function per package, named after its trigger)
 FUNCTION_NAMES = {HTTP_TRIGGER: "score", BLOB_TRIGGER: "blob_score", SERVICE_BUS_QUEUE_TRIGGER: "queue_score"}
+FUNCTIONS_LABEL = "org.aml.functions.functions"
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,259}$")
 _BLOB_PATH = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}/.+$")
 
@@ -232,6 +233,8 @@ def add_function_app(image: Image, trigger: str, options: dict[str, Any]) -> Ima
     labels[LABEL_PATH_ENV] = ",".join(filter(None, [labels.get(LABEL_PATH_ENV, ""), "AzureWebJobsScriptRoot"]))
     labels[LABEL_PORT] = str(HOST_PORT)
     labels["org.aml.functions.deployed-api-options"] = json.dumps(deployed_api_options(trigger, options))
+    # the platform learns the app's functions from this (the real one asks the host: sync triggers)
+    labels[FUNCTIONS_LABEL] = json.dumps([FUNCTION_NAMES[trigger]])
     env = [item for item in inner.get("Env") or [] if not item.startswith("AzureWebJobsScriptRoot=")]
     env += [f"AzureWebJobsScriptRoot={SCRIPT_ROOT}", "FUNCTIONS_WORKER_RUNTIME=python",
             "FUNCTIONS_EXTENSION_VERSION=~4"]
