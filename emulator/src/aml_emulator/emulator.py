@@ -39,9 +39,9 @@ from aml_emulator.arm import ArmService, CertificateAuthority
 log = logging.getLogger("aml_emulator")
 
 #: every service the emulator knows, in start order
-KNOWN_SERVICES = ("registry", "arm", "cluster", "storage")
-#: started only when named in ``services=`` (Azurite needs Node.js)
-OPT_IN_SERVICES = ("storage",)
+KNOWN_SERVICES = ("registry", "arm", "cluster", "storage", "servicebus")
+#: started only when named in ``services=`` (Azurite needs Node.js; the broker python-qpid-proton)
+OPT_IN_SERVICES = ("storage", "servicebus")
 #: version of ``emulator.json``; a state directory written by a newer version is refused
 STATE_FORMAT = 1
 DEFAULT_RESOURCE_GROUP = "aml-emulator"
@@ -294,6 +294,10 @@ class Emulator:
             from aml_emulator.storage import StorageService
 
             self.services["storage"] = StorageService(self.state_dir / "storage", host=self.host).start()
+        if "servicebus" in self.wanted:
+            from aml_emulator.servicebus import ServiceBusService
+
+            self.services["servicebus"] = ServiceBusService(self.state_dir / "servicebus", host=self.host).start()
 
     def _validate_arm_token(self, token: str, tenant: str | None) -> str | None:
         """Let ``/oauth2/exchange`` accept the ARM token, as ACR accepts an AAD token for ARM."""
@@ -380,6 +384,12 @@ class Emulator:
         return self._service("storage")
 
     @property
+    def servicebus(self) -> Any:
+        """The running :class:`~aml_emulator.servicebus.ServiceBusService` (AMQP;
+        ``.connection_string``, ``.create_queue(name)``)."""
+        return self._service("servicebus")
+
+    @property
     def arm_token(self) -> str:
         """The static ARM bearer token (a secret: never log it)."""
         if not self._secrets:
@@ -430,7 +440,9 @@ class Emulator:
             extra={"registry_url": self.registry.url, **({"frontdoor_url": self.cluster.frontdoor_url,
                    "frontdoor_admin_token": self.cluster.frontdoor_admin_token} if kubeconfig else {}),
                    **({"storage_connection_string": self.storage.connection_string}
-                      if "storage" in self.services else {})},
+                      if "storage" in self.services else {}),
+                   **({"service_bus_connection_string": self.servicebus.connection_string}
+                      if "servicebus" in self.services else {})},
         )
 
     def endpoints(self) -> dict[str, str]:
