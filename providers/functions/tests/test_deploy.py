@@ -122,3 +122,49 @@ def test_blob_function_app_end_to_end(ws, model, emulator):
     with pytest.raises(NotSupported, match="run\\(\\) on a blob function app"):
         service.run({"data": [[1, 2, 3]]})
     service.delete()
+
+
+def test_service_bus_queue_function_app_end_to_end(ws, model, emulator):
+    from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
+
+    from aml_core.webservice import Webservice
+    from aml_provider_functions import FunctionsWebservice, package_service_bus_queue
+
+    emulator.servicebus.create_queue("requests", max_delivery_count=3)
+    emulator.servicebus.create_queue("predictions")
+    package = package_service_bus_queue(ws, [model], inference_config(), input_queue_name="requests",
+                                        output_queue_name="predictions")
+    config = FunctionsWebservice.deploy_configuration(trigger="service_bus_queue", input_queue_name="requests",
+                                                      output_queue_name="predictions")
+    service = Webservice.deploy_from_image(ws, "fn-queue", package, deployment_config=config)
+    service.wait_for_deployment()
+    assert service.state == "Healthy", service.error
+    rows = [[2, 0, 1]]
+    with ServiceBusClient.from_connection_string(emulator.servicebus.connection_string) as client:
+        with client.get_queue_sender("requests") as sender:
+            sender.send_messages(ServiceBusMessage(json.dumps({"data": rows})))
+            sender.send_messages(ServiceBusMessage("not json"))
+        with client.get_queue_receiver("predictions", max_wait_time=2) as receiver:
+            def prediction():
+                got = receiver.receive_messages(max_message_count=1, max_wait_time=1)
+                for message in got:
+                    receiver.complete_message(message)
+                return json.loads(str(got[0])) if got else None
+
+            assert wait_until(prediction, "the prediction", logs=service.get_logs)["predictions"] == expected(rows)
+        with client.get_queue_receiver("requests", sub_queue=ServiceBusSubQueue.DEAD_LETTER,
+                                       max_wait_time=2) as dead:
+            found = wait_until(lambda: dead.receive_messages(max_message_count=1, max_wait_time=1),
+                               "the dead-lettered message", logs=service.get_logs)
+            assert str(found[0]) == "not json" and found[0].dead_letter_reason == "MaxDeliveryCountExceeded"
+            dead.complete_message(found[0])
+        logs = service.get_logs()
+        assert logs.count("Executed 'Functions.queue_score' (Failed") == 3 and "JSONDecodeError" in logs
+        with client.get_queue_sender("requests") as sender:
+            sender.send_messages(ServiceBusMessage(json.dumps({"data": [[0, 0, 0]]})))
+        with client.get_queue_receiver("predictions", max_wait_time=2) as receiver:
+            got = wait_until(lambda: receiver.receive_messages(max_message_count=1, max_wait_time=1),
+                             "the prediction after the dead letter", logs=service.get_logs)
+            assert json.loads(str(got[0]))["predictions"] == expected([[0, 0, 0]])
+            receiver.complete_message(got[0])
+    service.delete()

@@ -100,7 +100,8 @@ def app_settings(config: FunctionsDeploymentConfiguration, registry: Any, profil
     if config.trigger == BLOB_TRIGGER:
         settings[STORAGE_CONNECTION] = config.trigger_connection_string or current.get(STORAGE_CONNECTION) or storage
     if config.trigger == SERVICE_BUS_QUEUE_TRIGGER:
-        service_bus = config.service_bus_connection_string or current.get(SERVICE_BUS_CONNECTION)
+        service_bus = (config.service_bus_connection_string or current.get(SERVICE_BUS_CONNECTION)
+                       or profile.extra.get("service_bus_connection_string"))
         if not service_bus:
             raise InvalidConfig("The Service Bus queue trigger needs service_bus_connection_string= (the namespace's "
                                 "connection string) in FunctionsWebservice.deploy_configuration.")
