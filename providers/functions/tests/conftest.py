@@ -19,3 +19,28 @@ def emulator(tmp_path_factory):
             os.environ.pop("AML_PROFILE_DIR", None)
         else:
             os.environ["AML_PROFILE_DIR"] = saved
+
+
+# -- the contract suite: the module's emulator, a fresh workspace per test ------------------
+@pytest.fixture
+def aml_workspace(emulator, tmp_path, monkeypatch):
+    from aml_core.workspace import Workspace
+
+    # the suite calls the https scoring URI with plain requests, as a user who trusts the
+    # emulator's CA (the function app's certificate is signed by it) would
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_bundle))
+
+    return Workspace.create(tmp_path / "workspace", container_registry="profile:emulator")
+
+
+@pytest.fixture
+def aml_target_kind():
+    return "functions"
+
+
+@pytest.fixture
+def aml_deployment_config():
+    from aml_provider_functions import FunctionsWebservice
+
+    # an anonymous HTTP function: the suite's requests carry no Functions key
+    return lambda name: FunctionsWebservice.deploy_configuration(trigger="http")

@@ -50,7 +50,7 @@ def test_http_function_app_with_function_keys(ws, model, emulator):
     assert settings["FUNCTIONS_WORKER_RUNTIME"] == "python" and "AML_FUNCTIONS_KEYS" not in settings
     function_key = web.web_apps.list_function_keys(emulator.resource_group, "fn-http", "score").properties["default"]
     host = web.web_apps.list_host_keys(emulator.resource_group, "fn-http")
-    assert service.get_keys() == (function_key, host.function_keys["default"])
+    assert service.get_function_keys() == {"default": function_key}
     assert service.get_host_keys()["masterKey"] == host.master_key
     body = json.dumps({"data": [[0, 1, 0]]})
     verify = str(emulator.ca_bundle)

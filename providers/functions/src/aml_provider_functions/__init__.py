@@ -12,9 +12,11 @@ from aml_provider_functions.webservice import FunctionsWebservice
 __all__ = ["BLOB_TRIGGER", "HTTP_TRIGGER", "SERVICE_BUS_QUEUE_TRIGGER", "FunctionsDeploymentConfiguration",
            "FunctionsWebservice", "package", "package_blob", "package_http", "package_service_bus_queue"]
 
-#: one function app per service; keys are the Functions host's (listed, not regenerated
-#: here); no token auth, no replicas or traffic split to set (the platform scales function apps)
-CAPABILITIES = Capabilities(package=True, provision=False, update=True, logs=True, auth_keys=True,
+#: one function app per service. Its keys are the Functions host's, not AML's primary/secondary
+#: pair (FunctionsWebservice.get_function_keys / get_host_keys read them through ARM; nothing here
+#: regenerates them), so no auth_keys; updates go through the staging slot (Standard plans and
+#: above); no token auth, replicas or traffic split
+CAPABILITIES = Capabilities(package=True, provision=False, update=True, logs=True, auth_keys=False,
                             auth_token=False, scale=False, autoscale=False, traffic_split=False)
 
 
@@ -54,8 +56,3 @@ def aml_logs(workspace, service, num_lines, init):
 @hookimpl
 def aml_delete(workspace, service):
     return _deploy().delete(workspace, service) if service.kind == KIND else None
-
-
-@hookimpl
-def aml_auth(workspace, service, request):
-    return _deploy().auth(workspace, service, request) if service.kind == KIND else None

@@ -15,7 +15,8 @@ from aml_provider_functions.packaging import HTTP_TRIGGER, TRIGGER_OPTIONS, trig
 KIND = "functions"
 LINUX_SKUS = ("B1", "B2", "B3", "S1", "S2", "S3", "P1v2", "P2v2", "P3v2", "P0v3", "P1v3", "P2v3", "P3v3",
               "EP1", "EP2", "EP3")
-DEFAULT_SKU = "B1"
+#: Standard: its slots let an update start the new version before the old one stops
+DEFAULT_SKU = "S1"
 DEFAULT_PLAN = "aml-functions-plan"
 SECRET_FIELDS = ("storage_connection_string", "trigger_connection_string", "service_bus_connection_string")
 _PLAN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$")

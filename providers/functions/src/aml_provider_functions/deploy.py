@@ -19,8 +19,8 @@ from typing import Any, Callable
 import attrs
 import requests
 
-from aml_core.errors import AuthError, InvalidConfig, NotFound, NotSupported, ProvisioningFailed
-from aml_core.records import AuthRequest, AuthResult, DeploymentSpec, ServiceRecord, utcnow
+from aml_core.errors import AuthError, InvalidConfig, NotFound, ProvisioningFailed
+from aml_core.records import DeploymentSpec, ServiceRecord, utcnow
 from aml_core.workspace import Workspace
 
 from aml_provider_functions.config import KIND, FunctionsDeploymentConfiguration
@@ -28,6 +28,9 @@ from aml_provider_functions.packaging import (BLOB_TRIGGER, FUNCTION_NAMES, HOST
                                               SERVICE_BUS_CONNECTION, SERVICE_BUS_QUEUE_TRIGGER, STORAGE_CONNECTION)
 
 SITE_KIND = "functionapp,linux,container"
+STAGING = "staging"
+#: pricing tiers whose plans have deployment slots (Standard, Premium)
+SLOT_TIERS = ("S", "P")
 READY_TIMEOUT = float(os.environ.get("AML_FUNCTIONS_READY_TIMEOUT", "300"))
 LOG_QUIET = 0.5
 LOG_MAX_SECONDS = 10.0
@@ -168,12 +171,21 @@ def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecor
                                     "image": image, "trigger": config.trigger, "auth_level": auth,
                                     "function": FUNCTION_NAMES[config.trigger],
                                     "ca_bundle": os.path.expanduser(profile.ca_bundle) if profile.ca_bundle else None})
-    what = f"{'Updating' if existing else 'Creating'} function app {app!r} on plan {plan.name!r}"
     try:
-        with arm_errors(what):
-            wait_for(client.web_apps.begin_create_or_update(resource_group, app, body), what=what, progress=progress)
-        site = _wait_running(client, resource_group, app, profile.connection_verify, progress)
+        if existing is None or plan.sku.name[:1].upper() not in SLOT_TIERS:
+            what = f"{'Updating' if existing else 'Creating'} function app {app!r} on plan {plan.name!r}"
+            if existing is not None:
+                progress(f"Plan {plan.name!r} ({plan.sku.name}) has no deployment slots: function app {app!r} is "
+                         f"updated in place and restarts (S1 or above updates without downtime)")
+            with arm_errors(what):
+                wait_for(client.web_apps.begin_create_or_update(resource_group, app, body), what=what,
+                         progress=progress)
+            site = _wait_running(client, resource_group, app, profile.connection_verify, progress)
+        else:
+            site = _swap_in(client, resource_group, app, body, profile.connection_verify, progress)
     except ProvisioningFailed as exc:
+        if existing is not None:
+            raise ProvisioningFailed(f"{exc} The function app keeps running its previous version.") from exc
         exc.record = attrs.evolve(record, state="Failed", error=str(exc))
         raise
     return attrs.evolve(record, state="Healthy", scoring_uri=_scoring_uri(config, site.default_host_name),
@@ -182,10 +194,31 @@ def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecor
                         updated_time=utcnow())
 
 
-def _wait_running(client: Any, resource_group: str, app: str, verify: Any, progress: Callable[[str], None]) -> Any:
+def _swap_in(client: Any, resource_group: str, app: str, body: dict[str, Any], verify: Any,
+             progress: Callable[[str], None]) -> Any:
+    """The new version starts in the staging slot, answers, then swaps into production: the
+    old version serves until then, and stays in staging (swap again to roll back)."""
+    from aml_azure_common import arm_errors, wait_for
+
+    what = f"Starting the new version in slot {STAGING!r} of function app {app!r}"
+    with arm_errors(what):
+        wait_for(client.web_apps.begin_create_or_update_slot(resource_group, app, STAGING, body), what=what,
+                 progress=progress)
+    _wait_running(client, resource_group, app, verify, progress, slot=STAGING)
+    what = f"Swapping slot {STAGING!r} into production of function app {app!r}"
+    with arm_errors(what):
+        wait_for(client.web_apps.begin_swap_slot_with_production(
+            resource_group, app, {"targetSlot": STAGING, "preserveVnet": True}), what=what, progress=progress)
+    return client.web_apps.get(resource_group, app)
+
+
+def _wait_running(client: Any, resource_group: str, app: str, verify: Any, progress: Callable[[str], None],
+                  slot: str | None = None) -> Any:
     """Call the host's root until it answers; fail with the log stream's reasons when the
     platform shows the container cannot start."""
-    site = client.web_apps.get(resource_group, app)
+    get = (lambda: client.web_apps.get(resource_group, app)) if slot is None else \
+        (lambda: client.web_apps.get_slot(resource_group, app, slot))
+    site = get()
     url = f"https://{site.default_host_name}/"
     progress(f"Waiting for the Functions host at {url}")
     deadline = time.monotonic() + READY_TIMEOUT
@@ -195,9 +228,9 @@ def _wait_running(client: Any, resource_group: str, app: str, verify: Any, progr
                 return site
         except requests.RequestException:
             pass
-        site = client.web_apps.get(resource_group, app)
+        site = get()
         if site.availability_state == "Limited":
-            log = read_log_stream(client, resource_group, app, verify)
+            log = read_log_stream(client, resource_group, app, verify, slot)
             reasons = [line for line in log.splitlines() if "ERROR" in line] or log.splitlines()[-5:]
             raise ProvisioningFailed(f"Function app {app!r} cannot start its container: {' '.join(reasons)[-1500:]} "
                                      f"Call service.get_logs() for more.")
@@ -206,13 +239,17 @@ def _wait_running(client: Any, resource_group: str, app: str, verify: Any, progr
                              f"service.get_logs() (AML_FUNCTIONS_READY_TIMEOUT sets the limit).")
 
 
-def read_log_stream(client: Any, resource_group: str, app: str, verify: Any) -> str:
-    """What the function app's Kudu log stream shows now (read until quiet)."""
+def read_log_stream(client: Any, resource_group: str, app: str, verify: Any, slot: str | None = None) -> str:
+    """What the function app's (or slot's) Kudu log stream shows now (read until quiet)."""
     from aml_azure_common import arm_errors
 
     with arm_errors(f"Reading the publishing credentials of function app {app!r}"):
-        site = client.web_apps.get(resource_group, app)
-        creds = client.web_apps.begin_list_publishing_credentials(resource_group, app).result()
+        if slot is None:
+            site = client.web_apps.get(resource_group, app)
+            creds = client.web_apps.begin_list_publishing_credentials(resource_group, app).result()
+        else:
+            site = client.web_apps.get_slot(resource_group, app, slot)
+            creds = client.web_apps.begin_list_publishing_credentials_slot(resource_group, app, slot).result()
     scm = next((s.name for s in site.host_name_ssl_states or [] if s.host_type == "Repository"), None)
     if scm is None:
         raise NotFound(f"Function app {app!r} shows no SCM (Kudu) host, so no log stream.")
@@ -297,20 +334,3 @@ def function_keys(service: ServiceRecord) -> dict[str, str]:
     with arm_errors(f"Listing the keys of function {details['function']!r} of function app {details['app']!r}"):
         found = _client().web_apps.list_function_keys(details["resource_group"], details["app"], details["function"])
     return dict(found.properties or {})
-
-
-def auth(workspace: Workspace, service: ServiceRecord, request: AuthRequest) -> AuthResult:
-    """``get_keys``: the function's default key and the host's default function key (for an
-    ``admin`` function: the master key, the only one it takes, twice)."""
-    if service.auth_mode != "key":
-        raise AuthError(f"Service {service.name!r} is an anonymous (or non-HTTP) function app: it has no keys to "
-                        f"call it with.")
-    if request.action != "get_keys":
-        raise NotSupported(KIND, request.action, "Function app keys are the Functions host's; list them with "
-                                                 "get_keys() / get_host_keys().")
-    host = host_keys(service)
-    if service.details.get("auth_level") == "admin":
-        return AuthResult(primary_key=host.master_key, secondary_key=host.master_key)
-    own = function_keys(service)
-    return AuthResult(primary_key=own.get("default") or next(iter(own.values()), ""),
-                      secondary_key=(host.function_keys or {}).get("default", ""))

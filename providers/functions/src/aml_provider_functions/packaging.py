@@ -162,7 +162,9 @@ import json
 
 import azure.functions as func
 
-from aml_provider_functions.host.scoring import ScoringFailed, score_http
+from aml_provider_functions.host.scoring import ScoringFailed, load, score_http
+
+load()  # score.py's init() runs as the host loads this function, before the first request
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
@@ -179,7 +181,9 @@ import logging
 
 import azure.functions as func
 
-from aml_provider_functions.host.scoring import score_text
+from aml_provider_functions.host.scoring import load, score_text
+
+load()  # score.py's init() runs as the host loads this function, before the first blob
 
 
 def main(blobin: func.InputStream, blobout: func.Out[str]) -> None:
@@ -193,7 +197,9 @@ import logging
 
 import azure.functions as func
 
-from aml_provider_functions.host.scoring import score_text
+from aml_provider_functions.host.scoring import load, score_text
+
+load()  # score.py's init() runs as the host loads this function, before the first message
 
 
 def main(msg: func.ServiceBusMessage, msgout: func.Out[str]) -> None:

@@ -45,6 +45,18 @@ class FunctionsWebservice(Webservice):
         return {"masterKey": keys.master_key, "functionKeys": dict(keys.function_keys or {}),
                 "systemKeys": dict(keys.system_keys or {})}
 
+    def get_function_keys(self) -> dict[str, str]:
+        """The HTTP function's own keys from ARM (``{"default": ...}``)."""
+        from aml_provider_functions.deploy import function_keys
+
+        return function_keys(self._reload())
+
+    def _function_key(self) -> str:
+        """The key ``run()`` calls with: the master key for an ``admin`` function, else the function's."""
+        if self._record.details.get("auth_level") == "admin":
+            return self.get_host_keys()["masterKey"]
+        return self.get_function_keys()["default"]
+
     def run(self, input_data: Any) -> Any:
         """Call the HTTP function with ``input_data`` (JSON-encoded unless bytes/str)."""
         self._require_usable("run")
@@ -55,7 +67,7 @@ class FunctionsWebservice(Webservice):
         body = input_data if isinstance(input_data, (bytes, str)) else json.dumps(input_data)
         headers = {"Content-Type": "application/json"}
         if self._record.auth_mode == "key":
-            headers["x-functions-key"] = self.get_keys()[0]
+            headers["x-functions-key"] = self._function_key()
         response = self._session.post(self.scoring_uri, data=body, headers=headers, timeout=300,
                                       verify=self._record.details.get("ca_bundle") or True)
         if response.status_code == 200:

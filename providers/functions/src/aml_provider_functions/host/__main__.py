@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     root = os.environ.get("AzureWebJobsScriptRoot", "/home/site/wwwroot")
     try:
         app = load_app(root)
-    except FunctionLoadError as exc:
-        log.error("The function app cannot start: %s", exc)
+    except FunctionLoadError as exc:  # with the traceback: init()'s failure is the user's to read
+        log.exception("The function app cannot start: %s", exc)
         return EXIT_LOAD_FAILED
     settings = dict(os.environ)
     identity = host_id(settings)

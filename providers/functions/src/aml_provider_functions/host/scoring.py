@@ -1,5 +1,5 @@
 """The bridge from a function's ``main()`` to the user's ``score.py``: loaded once, ``init()``
-called once (on the first event, in the host process), ``run()`` per event with the calling
+called once (when the host loads the function: :func:`load`), ``run()`` per event with the calling
 convention of the scoring runtime (a JSON string, inference-schema keyword arguments, or an
 ``AMLRequest`` for ``@rawhttp``)."""
 
@@ -24,8 +24,8 @@ class ScoringFailed(Exception):
         self.status = status
 
 
-def _loaded() -> Any:
-    """The user's script, imported and initialised on first use."""
+def load() -> Any:
+    """The user's script, imported and ``init()`` called the first time (once per host)."""
     global _script
     with _lock:
         if _script is None:
@@ -47,7 +47,7 @@ def _encode(result: Any) -> str:
 
 
 def _call(arguments: dict[str, Any]) -> str:
-    script = _loaded()
+    script = load()
     try:
         return _encode(script.run(**arguments))
     except Exception as exc:  # the user's code failed: the trigger decides what that means
@@ -56,7 +56,7 @@ def _call(arguments: dict[str, Any]) -> str:
 
 def _arguments(text: str, method: str = "POST", body: bytes = b"", params: dict[str, str] | None = None,
                headers: dict[str, str] | None = None) -> dict[str, Any]:
-    script = _loaded()
+    script = load()
     if script.mode == "raw":
         from aml_core.runtime.raw import AMLRequest, Headers
         from urllib.parse import urlencode
