@@ -59,6 +59,8 @@ class ServiceBusTriggerListener:
         from azure.servicebus import AutoLockRenewer, ServiceBusClient, ServiceBusReceiveMode
 
         while not self._stop.is_set():
+            #: output senders stay open with the connection: opening one costs a CBS round trip
+            senders: dict[tuple[str, str], Any] = {}
             try:
                 with ServiceBusClient.from_connection_string(self.connection) as client, \
                         client.get_queue_receiver(self.queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK) as receiver, \
@@ -66,26 +68,32 @@ class ServiceBusTriggerListener:
                     while not self._stop.is_set():
                         for message in receiver.receive_messages(max_message_count=1, max_wait_time=1):
                             renewer.register(receiver, message)
-                            self._handle(client, receiver, message)
+                            self._handle(client, receiver, message, senders)
             except Exception:  # the namespace went away for a moment: log, reconnect
                 log.exception("Receiving from queue %r for 'Functions.%s' failed; reconnecting", self.queue,
                               self.function.name)
                 self._stop.wait(RECONNECT_DELAY)
+            finally:
+                for sender in senders.values():
+                    try:
+                        sender.close()
+                    except Exception:  # already gone with its connection
+                        log.debug("Closing an output sender failed", exc_info=True)
 
-    def _handle(self, client: Any, receiver: Any, message: Any) -> None:
+    def _handle(self, client: Any, receiver: Any, message: Any, senders: dict[tuple[str, str], Any]) -> None:
         try:
             _, outputs = self.function.invoke(_function_message(message),
                                               f"(null)" if message.message_id is None else
                                               f"Trigger Details: MessageId: {message.message_id}, "
                                               f"DeliveryCount: {message.delivery_count}")
-            self._send_outputs(client, outputs)
+            self._send_outputs(client, outputs, senders)
         except Exception:
             receiver.abandon_message(message)
             return
         if self.auto_complete:
             receiver.complete_message(message)
 
-    def _send_outputs(self, client: Any, outputs: dict[str, Any]) -> None:
+    def _send_outputs(self, client: Any, outputs: dict[str, Any], senders: dict[tuple[str, str], Any]) -> None:
         from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
         for binding in self.function.outputs():
@@ -94,10 +102,13 @@ class ServiceBusTriggerListener:
             name = str(binding.get("connection") or self.connection_name)
             value = outputs[binding["name"]]
             body = value if isinstance(value, (str, bytes)) else str(value)
-            target = client if name == self.connection_name else \
-                ServiceBusClient.from_connection_string(self.settings[name])
-            with target.get_queue_sender(str(binding.get("queueName") or binding.get("topicName"))) as sender:
-                sender.send_messages(ServiceBusMessage(body))
+            queue = str(binding.get("queueName") or binding.get("topicName"))
+            sender = senders.get((name, queue))
+            if sender is None:
+                target = client if name == self.connection_name else \
+                    ServiceBusClient.from_connection_string(self.settings[name])
+                sender = senders[(name, queue)] = target.get_queue_sender(queue)
+            sender.send_messages(ServiceBusMessage(body))
 
 
 def _function_message(message: Any) -> Any:
