@@ -107,3 +107,35 @@ def test_messages_survive_a_restart(tmp_path):
         assert sorted(bodies) == ["one", "two"]
     finally:
         second.stop()
+
+
+def test_queues_through_arm_with_azure_mgmt_servicebus(tmp_path):
+    from azure.mgmt.servicebus import ServiceBusManagementClient
+    from azure.mgmt.servicebus.models import SBQueue
+    from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+    from aml_azure_common import management_client
+    from aml_emulator import Emulator
+
+    with Emulator(tmp_path / "state", services=["registry", "arm", "servicebus"]) as emu:
+        client = management_client(ServiceBusManagementClient, emu.profile())
+        group = emu.resource_group
+        namespace = client.namespaces.begin_create_or_update(
+            group, "aml-bus", {"location": "westus", "sku": {"name": "Standard"}}).result()
+        assert namespace.service_bus_endpoint == f"{emu.servicebus.url}/"
+        with pytest.raises(Exception, match="QuotaExceeded"):
+            client.namespaces.begin_create_or_update(group, "second-bus", {"location": "westus"}).result()
+        queue = client.queues.create_or_update(group, "aml-bus", "orders", SBQueue(
+            max_delivery_count=4, lock_duration=dt.timedelta(seconds=30),
+            default_message_time_to_live=dt.timedelta(days=1)))
+        assert queue.max_delivery_count == 4 and queue.lock_duration == dt.timedelta(seconds=30)
+        assert emu.servicebus.queues["orders"].lock_duration == 30
+        keys = client.namespaces.list_keys(group, "aml-bus", "RootManageSharedAccessKey")
+        assert keys.primary_connection_string.endswith("UseDevelopmentEmulator=true;")
+        with ServiceBusClient.from_connection_string(keys.primary_connection_string) as bus:
+            with bus.get_queue_sender("orders") as sender:
+                sender.send_messages(ServiceBusMessage("via arm"))
+        assert client.queues.get(group, "aml-bus", "orders").message_count == 1
+        assert [q.name for q in client.queues.list_by_namespace(group, "aml-bus")] == ["orders"]
+        client.queues.delete(group, "aml-bus", "orders")
+        assert "orders" not in emu.servicebus.queues

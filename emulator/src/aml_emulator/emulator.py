@@ -298,6 +298,8 @@ class Emulator:
             from aml_emulator.servicebus import ServiceBusService
 
             self.services["servicebus"] = ServiceBusService(self.state_dir / "servicebus", host=self.host).start()
+            if "arm" in self.services:  # Microsoft.ServiceBus namespaces and queues are this broker's
+                self.services["arm"].backend.services["servicebus"] = self.services["servicebus"]
 
     def _validate_arm_token(self, token: str, tenant: str | None) -> str | None:
         """Let ``/oauth2/exchange`` accept the ARM token, as ACR accepts an AAD token for ARM."""

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from aml_emulator.arm import containerinstance, containerregistry, exceptions, managedclusters
 from aml_emulator.arm import web
+from aml_emulator.arm import servicebus as arm_servicebus
 from aml_emulator.arm.models import ArmBackend
 from aml_emulator.arm.router import ArmRequest, ArmResponse, ArmRouter, ResourceProvider, parse_path
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 PROVIDERS: list[ResourceProvider] = [containerregistry.PROVIDER, managedclusters.PROVIDER]
 PROVIDERS.append(containerinstance.PROVIDER)
 PROVIDERS.append(web.PROVIDER)
+PROVIDERS.append(arm_servicebus.PROVIDER)
 
 #: ARM request bodies here are small JSON documents; anything bigger is refused unread
 MAX_BODY = 1 << 20
