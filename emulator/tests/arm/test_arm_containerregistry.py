@@ -138,13 +138,13 @@ def test_unimplemented_action_is_501_naming_it(client) -> None:
 def test_unknown_provider_namespace_is_501(arm) -> None:
     response = requests.get(
         f"{arm.url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
-        f"Microsoft.Web/sites/app1?api-version=2024-05-01",
+        f"Microsoft.Sql/servers/db1?api-version=2024-05-01",
         headers={"Authorization": f"Bearer {arm.token}"}, verify=str(arm.ca_bundle), timeout=10,
     )
     assert response.status_code == 501
     assert response.json() == {"error": {
         "code": "NotImplemented",
-        "message": "The Microsoft.Web/sites/read operation has not been implemented in the emulator",
+        "message": "The Microsoft.Sql/servers/read operation has not been implemented in the emulator",
     }}
 
 

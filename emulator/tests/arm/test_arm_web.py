@@ -109,7 +109,8 @@ def _log_stream(client, emu, name, *, until: str, path="/api/logstream", timeout
     seen = ""
     with requests.get(f"https://{scm}{path}", auth=(creds.publishing_user_name, creds.publishing_password),
                       verify=str(emu.ca_bundle), stream=True, timeout=10) as response:
-        assert response.status_code == 200
+        assert response.status_code == 200 and response.headers["Transfer-Encoding"] == "chunked"
+        assert response.headers["Content-Type"].startswith("text/plain")
         deadline = time.monotonic() + timeout
         for chunk in response.iter_content(chunk_size=None):
             seen += chunk.decode()
@@ -263,6 +264,9 @@ def test_a_slot_swap_moves_traffic_to_the_new_image_without_a_failed_request(cli
         caller = threading.Thread(target=keep_calling)
         caller.start()
         try:
+            deadline = time.monotonic() + 10
+            while len(answers) < 3 and not failures and time.monotonic() < deadline:  # calling before the swap
+                time.sleep(0.02)
             client.web_apps.begin_swap_slot_with_production(emu.resource_group, "web9",
                                                             {"targetSlot": "staging"}).result(timeout=60)
             deadline = time.monotonic() + 10
@@ -279,6 +283,93 @@ def test_a_slot_swap_moves_traffic_to_the_new_image_without_a_failed_request(cli
         assert list(client.web_apps.list_slots(emu.resource_group, "web9")) == []
     finally:
         client.web_apps.delete(emu.resource_group, "web9")
+
+
+def test_a_stopped_site_answers_503_and_serves_again_once_started(client, emu):
+    site = _site(client, emu, "web10", _plan(client, emu))
+    try:
+        client.web_apps.stop(emu.resource_group, "web10")
+        assert client.web_apps.get(emu.resource_group, "web10").state == "Stopped"
+        assert _get(emu, site.default_host_name).status_code == 503
+        client.web_apps.start(emu.resource_group, "web10")
+        deadline = time.monotonic() + 30
+        while _get(emu, site.default_host_name).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _get(emu, site.default_host_name).text.startswith("v1")
+    finally:
+        client.web_apps.delete(emu.resource_group, "web10")
+
+
+def test_a_sites_repr_shows_no_secret(client, emu):
+    site = _site(client, emu, "web11", _plan(client, emu))
+    try:
+        from aml_emulator.arm.web import SITES
+
+        (_s, _g, resource), = [found for found in emu.arm.backend.resources(emu.subscription_id, None, SITES)
+                               if found[2].name == "web11"]
+        shown = repr(resource)
+        assert emu.registry.credentials.passwords["password"] not in shown
+        assert resource.publishing_password not in shown
+    finally:
+        client.web_apps.delete(emu.resource_group, site.name)
+
+
+def test_a_scripted_create_is_in_progress_until_polled_enough(client, emu):
+    from aml_emulator.arm import OperationScript
+
+    plan = _plan(client, emu)
+    emu.script_arm_operations("Microsoft.Web/sites", OperationScript.after_polls(3), operation="create", name="web12")
+    from azure.core.exceptions import ResourceExistsError
+
+    settings = _settings(emu)
+    body = {"location": "westus", "kind": "app,linux,container", "properties": {
+        "serverFarmId": plan.id, "siteConfig": {
+            "linuxFxVersion": f"DOCKER|{emu.registry.login_server}/site:1",
+            "appSettings": [{"name": k, "value": v} for k, v in settings.items()]}}}
+    headers: dict = {}
+    started = client.web_apps.begin_create_or_update(
+        emu.resource_group, "web12", body, polling=False,
+        cls=lambda response, deserialized, _headers: headers.update(answer=response.http_response.headers) or deserialized)
+    try:
+        assert started.result()["properties"]["provisioningState"] == "InProgress"
+        seen = client.web_apps.get(emu.resource_group, "web12").as_dict()["properties"]["provisioningState"]
+        assert seen == "InProgress"  # a read is not a poll: the script still holds
+        with pytest.raises(ResourceExistsError) as busy:
+            client.web_apps.begin_create_or_update(emu.resource_group, "web12", body)
+        assert busy.value.error.code == "Conflict" and "in progress" in busy.value.error.message
+        status_url = headers["answer"]["Azure-AsyncOperation"]
+        statuses = []
+        while not statuses or statuses[-1] == "InProgress":
+            statuses.append(requests.get(status_url, headers={"Authorization": f"Bearer {emu.arm_token}"},
+                                         verify=str(emu.ca_bundle), timeout=30).json()["status"])
+            assert len(statuses) < 100
+        assert statuses[:3] == ["InProgress"] * 3 and statuses[-1] == "Succeeded"
+        assert client.web_apps.get(emu.resource_group, "web12").as_dict()["properties"]["provisioningState"] == \
+            "Succeeded"
+    finally:
+        client.web_apps.delete(emu.resource_group, "web12")
+
+
+def test_a_new_image_in_the_site_config_restarts_the_site_on_it(client, emu):
+    site = _site(client, emu, "web13", _plan(client, emu))
+    try:
+        config = client.web_apps.update_configuration(emu.resource_group, "web13", {
+            "properties": {"linuxFxVersion": f"DOCKER|{emu.registry.login_server}/site:2"}})
+        assert config.linux_fx_version.endswith("site:2") and config.number_of_workers == 1
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if _get(emu, site.default_host_name).text.startswith("v2"):
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        assert _get(emu, site.default_host_name).text.startswith("v2")
+        patched = client.web_apps.update(emu.resource_group, "web13", {"properties": {"httpsOnly": False},
+                                                                        "tags": {"team": "web"}})
+        assert patched.tags == {"team": "web"} and patched.https_only is False
+    finally:
+        client.web_apps.delete(emu.resource_group, "web13")
 
 
 def test_a_function_app_site_is_a_site_of_its_kind(client, emu):

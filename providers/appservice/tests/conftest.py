@@ -25,8 +25,12 @@ def ws(emulator, tmp_path):
 
 # -- the contract suite: the module's emulator, a fresh workspace per test ------------------
 @pytest.fixture
-def aml_workspace(emulator, tmp_path):
+def aml_workspace(emulator, tmp_path, monkeypatch):
     from aml_core.workspace import Workspace
+
+    # the suite calls scoring URIs with plain requests; a web app's https host has the
+    # emulator CA's certificate, which a user trusts the same way
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_bundle))
 
     return Workspace.create(tmp_path / "workspace", container_registry="profile:emulator")
 

@@ -119,6 +119,7 @@ def test_the_documents_flow_package_then_a_web_app(ws, factor_model, inference, 
         plan_name="docs-plan", tags={"area": "docs"}))
     service.wait_for_deployment(show_output=True)
     shown = capsys.readouterr().out
+    shown = " ".join(shown.split())  # the printer wraps long lines
     assert "Creating Linux App Service plan 'docs-plan' (S1)" in shown and "Creating web app 'web-flow'" in shown
     assert isinstance(service, AppServiceWebservice) and service.state == "Healthy" and service.error is None
     assert service.scoring_uri == f"https://{service.default_host_name}/score"
@@ -257,3 +258,123 @@ def test_a_windows_plan_is_refused_by_name(ws, factor_model, inference, cleanup,
                            AppServiceWebservice.deploy_configuration(plan_name="winplan"))
     with pytest.raises(InvalidConfig, match="App Service plan 'winplan' is a Windows plan"):
         service.wait_for_deployment()
+
+
+def test_scale_and_tokens_are_not_supported_naming_target_and_operation(ws, factor_model, inference, cleanup):
+    from aml_core.errors import NotSupported
+
+    service = Model.deploy(ws, "web-nosupport", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="nosupport-plan"))
+    service.wait_for_deployment()
+    with pytest.raises(NotSupported, match="The 'appservice' target does not support scale"):
+        service.scale(num_replicas=2)
+    with pytest.raises(NotSupported, match="The 'appservice' target does not support get_token"):
+        service.get_token()
+
+
+def test_the_cli_deploys_updates_and_deletes_a_web_app(ws, factor_model, app, cleanup):
+    from click.testing import CliRunner
+
+    from aml_core.cli import cli
+
+    def aml(*args):
+        return CliRunner().invoke(cli, ["--workspace", str(ws.root), *map(str, args)], catch_exceptions=False)
+
+    deployed = aml("-o", "json", "service", "deploy", "web-cli", "--model", "factor:1", "--entry-script", "score.py",
+                   "--source-dir", app, "--target", "appservice", "--option", "plan_name=cli-plan",
+                   "--option", "auth_enabled=true")
+    assert deployed.exit_code == 0, deployed.stderr
+    record = json.loads(deployed.stdout)
+    assert record["state"] == "Healthy" and record["kind"] == "appservice" and record["auth_mode"] == "key"
+    assert record["scoring_uri"].startswith("https://")
+    assert json.loads(aml("-o", "json", "service", "run", "web-cli", "--data", '{"data": [2]}').stdout) == [6.0]
+    assert "init loaded factor" in aml("service", "logs", "web-cli").stdout
+    listed = json.loads(aml("-o", "json", "service", "list", "--compute-type", "appservice").stdout)
+    assert [s["name"] for s in listed] == ["web-cli"]
+    (app / "score.py").write_text(SCORE.replace("x * factor", "x * factor + 1"))
+    updated = aml("-o", "json", "service", "update", "web-cli", "--entry-script", "score.py", "--source-dir", app)
+    assert updated.exit_code == 0, updated.stderr
+    assert json.loads(aml("-o", "json", "service", "run", "web-cli", "--data", '{"data": [2]}').stdout) == [7.0]
+    bad = aml("service", "deploy", "web-cli2", "--model", "factor:1", "--entry-script", "score.py",
+              "--source-dir", app, "--target", "appservice", "--option", "sku=Z9")
+    assert bad.exit_code == 6 and "sku 'Z9' is not a pricing tier" in bad.stderr
+    assert json.loads(aml("-o", "json", "service", "delete", "web-cli").stdout) == {"name": "web-cli",
+                                                                                  "deleted": True}
+
+
+def test_a_stopped_web_app_is_unhealthy_and_healthy_again_once_started(ws, factor_model, inference, cleanup, emulator):
+    service = Model.deploy(ws, "web-stop", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="stop-plan"))
+    service.wait_for_deployment()
+    web = _web()
+    web.web_apps.stop(emulator.resource_group, "web-stop")
+    assert service.update_deployment_state() == "Unhealthy"
+    assert "Stopped" in service.error and "az webapp start" in service.error
+    web.web_apps.start(emulator.resource_group, "web-stop")
+    assert service.update_deployment_state() == "Healthy" and service.error is None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            assert service.run(json.dumps({"data": [1]})) == [3.0]
+            break
+        except Exception:  # noqa: BLE001 - the restarted container is still loading the model
+            time.sleep(0.1)
+    assert service.run(json.dumps({"data": [1]})) == [3.0]
+
+
+def test_a_failing_arm_operation_fails_the_deployment_with_its_message(ws, factor_model, inference, cleanup,
+                                                                        emulator):
+    from aml_emulator.arm import OperationScript
+
+    emulator.script_arm_operations("Microsoft.Web/sites", OperationScript.failing(
+        "InternalServerError", "The front end could not take the site.", polls=2), operation="create",
+                                   name="web-scripted")
+    service = Model.deploy(ws, "web-scripted", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="scripted-plan"))
+    with pytest.raises(ProvisioningFailed, match="The front end could not take the site"):
+        service.wait_for_deployment()
+    assert Webservice(ws, "web-scripted").state == "Failed"
+
+
+def test_an_update_on_a_basic_plan_is_done_in_place_and_says_so(ws, factor_model, inference, app, cleanup, capsys):
+    service = Model.deploy(ws, "web-basic", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="basic-plan", sku="B1"))
+    service.wait_for_deployment()
+    (app / "score.py").write_text(SCORE.replace("x * factor", "x * factor + 2"))
+    service.update(inference_config=InferenceConfig(entry_script="score.py", source_directory=str(app)),
+                   show_output=True)
+    shown = " ".join(capsys.readouterr().out.split())  # the printer wraps long lines
+    assert "has no deployment slots: updating web app 'web-basic' in place, it restarts" in shown
+    assert service.state == "Healthy" and service.run(json.dumps({"data": [1]})) == [5.0]
+
+
+def test_web_apps_share_a_plan_which_goes_with_the_last_of_them(ws, factor_model, inference, cleanup, capsys,
+                                                                 emulator):
+    from azure.core.exceptions import ResourceNotFoundError
+
+    config = AppServiceWebservice.deploy_configuration(plan_name="shared-plan", sku="B1")
+    first = Model.deploy(ws, "web-shared1", [factor_model], inference, config)
+    first.wait_for_deployment()
+    second = Model.deploy(ws, "web-shared2", [factor_model], inference, config)
+    second.wait_for_deployment(show_output=True)
+    assert "Using App Service plan 'shared-plan' (B1)" in " ".join(capsys.readouterr().out.split())
+    web = _web()
+    assert web.app_service_plans.get(emulator.resource_group, "shared-plan").number_of_sites == 2
+    first.delete()  # another web app still uses the plan: it stays
+    assert web.app_service_plans.get(emulator.resource_group, "shared-plan").number_of_sites == 1
+    assert second.run(json.dumps({"data": [1]})) == [3.0]
+    second.delete()
+    with pytest.raises(ResourceNotFoundError):
+        web.app_service_plans.get(emulator.resource_group, "shared-plan")
+
+
+def test_a_plan_the_user_made_is_left_alone(ws, factor_model, inference, cleanup, emulator):
+    web = _web()
+    web.app_service_plans.begin_create_or_update(emulator.resource_group, "users-plan", {
+        "location": "westus", "kind": "linux", "sku": {"name": "B1"}, "properties": {"reserved": True}}).result()
+    service = Model.deploy(ws, "web-users", [factor_model], inference,
+                           AppServiceWebservice.deploy_configuration(plan_name="users-plan"))
+    service.wait_for_deployment()
+    service.delete()
+    assert web.app_service_plans.get(emulator.resource_group, "users-plan").number_of_sites == 0
+    web.app_service_plans.delete(emulator.resource_group, "users-plan")

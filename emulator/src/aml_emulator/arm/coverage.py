@@ -20,6 +20,8 @@ SDKS = {
     "Microsoft.ContainerRegistry": ("azure-mgmt-containerregistry", "azure.mgmt.containerregistry.operations"),
     "Microsoft.ContainerService": ("azure-mgmt-containerservice", "azure.mgmt.containerservice.operations"),
     "Microsoft.ContainerInstance": ("azure-mgmt-containerinstance", "azure.mgmt.containerinstance.operations"),
+    "Microsoft.Web": ("azure-mgmt-web", "azure.mgmt.web.operations"),
+    "Microsoft.ServiceBus": ("azure-mgmt-servicebus", "azure.mgmt.servicebus.operations"),
 }
 
 

@@ -46,7 +46,7 @@ import attrs
 
 from aml_emulator.arm import exceptions
 from aml_emulator.arm.containers import PUBLIC_IP, engine, free_port, port_free, pull_image
-from aml_emulator.arm.operations import CREATE, UPDATE, WorkStatus, register_status_routes
+from aml_emulator.arm.operations import CREATE, IN_PROGRESS, UPDATE, WorkStatus, register_status_routes
 from aml_emulator.arm.router import COLLECTION, ITEM, ApiVersionRange, ArmRequest, ArmResponse, ResourceProvider
 
 NAMESPACE = "Microsoft.Web"
@@ -78,8 +78,6 @@ LOGSTREAM_TIMEOUT = 7200.0
 LOGSTREAM_IDLE_NOTICE = 60.0
 #: seconds between two looks at a container's log for the stream, and at a starting container
 _TICK = 0.1
-REGISTRY_SETTINGS = ("DOCKER_REGISTRY_SERVER_URL", "DOCKER_REGISTRY_SERVER_USERNAME",
-                     "DOCKER_REGISTRY_SERVER_PASSWORD")
 
 _SITE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,58}[A-Za-z0-9])?$")
 _PLAN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$")
@@ -448,7 +446,8 @@ class SiteResource:
     kind: str
     server_farm_id: str
     site_config: dict[str, Any]
-    app_settings: dict[str, str]
+    #: the app settings (registry password and keys among them: never in a repr)
+    app_settings: dict[str, str] = attrs.field(repr=False)
     #: the slot's name; ``None`` for the production site
     slot: str | None = None
     properties: dict[str, Any] = attrs.field(factory=dict)
@@ -800,8 +799,8 @@ async def create_site(request: ArmRequest) -> ArmResponse:
     site = _new_site(request, existing[1].name if existing else name, request.json(), None, None)
     old = existing[1] if existing else None
     if old is not None:
-        if old.provisioning_state == "InProgress" and request.backend.operations.in_progress(
-                _site_id(path.subscription_id, existing[0], old.name)):
+        running = request.backend.operations.settle_resource(_site_id(path.subscription_id, existing[0], old.name))
+        if running is not None and running.status == IN_PROGRESS:
             raise exceptions.conflict(f"The site '{old.name}' has an operation in progress; try again when it "
                                       f"has finished.")
         site.slots, site.host_port, site.scm_port = old.slots, old.host_port, old.scm_port
@@ -942,6 +941,27 @@ def _delete_plan_if_empty(request: ArmRequest, farm_id: str) -> None:
     parts = farm_id.strip("/").split("/")
     if len(parts) >= 8:
         request.backend.remove_resource(path.subscription_id, parts[3], SERVERFARMS, parts[-1])
+
+
+@PROVIDER.operation("POST", SITES, "stop", summary="web_apps.stop")
+@PROVIDER.operation("POST", "sites/slots", "stop", summary="web_apps.stop_slot")
+async def stop_site(request: ArmRequest) -> ArmResponse:
+    _group, _production, site = _site_of(request)
+    site.state = "Stopped"
+    _stop(site)
+    request.backend.save()
+    return ArmResponse(None, status=200)
+
+
+@PROVIDER.operation("POST", SITES, "start", summary="web_apps.start")
+@PROVIDER.operation("POST", "sites/slots", "start", summary="web_apps.start_slot")
+async def start_site(request: ArmRequest) -> ArmResponse:
+    _group, _production, site = _site_of(request)
+    if site.state != "Running" or site.runtime is None:
+        site.state = "Running"
+        _start(request.backend, site)
+        request.backend.save()
+    return ArmResponse(None, status=200)
 
 
 def _config_name(request: ArmRequest) -> str:
@@ -1133,6 +1153,7 @@ async def list_function_keys(request: ArmRequest) -> dict[str, Any]:
 
 
 register_status_routes(PROVIDER, summary="app_service_plans.begin_create_or_update, web_apps.begin_create_or_update, "
-                                         "web_apps.begin_create_or_update_slot, web_apps.begin_swap_slot")
+                                         "web_apps.begin_create_or_update_slot, web_apps.begin_swap_slot, "
+                                         "web_apps.begin_swap_slot_with_production")
 
 __all__ = ["PROVIDER", "PlanResource", "SiteResource", "plan_json", "site_json"]

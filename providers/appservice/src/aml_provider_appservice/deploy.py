@@ -46,6 +46,8 @@ LOG_MAX_SECONDS = 10.0
 _POLL = 0.1
 _SITE_CHECK_EVERY = 1.0
 KEYS_SETTING = "AML_SCORING_KEYS"
+#: tag of the plans this provider created: one goes when its last web app is deleted
+MANAGED_TAG = "aml.managed"
 
 
 def _profile():
@@ -102,7 +104,7 @@ def ensure_plan(client: Any, resource_group: str, config: AppServiceDeploymentCo
     with arm_errors(what, fix="Check plan_name and sku."):
         plan = wait_for(client.app_service_plans.begin_create_or_update(resource_group, name, {
             "location": location, "kind": "linux", "sku": {"name": config.effective_sku},
-            "properties": {"reserved": True}}), what=what, progress=progress)
+            "tags": {MANAGED_TAG: "true"}, "properties": {"reserved": True}}), what=what, progress=progress)
     return plan, True
 
 
@@ -244,15 +246,13 @@ def deploy(workspace: Workspace, spec: DeploymentSpec, *, existing: ServiceRecor
     app = existing.details["app"] if existing is not None else config.app_name_for(spec.name)
     verify = profile.connection_verify
     image, registry = deployment_image(workspace, spec, progress)
-    plan, plan_created = ensure_plan(client, resource_group, config, location, progress)
+    plan, _created = ensure_plan(client, resource_group, config, location, progress)
     keys = _keys_for(config, _current_settings(client, resource_group, app) if existing is not None else {})
     body = site_body(plan.id, image, app_settings(registry, config, keys), location, config, spec.name)
     record = ServiceRecord(name=spec.name, kind=KIND, state="Transitioning", models=tuple(m.id for m in spec.models),
                            auth_mode="key" if keys else "none", tags=dict(config.tags or {}),
                            properties=dict(config.properties or {}),
                            details={"resource_group": resource_group, "app": app, "plan": plan.name,
-                                    "plan_created": plan_created if existing is None
-                                    else existing.details.get("plan_created", False),
                                     "image": image, "ca_bundle": _ca_bundle(profile)})
     try:
         if existing is None:
@@ -317,7 +317,8 @@ def status(workspace: Workspace, service: ServiceRecord) -> ServiceRecord:
         if isinstance(exc.__cause__, ResourceNotFoundError):
             return attrs.evolve(service, state="Failed", error="its web app is gone from Azure; deploy it again")
         raise
-    provisioning = (site.as_dict().get("provisioning_state") or "Succeeded") if hasattr(site, "as_dict") else "Succeeded"
+    # the SDK's Site model has no field for it; the resource's properties carry it
+    provisioning = (site.as_dict().get("properties") or {}).get("provisioningState") or "Succeeded"
     if provisioning in ("InProgress", "Creating", "Updating"):
         state, error = "Transitioning", None
     elif provisioning == "Failed":
@@ -345,8 +346,8 @@ def logs(service: ServiceRecord, num_lines: int) -> str:
 
 
 def delete(workspace: Workspace, service: ServiceRecord) -> bool:
-    """Delete the web app (and its slots); the plan too when this service created it and no
-    other web app uses it (``delete_empty_server_farm``)."""
+    """Delete the web app (and its slots); the plan too when this provider created it (its
+    ``aml.managed`` tag) and no other web app uses it (``delete_empty_server_farm``)."""
     from azure.core.exceptions import ResourceNotFoundError
 
     from aml_azure_common import arm_errors
@@ -354,10 +355,15 @@ def delete(workspace: Workspace, service: ServiceRecord) -> bool:
     details = service.details
     if not details.get("app"):
         return False
+    client = _client()
+    try:
+        plan = client.app_service_plans.get(details["resource_group"], details["plan"])
+        managed = (plan.tags or {}).get(MANAGED_TAG) == "true"
+    except ResourceNotFoundError:
+        managed = False
     try:
         with arm_errors(f"Deleting web app {details['app']!r}"):
-            _client().web_apps.delete(details["resource_group"], details["app"],
-                                      delete_empty_server_farm=bool(details.get("plan_created")))
+            client.web_apps.delete(details["resource_group"], details["app"], delete_empty_server_farm=managed)
     except NotFound as exc:
         if isinstance(exc.__cause__, ResourceNotFoundError):
             return False
@@ -366,7 +372,7 @@ def delete(workspace: Workspace, service: ServiceRecord) -> bool:
 
 
 def auth(workspace: Workspace, service: ServiceRecord, request: AuthRequest) -> AuthResult:
-    from aml_azure_common import arm_errors, new_service_key, wait_for
+    from aml_azure_common import arm_errors, new_service_key
 
     details = service.details
     client = _client()
@@ -398,7 +404,9 @@ def _wait_key_applied(client: Any, details: dict[str, Any], key: str, verify: An
             answer = requests.post(url, data="{}", headers={"Authorization": f"Bearer {key}",
                                                             "Content-Type": "application/json"},
                                    timeout=5, verify=verify)
-            if answer.status_code != 401 and answer.status_code < 500:
+            # past the key check (even a 500 from run() on this empty body); 502/503: the
+            # restarted container is not serving yet
+            if answer.status_code not in (401, 502, 503):
                 return
         except requests.RequestException:
             pass
