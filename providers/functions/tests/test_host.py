@@ -147,3 +147,48 @@ def test_http_trigger_key_levels(ws, model, storage, engine):
         assert "master-secret" not in host.logs() and "score-key" not in host.logs()
     finally:
         host.stop()
+
+
+def test_a_blob_whose_host_is_killed_mid_event_is_scored_once_by_the_next_host(ws, model, storage, engine, tmp_path):
+    import os
+    import signal
+
+    from azure.storage.blob import BlobServiceClient
+
+    from aml_provider_functions import package_blob
+
+    package = package_blob(ws, [model], inference_config(), input_path="killin/{blobname}.json",
+                           output_path="killout/{blobname}_out.json")
+    env = {"AzureWebJobsStorage": storage.connection_string, "TriggerConnectionString": storage.connection_string,
+           "WEBSITE_SITE_NAME": "killapp"}
+    blobs = BlobServiceClient.from_connection_string(storage.connection_string)
+    gate = tmp_path / "release"
+    host = _run(engine, package.location, env, "killapp")
+    try:
+        blobs.get_blob_client("killin", "slow.json").upload_blob(
+            json.dumps({"data": [[1, 1, 1]], "hold_until_exists": str(gate)}))
+        wait_until(lambda: "Executing 'Functions.blob_score'" in host.logs(), "the event in progress",
+                   logs=host.logs)
+        os.killpg(host.pid, signal.SIGKILL)  # no shutdown: the attempt is cut short
+        host.wait(timeout=30)
+    finally:
+        host.stop()
+    receipts = blobs.get_container_client("azure-webjobs-hosts")
+    (receipt,) = [b for b in receipts.list_blobs(name_starts_with="blobreceipts/killapp/", include=["metadata"])
+                  if b.name.endswith("/killin/slow.json")]
+    assert receipt.metadata == {"AttemptCount": "1"}  # counted, not completed
+    assert not blobs.get_blob_client("killout", "slow_out.json").exists()
+    gate.write_text("go")
+    again = _run(engine, package.location, env, "killapp-again")
+    try:
+        out = wait_until(lambda: blobs.get_blob_client("killout", "slow_out.json").exists(), "the output",
+                         logs=again.logs)
+        assert out
+        result = json.loads(blobs.get_blob_client("killout", "slow_out.json").download_blob().readall())
+        assert result["predictions"] == expected([[1, 1, 1]])
+        wait_until(lambda: receipts.get_blob_client(receipt.name).get_blob_properties().metadata.get("Completed"),
+                   "the receipt completed", logs=again.logs)
+        assert receipts.get_blob_client(receipt.name).get_blob_properties().metadata["AttemptCount"] == "2"
+        assert again.logs().count("Executed 'Functions.blob_score' (Succeeded") == 1
+    finally:
+        again.stop()
