@@ -192,3 +192,50 @@ def test_a_blob_whose_host_is_killed_mid_event_is_scored_once_by_the_next_host(w
         assert again.logs().count("Executed 'Functions.blob_score' (Succeeded") == 1
     finally:
         again.stop()
+
+
+def test_a_message_whose_host_is_killed_mid_event_is_redelivered_and_scored_once(ws, model, engine, tmp_path):
+    import os
+    import signal
+
+    from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+    from aml_emulator.servicebus import ServiceBusService
+    from aml_provider_functions import package_service_bus_queue
+
+    broker = ServiceBusService(tmp_path / "sb").start()
+    try:
+        broker.create_queue("in", lock_duration=2)  # the killed host's lock lapses within 2 s
+        broker.create_queue("out")
+        package = package_service_bus_queue(ws, [model], inference_config(), input_queue_name="in",
+                                            output_queue_name="out")
+        env = {"ServiceBusConnection": broker.connection_string, "WEBSITE_SITE_NAME": "queueapp"}
+        gate = tmp_path / "release"
+        host = _run(engine, package.location, env, "queueapp")
+        try:
+            with ServiceBusClient.from_connection_string(broker.connection_string) as client, \
+                    client.get_queue_sender("in") as sender:
+                sender.send_messages(ServiceBusMessage(json.dumps({"data": [[3, 2, 1]],
+                                                                   "hold_until_exists": str(gate)})))
+            wait_until(lambda: "Executing 'Functions.queue_score'" in host.logs(), "the event in progress",
+                       logs=host.logs)
+            os.killpg(host.pid, signal.SIGKILL)
+            host.wait(timeout=30)
+        finally:
+            host.stop()
+        assert len(broker.peek("in")) == 1 and broker.peek("out") == []  # nothing lost, nothing sent
+        gate.write_text("go")
+        again = _run(engine, package.location, env, "queueapp-again")
+        try:
+            wait_until(lambda: broker.peek("out"), "the prediction", logs=again.logs)
+            wait_until(lambda: not broker.peek("in"), "the request completed", logs=again.logs)
+            with ServiceBusClient.from_connection_string(broker.connection_string) as client, \
+                    client.get_queue_receiver("out", max_wait_time=2) as receiver:
+                got = receiver.receive_messages(max_message_count=5, max_wait_time=2)
+                assert [json.loads(str(m))["predictions"] for m in got] == [expected([[3, 2, 1]])]
+                receiver.complete_message(got[0])
+            assert "DeliveryCount: 1" in again.logs()  # the second delivery of the message
+        finally:
+            again.stop()
+    finally:
+        broker.stop()
