@@ -125,7 +125,7 @@ class HostHttpApp:
         loop = asyncio.get_running_loop()
         try:
             result, _ = await loop.run_in_executor(None, function.invoke, request,
-                                                   f"This function was programmatically called via the host APIs.")
+                                                   "This function was programmatically called via the host APIs.")
         except Exception as exc:  # the function's own failure: 500, as the host answers
             await _send(send, 500, json.dumps({"message": f"Exception while executing function: "
                                                           f"Functions.{function.name}: {exc}"}).encode(),

@@ -83,7 +83,7 @@ class ServiceBusTriggerListener:
     def _handle(self, client: Any, receiver: Any, message: Any, senders: dict[tuple[str, str], Any]) -> None:
         try:
             _, outputs = self.function.invoke(_function_message(message),
-                                              f"(null)" if message.message_id is None else
+                                              "(null)" if message.message_id is None else
                                               f"Trigger Details: MessageId: {message.message_id}, "
                                               f"DeliveryCount: {message.delivery_count}")
             self._send_outputs(client, outputs, senders)
