@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-MEMBERS := -e ./aml_core -e ./providers/local -e ./providers/aks -e ./emulator -e ./contract_tests -e ./providers/azure-common -e ./providers/aci -e ./providers/appservice -e ./providers/iotedge -e ./providers/fpga
+MEMBERS := -e ./aml_core -e ./providers/local -e ./providers/aks -e ./emulator -e ./contract_tests -e ./providers/azure-common -e ./providers/aci -e ./providers/appservice -e ./providers/iotedge -e ./providers/fpga -e ./providers/functions
 
 .PHONY: venv system-deps demo test lint-imports bench clean
 
@@ -18,6 +18,7 @@ venv: $(BIN)/uv
 # Debian packages for the slow tiers (container engine, reference registry, load generator).
 system-deps:
 	bash scripts/install-system-deps.sh
+	bash scripts/install-azurite.sh
 
 demo: venv
 	$(BIN)/python examples/quickstart/deploy.py

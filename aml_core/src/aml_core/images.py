@@ -163,8 +163,12 @@ def _save(workspace: Workspace, record: ImageRecord) -> None:
 def build_and_store(workspace: Workspace, models: Iterable[ModelRecord], inference_config: InferenceConfig,
                     image_name: str, image_label: str | None = None, generate_dockerfile: bool = False,
                     tags: dict[str, str] | None = None, description: str | None = None,
-                    progress=lambda text: None) -> ImageRecord:
-    """Build, version and store an image (or a Dockerfile build context)."""
+                    progress=lambda text: None, finish=None) -> ImageRecord:
+    """Build, version and store an image (or a Dockerfile build context).
+
+    :param finish: ``(image) -> image`` applied to the built scoring image before it is
+        stored, for packagers that add to it (e.g. a function app around the scoring script).
+    """
     from aml_core.oci import RegistryClient, build_image, write_build_context, write_layout
 
     validate_image_name(image_name)
@@ -193,6 +197,8 @@ def build_and_store(workspace: Workspace, models: Iterable[ModelRecord], inferen
         else:
             progress("Building the image layers (app, models, scoring runtime)")
             image = build_image(spec)
+            if finish is not None:
+                image = finish(image)
             registry = workspace_registry(workspace)
             if registry is None:
                 layout = workspace.root / "registry" / image_name

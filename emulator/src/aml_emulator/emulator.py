@@ -41,7 +41,9 @@ from aml_emulator.arm import ArmService, CertificateAuthority
 log = logging.getLogger("aml_emulator")
 
 #: every service the emulator knows, in start order
-KNOWN_SERVICES = ("registry", "arm", "cluster", "iothub")
+KNOWN_SERVICES = ("registry", "arm", "cluster", "iothub", "storage", "servicebus")
+#: started only when named in ``services=`` (Azurite needs Node.js; the broker python-qpid-proton)
+OPT_IN_SERVICES = ("storage", "servicebus")
 #: version of ``emulator.json``; a state directory written by a newer version is refused
 STATE_FORMAT = 1
 DEFAULT_RESOURCE_GROUP = "aml-emulator"
@@ -142,7 +144,8 @@ class Emulator:
                  hpa_downscale_window: float | None = None, backoff_base: float | None = None,
                  arm_retry_after: float | None = None, container_engine: Any = None) -> None:
         if services is None:
-            wanted = tuple(s for s in KNOWN_SERVICES if s != "cluster" or _cluster_available())
+            wanted = tuple(s for s in KNOWN_SERVICES if (s != "cluster" or _cluster_available())
+                           and s not in OPT_IN_SERVICES)
         else:
             wanted = tuple(dict.fromkeys(services))
             unknown = [s for s in wanted if s not in KNOWN_SERVICES]
@@ -297,6 +300,16 @@ class Emulator:
 
                 self.services["arm"].add_kubernetes(lambda: yaml.safe_dump(cluster.kubeconfig(), sort_keys=False),
                                                     node_resources=cluster.set_extended_resources)
+        if "storage" in self.wanted:
+            from aml_emulator.storage import StorageService
+
+            self.services["storage"] = StorageService(self.state_dir / "storage", host=self.host).start()
+        if "servicebus" in self.wanted:
+            from aml_emulator.servicebus import ServiceBusService
+
+            self.services["servicebus"] = ServiceBusService(self.state_dir / "servicebus", host=self.host).start()
+            if "arm" in self.services:  # Microsoft.ServiceBus namespaces and queues are this broker's
+                self.services["arm"].backend.services["servicebus"] = self.services["servicebus"]
         if "iothub" in self.wanted:
             self._start_iothub()
 
@@ -402,6 +415,18 @@ class Emulator:
         return self.iothub.create_hub(name)
 
     @property
+    def storage(self) -> Any:
+        """The running :class:`~aml_emulator.storage.StorageService` (Azurite;
+        ``.connection_string``)."""
+        return self._service("storage")
+
+    @property
+    def servicebus(self) -> Any:
+        """The running :class:`~aml_emulator.servicebus.ServiceBusService` (AMQP;
+        ``.connection_string``, ``.create_queue(name)``)."""
+        return self._service("servicebus")
+
+    @property
     def arm_token(self) -> str:
         """The static ARM bearer token (a secret: never log it)."""
         if not self._secrets:
@@ -433,7 +458,8 @@ class Emulator:
     def profile(self, name: str = DEFAULT_PROFILE_NAME) -> CloudProfile:
         """A cloud profile pointing the providers at this emulator (save it with ``.save()``).
 
-        ``extra["registry_url"]`` is the registry's base URL (``http://127.0.0.1:PORT``).
+        ``extra["registry_url"]`` is the registry's base URL (``http://127.0.0.1:PORT``);
+        ``extra["storage_connection_string"]`` Azurite's, when the storage service runs.
         """
         kubeconfig = None
         if "cluster" in self.services and self.cluster.kubeconfig_path is not None:
@@ -449,7 +475,11 @@ class Emulator:
             arm_token=self.arm_token,
             kubeconfig=kubeconfig,
             extra={"registry_url": self.registry.url, **({"frontdoor_url": self.cluster.frontdoor_url,
-                   "frontdoor_admin_token": self.cluster.frontdoor_admin_token} if kubeconfig else {})},
+                   "frontdoor_admin_token": self.cluster.frontdoor_admin_token} if kubeconfig else {}),
+                   **({"storage_connection_string": self.storage.connection_string}
+                      if "storage" in self.services else {}),
+                   **({"service_bus_connection_string": self.servicebus.connection_string}
+                      if "servicebus" in self.services else {})},
         )
 
     def endpoints(self) -> dict[str, str]:

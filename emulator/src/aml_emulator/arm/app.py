@@ -19,6 +19,7 @@ from starlette.responses import Response
 from aml_emulator.arm import containerinstance, containerregistry, exceptions, managedclusters
 from aml_emulator.arm import web
 from aml_emulator.arm import iothubs
+from aml_emulator.arm import servicebus as arm_servicebus
 from aml_emulator.arm.models import ArmBackend
 from aml_emulator.arm.router import ArmRequest, ArmResponse, ArmRouter, ResourceProvider, parse_path
 
@@ -30,6 +31,7 @@ PROVIDERS.append(__import__("aml_emulator.arm.resourcegroups", fromlist=["PROVID
 PROVIDERS.append(containerinstance.PROVIDER)
 PROVIDERS.append(web.PROVIDER)
 PROVIDERS.append(iothubs.PROVIDER)
+PROVIDERS.append(arm_servicebus.PROVIDER)
 
 #: ARM request bodies here are small JSON documents; anything bigger is refused unread
 MAX_BODY = 1 << 20

@@ -23,6 +23,7 @@ SDKS = {
     "Microsoft.ContainerInstance": ("azure-mgmt-containerinstance", "azure.mgmt.containerinstance.operations"),
     "Microsoft.Web": ("azure-mgmt-web", "azure.mgmt.web.operations"),
     "Microsoft.Devices": ("azure-mgmt-iothub", "azure.mgmt.iothub.v2023_06_30.operations"),
+    "Microsoft.ServiceBus": ("azure-mgmt-servicebus", "azure.mgmt.servicebus.operations"),
 }
 
 

@@ -26,8 +26,8 @@ finishes once the source slot's container is ready, then exchanges the two slots
 
 Plans and sites are kept in the ARM state directory; running sites start again when the
 emulator restarts, on the same ports when those are still free. Site kinds include
-``functionapp,linux,container``: function apps share this resource and its runtime (their
-host and function keys are the Functions target's to add, as further ``sites`` operations).
+``functionapp,linux,container``: function apps share this resource and its runtime, and also
+have host and function keys (``host/default/listkeys``, ``functions/{name}/listkeys``).
 """
 
 from __future__ import annotations
@@ -180,8 +180,11 @@ class SiteRuntime:
     of image or app settings replaces it (the old container stops, as App Service restarts).
     """
 
-    def __init__(self, backend: Any, label: str, site_config: dict[str, Any], settings: dict[str, str]) -> None:
+    def __init__(self, backend: Any, label: str, site_config: dict[str, Any], settings: dict[str, str],
+                 image_env: Any = None) -> None:
         self.backend = backend
+        #: ``(pulled image) -> {name: value}``: what the platform adds for this kind of site
+        self.image_env = image_env
         self.label = label
         self.site_config = dict(site_config)
         self.settings = dict(settings)
@@ -257,6 +260,8 @@ class SiteRuntime:
         port = free_port()
         env = {k: v for k, v in self.settings.items() if k != "DOCKER_REGISTRY_SERVER_PASSWORD"}
         env.update(WEBSITE_SITE_NAME=self.label.split("__", 1)[0], PORT=self.settings.get("WEBSITES_PORT", "5001"))
+        if self.image_env is not None:
+            env.update(self.image_env(image))
         try:
             self.handle = engine(self.backend).run(image, name=f"web-{self.label}-{secrets.token_hex(3)}",
                                                    port=port, env=env)
@@ -456,6 +461,8 @@ class SiteResource:
     slots: dict[str, "SiteResource"] = attrs.field(factory=dict)
     runtime: SiteRuntime | None = attrs.field(default=None, repr=False)
     servers: list[Any] = attrs.field(factory=list, repr=False)
+    #: a function app's keys: ``{masterKey, functionKeys, systemKeys, functions: {fn: {name: key}}}``
+    functions_keys: dict[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
     def label(self) -> str:
@@ -480,7 +487,8 @@ class SiteResource:
                 "app_settings": self.app_settings, "properties": self.properties, "tags": self.tags,
                 "publishing_password": self.publishing_password, "state": self.state,
                 "provisioning_state": self.provisioning_state, "host_port": self.host_port,
-                "scm_port": self.scm_port, "slots": {k: v.to_state() for k, v in self.slots.items()}}
+                "scm_port": self.scm_port, "slots": {k: v.to_state() for k, v in self.slots.items()},
+                "functions_keys": self.functions_keys}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "SiteResource":
@@ -492,7 +500,8 @@ class SiteResource:
                    state=state.get("state", "Running"),
                    provisioning_state="Failed" if state.get("provisioning_state") == "Failed" else "Succeeded",
                    host_port=int(state.get("host_port") or 0), scm_port=int(state.get("scm_port") or 0),
-                   slots={k: cls.from_state(v) for k, v in (state.get("slots") or {}).items()})
+                   slots={k: cls.from_state(v) for k, v in (state.get("slots") or {}).items()},
+                   functions_keys=dict(state.get("functions_keys") or {}))
 
     def all_slots(self) -> list["SiteResource"]:
         return [self, *self.slots.values()]
@@ -534,8 +543,9 @@ def _unserve(site: SiteResource) -> None:
 def _start(backend: Any, site: SiteResource) -> SiteRuntime:
     """(Re)start the site's container with its current config and settings."""
     old = site.runtime
+    image_env = (lambda image: _functions_env(backend, site, image)) if site.kind.startswith("functionapp") else None
     site.runtime = SiteRuntime(backend, site.label if site.slot is None else f"{site.name}__{site.slot}",
-                               site.site_config, site.app_settings)
+                               site.site_config, site.app_settings, image_env)
     if old is not None:
         old.stop()
     return site.runtime.start()
@@ -1065,6 +1075,81 @@ async def swap_slots(request: ArmRequest) -> ArmResponse:
         resource_id=_site_id(request.path.subscription_id, group, production.name, source.slot) + "/slotsswap",
         location=production.location, operation="slotsswap", work=work)
     return backend.operations.accepted(request, operation, None, status=202)
+
+
+# -- function apps: host and function keys ---------------------------------------------------
+#
+# The real platform keeps a function app's keys with its host (in the AzureWebJobsStorage
+# account) and learns the app's functions when its host syncs triggers. Here the site keeps
+# the keys in the ARM state, learns the functions from the image (label
+# ``org.aml.functions.functions``, written by the Functions packager) when its container
+# starts, and hands the host its keys in the container's environment variable
+# ``AML_FUNCTIONS_KEYS`` (not an app setting, so no ARM answer shows it).
+
+FUNCTIONS_KEYS_SETTING = "AML_FUNCTIONS_KEYS"
+FUNCTIONS_LABEL = "org.aml.functions.functions"
+
+
+def _new_function_key() -> str:
+    # the length and alphabet of the keys the Functions host generates (base64 of 40 bytes)
+    return base64.urlsafe_b64encode(secrets.token_bytes(40)).decode().rstrip("=") + "=="
+
+
+def _ensure_functions_keys(site: SiteResource, functions: list[str]) -> dict[str, Any]:
+    keys = site.functions_keys
+    keys.setdefault("masterKey", _new_function_key())
+    keys.setdefault("functionKeys", {"default": _new_function_key()})
+    keys.setdefault("systemKeys", {})
+    per_function = keys.setdefault("functions", {})
+    for name in functions:
+        per_function.setdefault(name, {"default": _new_function_key()})
+    return keys
+
+
+def _functions_env(backend: Any, site: SiteResource, image: Any) -> dict[str, str]:
+    import json
+
+    labels = image.labels() if hasattr(image, "labels") else {}
+    try:
+        functions = [str(n) for n in json.loads(labels.get(FUNCTIONS_LABEL) or "[]")]
+    except ValueError:
+        functions = []
+    keys = _ensure_functions_keys(site, functions)
+    backend.save()
+    return {FUNCTIONS_KEYS_SETTING: json.dumps(keys)}
+
+
+def _require_function_app(site: SiteResource) -> None:
+    if not site.kind.startswith("functionapp"):
+        raise exceptions.ArmError(400, "BadRequest", f"The site '{site.name}' is a web app ({site.kind}), not a "
+                                                     f"function app: it has no host or function keys.")
+
+
+@PROVIDER.operation("POST", "sites/host", "listkeys", summary="web_apps.list_host_keys")
+@PROVIDER.operation("POST", "sites/slots/host", "listkeys", summary="web_apps.list_host_keys_slot")
+async def list_host_keys(request: ArmRequest) -> dict[str, Any]:
+    _group, _production, site = _site_of(request)
+    _require_function_app(site)
+    keys = _ensure_functions_keys(site, [])
+    request.backend.save()
+    return {"masterKey": keys["masterKey"], "functionKeys": dict(keys["functionKeys"]),
+            "systemKeys": dict(keys["systemKeys"])}
+
+
+@PROVIDER.operation("POST", "sites/functions", "listkeys", summary="web_apps.list_function_keys")
+@PROVIDER.operation("POST", "sites/slots/functions", "listkeys", summary="web_apps.list_function_keys_slot")
+async def list_function_keys(request: ArmRequest) -> dict[str, Any]:
+    group, _production, site = _site_of(request)
+    _require_function_app(site)
+    function = request.path.names[-1]
+    known = {name.lower(): name for name in (site.functions_keys.get("functions") or {})}
+    if function.lower() not in known:
+        raise exceptions.ArmError(404, "NotFound", f"Error retrieving function '{function}' of site '{site.name}': "
+                                                   f"the function app has no such function (yet: its functions are "
+                                                   f"known once its container has started).")
+    return {"id": _site_id(request.path.subscription_id, group, site.name, site.slot) + f"/functions/{function}",
+            "name": function, "type": f"{SITE_TYPE}/functions",
+            "properties": dict(site.functions_keys["functions"][known[function.lower()]])}
 
 
 register_status_routes(PROVIDER, summary="app_service_plans.begin_create_or_update, web_apps.begin_create_or_update, "
