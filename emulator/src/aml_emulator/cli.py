@@ -54,9 +54,9 @@ def emulator() -> None:
 @click.option("--profile-name", default=DEFAULT_PROFILE_NAME, show_default=True,
               help="Name of the cloud profile to write (select it with AML_PROFILE).")
 @click.option("--service", "services", multiple=True,
-              type=click.Choice(["registry", "arm", "cluster", "storage", "servicebus"]),
-              help="Start only these services (repeatable; default: all installed but storage (Azurite) and "
-                   "servicebus, which start only when named).")
+              type=click.Choice(["registry", "arm", "cluster", "iothub", "storage", "servicebus"]),
+              help="Start only these services (repeatable; default: all installed but iothub, storage "
+                   "(Azurite) and servicebus, which start only when named).")
 def start(state: Path | None, host: str, profile_name: str, services: tuple[str, ...]) -> None:
     """Start every service and run until SIGINT or SIGTERM.
 

@@ -42,8 +42,10 @@ log = logging.getLogger("aml_emulator")
 
 #: every service the emulator knows, in start order
 KNOWN_SERVICES = ("registry", "arm", "cluster", "iothub", "storage", "servicebus")
-#: started only when named in ``services=`` (Azurite needs Node.js; the broker python-qpid-proton)
-OPT_IN_SERVICES = ("storage", "servicebus")
+#: started only when named in ``services=``: IoT hubs listen on the IoT SDKs' fixed ports 443
+#: and 8883 (root or CAP_NET_BIND_SERVICE); storage is Azurite (Node.js); the Service Bus
+#: broker is python-qpid-proton
+OPT_IN_SERVICES = ("iothub", "storage", "servicebus")
 #: version of ``emulator.json``; a state directory written by a newer version is refused
 STATE_FORMAT = 1
 DEFAULT_RESOURCE_GROUP = "aml-emulator"
@@ -114,9 +116,9 @@ class Emulator:
     :param host: the address every service binds; loopback by default. Anything else makes
         the emulator (and its unauthenticated-by-design parts) reachable from other machines,
         so it is an explicit opt-in.
-    :param services: which services to start, among ``registry``, ``arm`` and ``cluster``
-        (default: every one that is installed). Naming an unknown or uninstalled service fails
-        here, before anything starts.
+    :param services: which services to start, among ``registry``, ``arm``, ``cluster`` and
+        ``iothub`` (default: every one that is installed except ``iothub``, which must be
+        named). Naming an unknown or uninstalled service fails here, before anything starts.
     :param loose: let the ARM endpoints accept any api-version (Azurite's
         ``--skipApiVersionCheck``); nothing else is relaxed.
     :param clock: a ``() -> float`` seconds clock for the cluster's back-off and autoscaler
@@ -144,8 +146,8 @@ class Emulator:
                  hpa_downscale_window: float | None = None, backoff_base: float | None = None,
                  arm_retry_after: float | None = None, container_engine: Any = None) -> None:
         if services is None:
-            wanted = tuple(s for s in KNOWN_SERVICES if (s != "cluster" or _cluster_available())
-                           and s not in OPT_IN_SERVICES)
+            wanted = tuple(s for s in KNOWN_SERVICES
+                           if (s != "cluster" or _cluster_available()) and s not in OPT_IN_SERVICES)
         else:
             wanted = tuple(dict.fromkeys(services))
             unknown = [s for s in wanted if s not in KNOWN_SERVICES]

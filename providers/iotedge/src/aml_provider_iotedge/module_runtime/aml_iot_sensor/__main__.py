@@ -33,6 +33,7 @@ def main() -> int:
     client = IoTHubModuleClient.create_from_edge_environment()
     client.connect()
     stop = threading.Event()
+    stop.wait(float(os.environ.get("SENSOR_START_DELAY_SECONDS", "0")))
     n = 0
     while count == 0 or n < count:
         message = Message(json.dumps(reading(n)), content_encoding="utf-8", content_type="application/json")
