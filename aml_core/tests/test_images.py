@@ -124,7 +124,8 @@ def test_bad_image_names_and_broken_scripts_are_refused_before_anything_is_store
 
 def test_image_create_with_a_container_image_configuration_is_container_image_create(ws, model):
     """azureml-core's ``Image.create`` spelling: a configuration without a target kind is a
-    scoring image; such an image cannot go through ``deploy_from_image``."""
+    scoring image, deployed by ``deploy_from_image`` on whatever target the deployment
+    configuration names (which it must give)."""
     from aml_core.webservice import Webservice
 
     config = ContainerImage.image_configuration(execution_script="score.py", runtime="python",
@@ -132,5 +133,5 @@ def test_image_create_with_a_container_image_configuration_is_container_image_cr
     image = Image.create(ws, "generic", [model], config)
     assert image.id == "generic:1" and image.creation_state == "Succeeded"
     assert ContainerImage.create(ws, "generic", [model], config).digest == image.digest
-    with pytest.raises(InvalidConfig, match="Model.deploy"):
+    with pytest.raises(InvalidConfig, match="deploy_from_image needs a deployment_config"):
         Webservice.deploy_from_image(ws, "svc", image, deployment_config=None)

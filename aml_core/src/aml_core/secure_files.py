@@ -9,6 +9,7 @@ away, so these modes hold whatever it is.
 from __future__ import annotations
 
 import os
+import threading
 import stat
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def write_private(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -
     content, never a part.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # per process and thread: two threads replacing one file must not share a temporary
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         tmp.unlink()
     except FileNotFoundError:

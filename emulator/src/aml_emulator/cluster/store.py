@@ -74,6 +74,7 @@ class Store:
     def __init__(self, state_dir: Path | None = None, *, save_delay: float = 0.2,
                  encryption_key_file: Path | None = None) -> None:
         self._lock = threading.RLock()
+        self._save_lock = threading.Lock()
         self.changed = threading.Condition(self._lock)
         self._objects: dict[tuple[str, str], dict[tuple[str, str], dict]] = {
             r.store_key: {} for r in RESOURCES}
@@ -144,6 +145,12 @@ class Store:
         if self.state_dir is None:
             return
         assert self._cipher is not None
+        # one save at a time (the background saver and an explicit call may race): the
+        # snapshot taken last is the one written last, never an older one over it
+        with self._save_lock:
+            self._save_snapshot()
+
+    def _save_snapshot(self) -> None:
         with self._lock:
             objs, secrets = [], []
             for key, bucket in self._objects.items():
