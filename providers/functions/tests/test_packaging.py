@@ -9,6 +9,9 @@ from functions_testing import inference_config, register_model
 
 from aml_core.errors import InvalidConfig
 
+#: where the official Linux Functions images keep the app, relative to the image root
+APP_DIR = "home/site/wwwroot"
+
 
 @pytest.fixture
 def ws(tmp_path):
@@ -83,7 +86,7 @@ def test_blob_package_holds_a_function_app(ws, model):
     assert blob.creation_state == "Succeeded" and blob.location.startswith("oci:")
     image, root = _app_files(ws, blob.location)
     config = image.config_json()["config"]
-    assert "AzureWebJobsScriptRoot=/home/site/wwwroot" in config["Env"]
+    assert f"AzureWebJobsScriptRoot=/{APP_DIR}" in config["Env"]
     assert "aml_provider_functions.host" in config["Entrypoint"][-1]
     assert json.loads(config["Labels"]["org.aml.functions.deployed-api-options"]) == {
         "flavor": "functionsApp", "trigger": "Blob", "inPath": "input/{blobname}.json",
@@ -109,13 +112,13 @@ def test_http_and_queue_function_json(ws, model):
 
     http = package_http(ws, [model], inference_config(), auth_level="function")
     _, root = _app_files(ws, http.location)
-    bindings = json.loads((root / "home/site/wwwroot/score/function.json").read_text())["bindings"]
+    bindings = json.loads((root / APP_DIR / "score/function.json").read_text())["bindings"]
     assert bindings[0]["type"] == "httpTrigger" and bindings[0]["authLevel"] == "function"
     assert bindings[1] == {"type": "http", "direction": "out", "name": "$return"}
     queue = package_service_bus_queue(ws, [model], inference_config(), input_queue_name="requests",
                                       output_queue_name="predictions")
     _, root = _app_files(ws, queue.location)
-    bindings = json.loads((root / "home/site/wwwroot/queue_score/function.json").read_text())["bindings"]
+    bindings = json.loads((root / APP_DIR / "queue_score/function.json").read_text())["bindings"]
     assert bindings[0] == {"type": "serviceBusTrigger", "direction": "in", "name": "msg", "queueName": "requests",
                            "connection": "ServiceBusConnection"}
     assert bindings[1]["queueName"] == "predictions" and bindings[1]["type"] == "serviceBus"

@@ -3,7 +3,7 @@ image holding an Azure Functions app (``azureml.contrib.functions``).
 
 The image is the core's scoring image (models, app, runtime, the environment's packages) plus
 one layer with the function app in the layout the Functions host reads, at
-``/home/site/wwwroot`` (``AzureWebJobsScriptRoot``)::
+:data:`APP_DIR` under the image's root (``AzureWebJobsScriptRoot``)::
 
     host.json
     <function>/function.json     the trigger and output bindings
@@ -42,8 +42,10 @@ TRIGGERS = [HTTP_TRIGGER, BLOB_TRIGGER, SERVICE_BUS_QUEUE_TRIGGER]
 TRIGGER_OPTIONS = {HTTP_TRIGGER: ["auth_level"], BLOB_TRIGGER: ["input_path", "output_path"],
                    SERVICE_BUS_QUEUE_TRIGGER: ["input_queue_name", "output_queue_name"]}
 AUTH_LEVELS = ["anonymous", "function", "admin"]
-#: where the Functions host of the official Linux images looks for the app
-SCRIPT_ROOT = "/home/site/wwwroot"
+#: where the Functions host of the official Linux images looks for the app, relative to the
+#: image's root (as layers hold paths); ``SCRIPT_ROOT`` is that folder seen from inside
+APP_DIR = "home/site/wwwroot"
+SCRIPT_ROOT = posixpath.join("/", APP_DIR)
 #: app settings holding the trigger's connection string (names from the documents' flow)
 STORAGE_CONNECTION = "TriggerConnectionString"
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"

@@ -11,6 +11,7 @@ import re
 import sys
 
 from aml_provider_functions.host.app import FunctionLoadError, load_app
+from aml_provider_functions.packaging import SCRIPT_ROOT
 
 EXIT_LOAD_FAILED = 3
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("azure", "uamqp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     log = logging.getLogger("aml.functions.host")
-    root = os.environ.get("AzureWebJobsScriptRoot", "/home/site/wwwroot")
+    root = os.environ.get("AzureWebJobsScriptRoot", SCRIPT_ROOT)
     try:
         app = load_app(root)
     except FunctionLoadError as exc:  # with the traceback: init()'s failure is the user's to read
