@@ -1,38 +1,19 @@
 """Runs the FPGA example as a user would: an emulator process, then the script, in fresh
 processes."""
 
-import os
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
-def test_fpga_example_converts_deploys_to_an_fpga_pool_and_scores_digits(tmp_path):
-    env = os.environ | {"AML_PROFILE_DIR": str(tmp_path / "profiles"), "PYTHONUNBUFFERED": "1"}
-    env.pop("AML_PROFILE", None)
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "aml_emulator", "start", "--state", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(emulator.stdout), daemon=True).start()
-    try:
-        deadline = time.monotonic() + 60
-        while not any("Emulator ready" in line for line in lines):
-            assert emulator.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "the emulator did not start in 60 s"
-            time.sleep(0.1)
-        result = subprocess.run(
-            [sys.executable, str(HERE / "deploy.py"), "--workdir", str(tmp_path / "work")],
-            capture_output=True, text=True, env=env, timeout=600)
-    finally:
-        emulator.send_signal(signal.SIGTERM)
-        assert emulator.wait(timeout=60) == 0, "".join(lines)
+def test_fpga_example_converts_deploys_to_an_fpga_pool_and_scores_digits(tmp_path, emulator_process):
+    env = emulator_process()
+    result = subprocess.run(
+        [sys.executable, str(HERE / "deploy.py"), "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     match = re.search(r"Accuracy: ([\d.]+) on the accelerator \(MSFP16\), ([\d.]+) in float", out)
