@@ -31,6 +31,7 @@ from aml_core.errors import AuthError, InvalidConfig, NotFound, ProvisioningFail
 from aml_core.records import AuthRequest, AuthResult, DeploymentSpec, ServiceRecord, utcnow
 from aml_core.workspace import Workspace
 
+from aml_azure_common.webapps import read_log_stream
 from aml_provider_appservice.config import KIND, SLOT_TIERS, AppServiceDeploymentConfiguration
 
 #: the port the scoring runtime serves on inside the image (azureml's convention)
@@ -39,10 +40,6 @@ STAGING = "staging"
 SITE_KIND = "app,linux,container"
 #: seconds a new container gets to answer (init() loads the model)
 READY_TIMEOUT = float(os.environ.get("AML_APPSERVICE_READY_TIMEOUT", "300"))
-#: seconds without a new line that end reading the log stream for get_logs()
-LOG_QUIET = 0.5
-#: longest a get_logs() read of the stream takes, however busy the log
-LOG_MAX_SECONDS = 10.0
 _POLL = 0.1
 _SITE_CHECK_EVERY = 1.0
 KEYS_SETTING = "AML_SCORING_KEYS"
@@ -139,43 +136,6 @@ def _get(client: Any, resource_group: str, app: str, slot: str | None) -> Any:
         client.web_apps.get_slot(resource_group, app, slot)
 
 
-def _scm_host(site: Any) -> str:
-    for state in site.host_name_ssl_states or []:
-        if state.host_type == "Repository":
-            return state.name
-    raise NotFound(f"Web app {site.name!r} shows no SCM (Kudu) host, so no log stream.")
-
-
-def read_log_stream(client: Any, resource_group: str, app: str, slot: str | None, verify: Any) -> str:
-    """What the web app's Kudu log stream (``/api/logstream``, with the publishing
-    credentials) shows now: read until it has been quiet for :data:`LOG_QUIET` seconds."""
-    from aml_azure_common import arm_errors
-
-    with arm_errors(f"Reading the publishing credentials of web app {app!r}"):
-        site = _get(client, resource_group, app, slot)
-        if slot is None:
-            creds = client.web_apps.begin_list_publishing_credentials(resource_group, app).result()
-        else:
-            creds = client.web_apps.begin_list_publishing_credentials_slot(resource_group, app, slot).result()
-    url = f"https://{_scm_host(site)}/api/logstream"
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + LOG_MAX_SECONDS
-    try:
-        with requests.get(url, auth=(creds.publishing_user_name, creds.publishing_password), verify=verify,
-                          stream=True, timeout=(10, LOG_QUIET)) as response:
-            if response.status_code == 401:
-                raise AuthError(f"The log stream of web app {app!r} refused its publishing credentials.")
-            response.raise_for_status()
-            for chunk in response.iter_content(chunk_size=None):
-                chunks.append(chunk)
-                if time.monotonic() > deadline:
-                    break
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        if not chunks:  # quiet before the banner even arrived: the stream is not there
-            raise ProvisioningFailed(f"The log stream of web app {app!r} at {url} did not answer: {exc}") from exc
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
 def _wait_serving(client: Any, resource_group: str, app: str, slot: str | None, verify: Any,
                   progress: Callable[[str], None]) -> Any:
     """Call the web app (or slot) until its container answers; fail as soon as App Service
@@ -194,7 +154,7 @@ def _wait_serving(client: Any, resource_group: str, app: str, slot: str | None, 
         if site.availability_state == "Limited" or time.monotonic() >= next_check:
             site = _get(client, resource_group, app, slot)
             if site.availability_state == "Limited":
-                log = read_log_stream(client, resource_group, app, slot, verify)
+                log = read_log_stream(client, resource_group, app, verify, slot=slot)
                 reasons = [line for line in log.splitlines() if "ERROR" in line] or log.splitlines()[-5:]
                 raise ProvisioningFailed(f"Web app {app!r}{' slot ' + slot if slot else ''} cannot start its "
                                          f"container: {' '.join(reasons)[-1500:]} Call service.get_logs() for more.")
@@ -340,7 +300,7 @@ def status(workspace: Workspace, service: ServiceRecord) -> ServiceRecord:
 def logs(service: ServiceRecord, num_lines: int) -> str:
     profile = _profile()
     details = service.details
-    text = read_log_stream(_client(profile), details["resource_group"], details["app"], None,
+    text = read_log_stream(_client(profile), details["resource_group"], details["app"],
                            profile.connection_verify)
     return "".join(text.splitlines(keepends=True)[-num_lines:]) if num_lines else ""
 

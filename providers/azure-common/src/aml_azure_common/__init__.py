@@ -13,7 +13,8 @@ side) needs from Azure, written once. Not a provider: it has no entry point.
 - :func:`wait_for`: block on a long-running operation's poller, reporting each status change;
 - :func:`translate` / :func:`arm_errors`: Azure ``HttpResponseError`` → ``aml_core.errors``,
   always ``raise ... from exc``;
-- :func:`new_service_key`: a fresh service key.
+- :func:`new_service_key`: a fresh service key;
+- :func:`aml_azure_common.webapps.read_log_stream`: a web or function app's Kudu log stream.
 """
 
 from aml_azure_common.clients import credential_for, management_client

@@ -19,10 +19,11 @@ from typing import Any, Callable
 import attrs
 import requests
 
-from aml_core.errors import AuthError, InvalidConfig, NotFound, ProvisioningFailed
+from aml_core.errors import InvalidConfig, NotFound, ProvisioningFailed
 from aml_core.records import DeploymentSpec, ServiceRecord, utcnow
 from aml_core.workspace import Workspace
 
+from aml_azure_common.webapps import read_log_stream
 from aml_provider_functions.config import KIND, FunctionsDeploymentConfiguration
 from aml_provider_functions.packaging import (BLOB_TRIGGER, FUNCTION_NAMES, HOST_PORT, HTTP_TRIGGER,
                                               SERVICE_BUS_CONNECTION, SERVICE_BUS_QUEUE_TRIGGER, STORAGE_CONNECTION)
@@ -32,8 +33,6 @@ STAGING = "staging"
 #: pricing tiers whose plans have deployment slots (Standard, Premium)
 SLOT_TIERS = ("S", "P")
 READY_TIMEOUT = float(os.environ.get("AML_FUNCTIONS_READY_TIMEOUT", "300"))
-LOG_QUIET = 0.5
-LOG_MAX_SECONDS = 10.0
 _POLL = 0.1
 
 
@@ -230,45 +229,13 @@ def _wait_running(client: Any, resource_group: str, app: str, verify: Any, progr
             pass
         site = get()
         if site.availability_state == "Limited":
-            log = read_log_stream(client, resource_group, app, verify, slot)
+            log = read_log_stream(client, resource_group, app, verify, slot=slot, what="function app")
             reasons = [line for line in log.splitlines() if "ERROR" in line] or log.splitlines()[-5:]
             raise ProvisioningFailed(f"Function app {app!r} cannot start its container: {' '.join(reasons)[-1500:]} "
                                      f"Call service.get_logs() for more.")
         time.sleep(_POLL)
     raise ProvisioningFailed(f"Function app {app!r} did not answer at {url} within {READY_TIMEOUT:.0f} s; call "
                              f"service.get_logs() (AML_FUNCTIONS_READY_TIMEOUT sets the limit).")
-
-
-def read_log_stream(client: Any, resource_group: str, app: str, verify: Any, slot: str | None = None) -> str:
-    """What the function app's (or slot's) Kudu log stream shows now (read until quiet)."""
-    from aml_azure_common import arm_errors
-
-    with arm_errors(f"Reading the publishing credentials of function app {app!r}"):
-        if slot is None:
-            site = client.web_apps.get(resource_group, app)
-            creds = client.web_apps.begin_list_publishing_credentials(resource_group, app).result()
-        else:
-            site = client.web_apps.get_slot(resource_group, app, slot)
-            creds = client.web_apps.begin_list_publishing_credentials_slot(resource_group, app, slot).result()
-    scm = next((s.name for s in site.host_name_ssl_states or [] if s.host_type == "Repository"), None)
-    if scm is None:
-        raise NotFound(f"Function app {app!r} shows no SCM (Kudu) host, so no log stream.")
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + LOG_MAX_SECONDS
-    try:
-        with requests.get(f"https://{scm}/api/logstream", auth=(creds.publishing_user_name, creds.publishing_password),
-                          verify=verify, stream=True, timeout=(10, LOG_QUIET)) as response:
-            if response.status_code == 401:
-                raise AuthError(f"The log stream of function app {app!r} refused its publishing credentials.")
-            response.raise_for_status()
-            for chunk in response.iter_content(chunk_size=None):
-                chunks.append(chunk)
-                if time.monotonic() > deadline:
-                    break
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        if not chunks:
-            raise ProvisioningFailed(f"The log stream of function app {app!r} did not answer: {exc}") from exc
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def status(workspace: Workspace, service: ServiceRecord) -> ServiceRecord:
@@ -296,7 +263,8 @@ def status(workspace: Workspace, service: ServiceRecord) -> ServiceRecord:
 def logs(service: ServiceRecord, num_lines: int) -> str:
     profile = _profile()
     details = service.details
-    text = read_log_stream(_client(profile), details["resource_group"], details["app"], profile.connection_verify)
+    text = read_log_stream(_client(profile), details["resource_group"], details["app"], profile.connection_verify,
+                           what="function app")
     return "".join(text.splitlines(keepends=True)[-num_lines:]) if num_lines else ""
 
 
