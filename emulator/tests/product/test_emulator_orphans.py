@@ -153,8 +153,10 @@ def _start_pod(emu: RunningEmulator) -> int:
         api.api_client.close()
     pgid = _wait_for(_pod_group, 30, "the pod's process")
     _wait_for(lambda: len(_live_in_group(pgid)) >= 2, 10, "the pod's shell child")
-    # the store saves a moment after a change; a pod younger than that is lost in a crash
-    _wait_for(lambda: '"sleeper"' in emu.state_file.read_text(), 10, "the pod to be saved")
+    # the store saves (and first creates its file) a moment after a change; a pod younger than
+    # that is lost in a crash
+    _wait_for(lambda: emu.state_file.is_file() and '"sleeper"' in emu.state_file.read_text(), 10,
+              "the pod to be saved")
     return pgid
 
 
