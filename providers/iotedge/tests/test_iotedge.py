@@ -74,6 +74,12 @@ def test_run_raises_and_send_test_message_scores_in_the_module(workspace, model,
     wait_for(lambda: any(p["n"] == 99 for p in predictions(hub)), what="the test result also routed upstream")
 
 
+def gaps(got):
+    """Where the readings' numbers break 0..N-1 order, for an assertion message."""
+    numbers = [p["n"] for p in got]
+    return [(i, a, b) for i, (a, b) in enumerate(zip(numbers, numbers[1:])) if b not in (a, a + 1)]
+
+
 def contiguous(got):
     """The readings' numbers form 0..N-1 in order: nothing lost, nothing reordered (a
     redelivered duplicate after a restart is allowed: delivery is at least once)."""

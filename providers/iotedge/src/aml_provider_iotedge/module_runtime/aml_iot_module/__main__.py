@@ -6,12 +6,16 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 
 INPUT = os.environ.get("AML_IOT_INPUT", "amlInput")
 OUTPUT = os.environ.get("AML_IOT_OUTPUT", "amlOutput")
 #: once asked to stop, the module exits after this long without a new message
 DRAIN_QUIET_SECONDS = 0.5
+#: seconds between attempts to send a result while the edge hub is unreachable (it restarts,
+#: or its host is busy): the module holds the result rather than lose the message
+SEND_RETRY_SECONDS = 0.2
 log = logging.getLogger("aml_iot_module")
 
 
@@ -38,6 +42,8 @@ def _score(script, body: str):
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
+    from azure.iot.device.exceptions import (ConnectionDroppedError, ConnectionFailedError, NoConnectionError,
+                                             OperationCancelled, OperationTimeout)
     from aml_core.runtime.script import EXIT_SCRIPT_FAILED
 
     try:
@@ -71,8 +77,21 @@ def main() -> int:
                 out.custom_properties["aml-error"] = "true"
             if message_id:
                 out.correlation_id = message_id
-            client.send_message_to_output(out, OUTPUT)
+            send_until_delivered(out)
             return result, failed
+
+    def send_until_delivered(out):
+        # The message was acknowledged when it arrived, so giving up here would lose it. While the
+        # edge hub restarts, the SDK's automatic connect fails and it raises instead of queueing.
+        while True:
+            try:
+                client.send_message_to_output(out, OUTPUT)
+                return
+            except (ConnectionDroppedError, ConnectionFailedError, NoConnectionError, OperationCancelled,
+                    OperationTimeout) as exc:
+                log.warning("edge hub unreachable (%s); retrying the send of message %s",
+                            type(exc).__name__, out.correlation_id)
+                time.sleep(SEND_RETRY_SECONDS)
 
     def on_method(request):
         if request.name != "score":
